@@ -1,0 +1,1 @@
+from instructrl.version import __version__

@@ -1,0 +1,389 @@
+"""Run configuration: one dataclass per stage, YAML presets, `--set a.b=value` overrides.
+
+Every field is declared with `f(default, "help")`, so its help text travels with it (it feeds
+`instructrl <cmd> --help` and the docs). Loading is strict: an unknown key is an error that lists
+the valid ones, and a value of the wrong type is an error naming the field. Every run folder gets
+the resolved config as `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from instructrl.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def f(default, help: str):
+    """A dataclass field with a help text (and a factory for mutable defaults)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=lambda d=default: dataclasses.replace(d), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# --------------------------------------------------------------------------------------------
+# Stage configs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorldConfig:
+    seed: int = f(0, "Seed of the world: same seed, byte-identical files.")
+    n_sft: int = f(3000, "Demonstrations (SFT training prompts with labeler-written responses).")
+    n_sft_val: int = f(200, "Held-out demonstrations for SFT validation and checkpoint selection.")
+    n_rm: int = f(2000, "Prompts for comparison collection (RM training).")
+    n_ppo: int = f(2000, "Prompts for PPO (no responses).")
+    n_eval: int = f(1000, "Held-out evaluation prompts.")
+    corpus_chars: int = f(2_000_000, "Approximate size of the pretraining corpus in characters.")
+    n_benchmark: int = f(400, "Items in the world's 'public NLP benchmarks'.")
+
+
+@dataclass
+class PretrainConfig:
+    n_layer: int = f(2, "Transformer layers.")
+    n_embd: int = f(64, "Hidden width.")
+    n_head: int = f(4, "Attention heads.")
+    n_positions: int = f(256, "Context length in tokens (characters).")
+    dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).")
+    max_steps: int = f(3000, "Optimizer steps.")
+    batch_size: int = f(32, "Sequences per step.")
+    seq_len: int = f(128, "Tokens per training sequence (windows of the packed corpus).")
+    lr: float = f(3e-3, "Peak learning rate (AdamW), cosine decay to 10% after warmup.")
+    warmup_steps: int = f(100, "Linear warmup steps.")
+    weight_decay: float = f(0.01, "AdamW weight decay.")
+    eval_every: int = f(500, "Evaluate held-out loss every N steps.")
+    eval_batches: int = f(10, "Batches of held-out text per evaluation.")
+    checkpoint_every: int = f(1000, "Save a resumable checkpoint every N steps (0: never).")
+    seed: int = f(0, "Seed for init and data order.")
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = f(4, "Passes over the demonstrations (paper: 16).")
+    lr: float = f(1e-3, "Peak learning rate; cosine decay to `min_lr_ratio` of it, no warmup (paper).")
+    min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak (paper: 10%).")
+    batch_size: int = f(32, "Sequences per optimizer step (before gradient accumulation).")
+    grad_accum: int = f(1, "Micro-batches accumulated per optimizer step.")
+    beta1: float = f(0.9, "Adam beta1 (paper 0.9).")
+    beta2: float = f(0.95, "Adam beta2 (paper 0.95).")
+    weight_decay: float = f(0.0, "AdamW weight decay.")
+    dropout: float = f(0.0, "Residual dropout during SFT (paper: 0.2).")
+    max_len: int = f(256, "Longest prompt+response in tokens.")
+    truncation: str = f("error", "'error': a too-long example is an error; 'truncate_prompt_left': cut the prompt from the left and log it.")
+    packing: bool = f(False, "Pack several examples per row (attention never crosses documents; loss never covers prompts).")
+    ptx_fraction: float = f(0.0, "Fraction of pretraining sequences mixed into SFT batches (paper's PPO init: 0.1).")
+    eval_every: int = f(0, "Evaluate on validation every N steps (0: once per epoch).")
+    select_by: str = f("val_loss", "Checkpoint selection: 'val_loss' or 'rm' (mean RM score on validation prompts; needs rm_dir).")
+    rm_dir: str = f("", "Reward model folder for select_by=rm.")
+    max_new_tokens: int = f(48, "Tokens sampled per validation prompt when selecting by RM score.")
+    grad_clip: float = f(1.0, "Gradient-norm clipping.")
+    seed: int = f(0, "Seed.")
+
+
+@dataclass
+class CompareConfig:
+    k_min: int = f(4, "Smallest K (responses per prompt); K is drawn per prompt from [k_min, k_max] (paper 4..9).")
+    k_max: int = f(9, "Largest K.")
+    temperature: float = f(1.0, "Sampling temperature (paper: 1).")
+    max_new_tokens: int = f(48, "Longest sampled response in tokens.")
+    batch_size: int = f(64, "Prompts sampled together.")
+    labelers: str = f("world", "'world': the world's simulated training labelers rank; 'none': write unranked responses for people to rank.")
+    n_prompts: int = f(0, "Use only the first N prompts (0: all).")
+    seed: int = f(0, "Seed.")
+
+
+@dataclass
+class RMConfig:
+    epochs: int = f(1, "Passes over the comparisons (paper: 1; more overfits).")
+    lr: float = f(3e-4, "Peak learning rate; cosine decay to `min_lr_ratio`.")
+    min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak.")
+    batch_size: int = f(16, "Prompts per step; each brings all its K responses, so all C(K,2) pairs (paper: 64).")
+    beta1: float = f(0.9, "Adam beta1.")
+    beta2: float = f(0.95, "Adam beta2.")
+    weight_decay: float = f(0.0, "AdamW weight decay.")
+    max_len: int = f(256, "Longest prompt+response in tokens.")
+    truncation: str = f("error", "'error' or 'truncate_prompt_left'.")
+    val_fraction: float = f(0.1, "Fraction of ranked prompts held out for validation accuracy.")
+    grad_clip: float = f(1.0, "Gradient-norm clipping.")
+    seed: int = f(0, "Seed.")
+
+
+@dataclass
+class PPOConfig:
+    total_episodes: int = f(4096, "Episodes (prompt + sampled response) in the whole run.")
+    batch_size: int = f(64, "Episodes per rollout batch (paper 512).")
+    minibatch_size: int = f(16, "Episodes per optimizer step (paper 64).")
+    ppo_epochs: int = f(1, "Passes over each rollout batch (paper 1).")
+    lr: float = f(1e-4, "Policy learning rate.")
+    value_lr: float = f(1e-4, "Value-model learning rate.")
+    warmup_updates: int = f(10, "Updates of linear warmup from 1/10 of the LR (paper: 10 iterations).")
+    kl_coef: float = f(0.02, "beta: per-token KL penalty to the SFT model (paper 0.02).")
+    adaptive_kl: bool = f(False, "Use Ziegler et al.'s adaptive KL controller instead of a fixed beta.")
+    kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).")
+    kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes.")
+    kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio) or k3.")
+    gamma: float = f(1.0, "GAE discount (paper: no discount).")
+    lam: float = f(0.95, "GAE lambda.")
+    clip_eps: float = f(0.2, "PPO ratio clip.")
+    value_clip_eps: float = f(0.2, "Value-prediction clip.")
+    vf_coef: float = f(0.1, "Value-loss coefficient.")
+    max_grad_norm: float = f(1.0, "Gradient-norm clipping.")
+    whiten_rewards: bool = f(False, "Whiten rewards per batch (without restoring the mean) before GAE.")
+    temperature: float = f(1.0, "Sampling temperature; the same T divides logits for log-probs (paper: 1).")
+    max_new_tokens: int = f(48, "Longest response in tokens.")
+    eos_penalty: float | None = f(None, "Score given to responses that do not end in EOS (the 'EOS trick'); null keeps the RM score.")
+    ema_decay: float = f(0.0, "EMA of policy weights used for the saved model (paper 0.992; 0 = off).")
+    ptx_coef: float = f(0.0, "gamma of PPO-ptx: weight of the pretraining NLL added to the per-token-mean PPO loss (0 = plain PPO).")
+    ptx_batch_size: int = f(16, "Pretraining sequences per PPO minibatch for PPO-ptx.")
+    ptx_seq_len: int = f(128, "Tokens per pretraining sequence for PPO-ptx.")
+    save_every: int = f(0, "Save a checkpoint every N updates (0: only at the end).")
+    max_kl: float = f(100.0, "Stop the run if the mean KL per response exceeds this (nats).")
+    seed: int = f(0, "Seed.")
+
+
+@dataclass
+class EvalConfig:
+    n_prompts: int = f(1000, "Held-out prompts to evaluate on.")
+    max_new_tokens: int = f(48, "Longest response in tokens.")
+    temperature: float = f(0.0, "Sampling temperature for answers (0 = greedy).")
+    batch_size: int = f(128, "Prompts generated together.")
+    bootstrap: int = f(1000, "Bootstrap resamples for 95% intervals.")
+    best_of_n: int = f(0, "Also evaluate best-of-n against the RM with this n (0: off).")
+    n_benchmark: int = f(0, "Benchmark items to score (0: all).")
+    seed: int = f(0, "Seed.")
+
+
+@dataclass
+class PipelineConfig:
+    world: WorldConfig = f(WorldConfig(), "The simulated world.")
+    base_small: PretrainConfig = f(PretrainConfig(), "The small base model (the world's GPT-3 1.3B).")
+    base_large: PretrainConfig = f(
+        PretrainConfig(n_layer=4, n_embd=144, n_head=4), "The large base model (>= 8x the small one's parameters).")
+    train_large: bool = f(True, "Pretrain the large base and compare the aligned small model with it.")
+    sft: SFTConfig = f(SFTConfig(), "Supervised fine-tuning on demonstrations.")
+    compare: CompareConfig = f(CompareConfig(), "Comparison collection.")
+    rm: RMConfig = f(RMConfig(), "Reward model.")
+    ppo: PPOConfig = f(PPOConfig(), "PPO (ptx_coef is ignored: that is ppo_ptx).")
+    ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=1.0), "PPO-ptx.")
+    eval: EvalConfig = f(EvalConfig(), "Evaluation.")
+    sweeps: dict = f({}, "Paper preset: {'kl_coef': [...], 'ptx_coef': [...]} sweeps of PPO.")
+    seed: int = f(0, "Seed applied to every stage.")
+
+
+STAGES = {
+    "world": WorldConfig,
+    "pretrain": PretrainConfig,
+    "sft": SFTConfig,
+    "compare": CompareConfig,
+    "rm": RMConfig,
+    "ppo": PPOConfig,
+    "eval": EvalConfig,
+    "pipeline": PipelineConfig,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Strict loading and overrides
+# --------------------------------------------------------------------------------------------
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {fl.name: hints[fl.name] for fl in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, where: str):
+    """Check/convert one value to the declared type; raise ConfigError naming the field."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=where + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if tp is list or origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = "", base=None):
+    """Build `cls` from a (possibly partial) mapping on top of `base` (default: the defaults)."""
+    types_ = _field_types(cls)
+    obj = dataclasses.replace(base) if base is not None else cls()
+    for key, value in (data or {}).items():
+        if key not in types_:
+            valid = ", ".join(sorted(types_))
+            raise ConfigError(f"unknown config key '{prefix}{key}'. Valid keys{(' of ' + prefix.rstrip('.')) if prefix else ''}: {valid}")
+        tp = types_[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{key}: expected a mapping, got {value!r}")
+            setattr(obj, key, from_dict(tp, value, prefix=f"{prefix}{key}.", base=getattr(obj, key)))
+        else:
+            setattr(obj, key, _coerce(value, tp, prefix + key))
+    validate(obj, prefix)
+    return obj
+
+
+def validate(cfg, prefix: str = "") -> None:
+    """Range checks a user can trip (negative LR, empty batch...)."""
+    for fl in dataclasses.fields(cfg):
+        v = getattr(cfg, fl.name)
+        name = prefix + fl.name
+        if isinstance(v, bool) or v is None:
+            continue
+        if (fl.name in ("lr", "value_lr") or fl.name.endswith("batch_size") or fl.name in ("max_steps", "epochs", "total_episodes", "n_layer", "n_embd", "n_head", "seq_len", "max_len", "max_new_tokens")) and isinstance(v, (int, float)) and v <= 0:
+            raise ConfigError(f"{name} must be > 0, got {v}")
+        if fl.name in ("kl_coef", "ptx_coef", "dropout", "ptx_fraction", "weight_decay", "ema_decay") and isinstance(v, (int, float)) and v < 0:
+            raise ConfigError(f"{name} must be >= 0, got {v}")
+    if isinstance(cfg, PPOConfig) and cfg.batch_size % cfg.minibatch_size:
+        raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
+    if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):
+        raise ConfigError(f"{prefix}k_min/k_max must satisfy 2 <= k_min <= k_max, got {cfg.k_min}, {cfg.k_max}")
+    if isinstance(cfg, PretrainConfig) and cfg.n_embd % cfg.n_head:
+        raise ConfigError(f"{prefix}n_embd ({cfg.n_embd}) must be a multiple of n_head ({cfg.n_head})")
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(cfg, overrides: list[str]):
+    """Apply `a.b=value` strings (values parsed as YAML) with the same strictness as files."""
+    for text in overrides or []:
+        path, value = parse_override(text)
+        nested: dict = {}
+        cur = nested
+        for p in path[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[path[-1]] = value
+        cfg = from_dict(type(cfg), nested, base=cfg)
+    return cfg
+
+
+def load_yaml(path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def preset_path(name: str) -> Path:
+    p = CONFIG_DIR / f"{name}.yaml"
+    if not p.exists():
+        names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown preset '{name}'. Presets: {', '.join(names)}")
+    return p
+
+
+def load_config(cls, config_file=None, overrides=None, preset: str | None = None, section: str | None = None):
+    """Defaults <- preset YAML (optionally one `section` of it) <- --config file <- --set overrides."""
+    cfg = cls()
+    if preset:
+        data = load_yaml(preset_path(preset))
+        if section is not None:
+            data = data.get(section, {}) or {}
+        cfg = from_dict(cls, data, base=cfg)
+    if config_file:
+        cfg = from_dict(cls, load_yaml(config_file), base=cfg)
+    return apply_overrides(cfg, overrides or [])
+
+
+def save_config(cfg, run_dir, name: str = "config.yaml") -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    p = run_dir / name
+    p.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return p
+
+
+def config_hash(*parts) -> str:
+    """Stable short hash of configs / input fingerprints, for stage caching."""
+    blob = json.dumps([to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, help) for every field, nested dataclasses flattened (for --help)."""
+    rows = []
+    obj = cls()
+    types_ = _field_types(cls)
+    for fl in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(types_[fl.name]):
+            rows.append((prefix + fl.name, "", fl.metadata.get("help", "")))
+            sub = getattr(obj, fl.name)
+            for name, _d, h in describe_fields(type(sub), prefix + fl.name + "."):
+                rows.append((name, repr(_get(sub, name[len(prefix + fl.name) + 1:])), h))
+        else:
+            rows.append((prefix + fl.name, repr(getattr(obj, fl.name)), fl.metadata.get("help", "")))
+    return rows
+
+
+def _get(obj, dotted: str):
+    for p in dotted.split("."):
+        obj = getattr(obj, p)
+    return obj

@@ -1,0 +1,334 @@
+"""Model folders: build the world's base models, load/save HF folders, the scalar-head reward model.
+
+Everything here reads and writes ordinary Hugging Face folders: a policy loads with
+`AutoModelForCausalLM.from_pretrained`, a reward or value model with
+`AutoModelForSequenceClassification.from_pretrained` (num_labels=1).
+
+Reward model ([IG] §3.5, [ST] App. B.1): the causal LM with its unembedding replaced by a scalar
+head, initialised N(0, 1/sqrt(d_model + 1)) ([NB] notes the paper's 1/(d+1) is a typo for the
+std). The score is read at the last real token of prompt+response (our EOS).
+
+Bias normalisation ([IG] §3.5): HF classification heads have no bias, so the shift that makes
+demonstrations score mean 0 is folded into the bias of the final LayerNorm (GPT-2, GPT-NeoX):
+score = w·(h + δ) = w·h + c with δ = c·w/|w|². This is exact and survives a plain-transformers load.
+Architectures whose final norm has no bias (RMSNorm: Llama, Qwen2) store the shift in
+`config.instructrl_score_bias`; our loaders add it, a plain-transformers load is off by that
+constant (rankings and PPO advantages are unaffected).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from instructrl.errors import ModelFolderError
+
+log = logging.getLogger(__name__)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' per-load progress bars and reports: our stages print their own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+quiet_transformers()
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and saving
+# ---------------------------------------------------------------------------------------------
+
+
+def build_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, dropout: float = 0.0, seed: int = 0):
+    """A randomly initialised GPT-2 LM sized for the world's tokenizer (sdpa attention)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config)
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
+    """Write a complete HF folder atomically: a temp folder beside `out_dir`, then a rename.
+
+    A crash mid-save leaves no folder that looks complete. `extra` maps file names to text/dicts
+    (e.g. the resolved config) written into the folder before the rename.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        gen = getattr(model, "generation_config", None)
+        if gen is not None and tokenizer is not None:
+            gen.pad_token_id = tokenizer.pad_token_id
+            gen.eos_token_id = tokenizer.eos_token_id
+        for name, content in (extra or {}).items():
+            p = tmp / name
+            if isinstance(content, (dict, list)):
+                p.write_text(json.dumps(content, indent=2))
+            else:
+                p.write_text(str(content))
+        _fsync_tree(tmp)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Atomically put `src` at `dst` (the old `dst`, if any, is removed only after the rename)."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+    try:
+        fd = os.open(dst.parent, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in Path(path).rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def check_model_folder(path, kind: str = "any") -> dict:
+    """Validate a model folder before loading; returns its config.json as a dict.
+
+    kind: 'policy' (a causal LM), 'reward' (a sequence-classification model), or 'any'.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelFolderError(f"model folder not found: {p}")
+    cfg_path = p / "config.json"
+    if not cfg_path.exists():
+        raise ModelFolderError(f"{p}: not a Hugging Face model folder (no config.json)")
+    if not any((p / w).exists() for w in WEIGHT_FILES):
+        raise ModelFolderError(f"{p}: no weights found (expected one of {', '.join(WEIGHT_FILES)})")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelFolderError(f"{cfg_path}: not valid JSON: {e}") from None
+    archs = cfg.get("architectures") or []
+    is_cls = any(a.endswith("ForSequenceClassification") for a in archs)
+    if kind == "policy" and is_cls:
+        raise ModelFolderError(f"{p}: this is a reward/value model ({archs[0]}); a policy (causal LM) folder is expected here")
+    if kind == "reward" and archs and not is_cls:
+        raise ModelFolderError(f"{p}: this is a causal LM ({archs[0]}); a reward model folder (from `instructrl rm`) is expected here")
+    return cfg
+
+
+def load_tokenizer(path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(p, trust_remote_code=trust_remote_code)
+    except Exception as e:  # missing/corrupt tokenizer files
+        raise ModelFolderError(f"{p}: could not load a tokenizer: {e}") from None
+    if tok.eos_token_id is None:
+        raise ModelFolderError(f"{p}: the tokenizer has no EOS token; responses could never end")
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        # A dedicated pad token: with pad == EOS, EOS would be masked and the model never learns to stop.
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+        log.warning("%s: tokenizer had no separate pad token; added '<|pad|>' (id %d)", p, tok.pad_token_id)
+    return tok
+
+
+def _check_vocab(model, tok, path):
+    emb = model.get_input_embeddings().weight.shape[0]
+    if len(tok) > emb:
+        if tok.pad_token == "<|pad|>" and len(tok) == emb + 1:
+            model.resize_token_embeddings(len(tok))
+            return
+        raise ModelFolderError(f"{path}: tokenizer has {len(tok)} tokens but the model's embedding has {emb} rows: they do not belong together")
+
+
+def load_policy(path, trust_remote_code: bool = False, dtype=torch.float32):
+    """(model, tokenizer) of a causal-LM folder, dropout off, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    check_model_folder(path, "policy")
+    tok = load_tokenizer(path, trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise ModelFolderError(f"{path}: could not load a causal LM: {e}") from None
+    _check_vocab(model, tok, path)
+    model.config.pad_token_id = tok.pad_token_id
+    set_dropout(model, 0.0)
+    model.eval()
+    return model, tok
+
+
+def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int = 0):
+    """The paper's RM init: the (SFT) LM's backbone with a fresh scalar head N(0, 1/sqrt(d+1))."""
+    from transformers import AutoModelForSequenceClassification
+
+    check_model_folder(path, "any")
+    tok = load_tokenizer(path, trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
+    _check_vocab(model, tok, path)
+    model.config.pad_token_id = tok.pad_token_id
+    head = score_head(model)
+    d = head.weight.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) / math.sqrt(d + 1))
+        if head.bias is not None:
+            head.bias.zero_()
+    set_dropout(model, 0.0)
+    return model, tok
+
+
+def load_reward_model(path, trust_remote_code: bool = False):
+    """(model, tokenizer) of a reward/value folder written by `instructrl rm` (or any 1-label classifier)."""
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = check_model_folder(path, "reward")
+    if cfg.get("num_labels", len(cfg.get("id2label", {}) or {0: 0})) not in (1, None):
+        raise ModelFolderError(f"{path}: a reward model has one output label")
+    tok = load_tokenizer(path, trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    _check_vocab(model, tok, path)
+    model.config.pad_token_id = tok.pad_token_id
+    set_dropout(model, 0.0)
+    model.eval()
+    return model, tok
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores and values
+# ---------------------------------------------------------------------------------------------
+
+
+def score_head(model) -> nn.Linear:
+    for name in ("score", "classifier", "v_head"):
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Linear):
+            return head
+    raise ModelFolderError(f"{type(model).__name__}: no scalar score head found")
+
+
+def backbone(model):
+    return model.base_model
+
+
+def final_norm(model):
+    bb = backbone(model)
+    for name in ("ln_f", "final_layer_norm", "norm"):
+        m = getattr(bb, name, None)
+        if m is not None:
+            return m
+    return None
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding: cumsum(mask) - 1, clamped at 0 ([NB])."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.clamp(min=0)
+
+
+def token_scores(model, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
+    """Per-token scalar outputs (B, T) of a 1-label classification model (the value function)."""
+    if position_ids is None:
+        position_ids = position_ids_from_mask(attention_mask)
+    out = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    scores = score_head(model)(out.last_hidden_state).squeeze(-1)
+    return scores + getattr(model.config, "instructrl_score_bias", 0.0)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token in each row (works for left and right padding)."""
+    T = attention_mask.shape[-1]
+    idx = torch.arange(T, device=attention_mask.device).expand_as(attention_mask)
+    return torch.where(attention_mask.bool(), idx, torch.full_like(idx, -1)).max(-1).values
+
+
+def sequence_scores(model, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
+    """RM score (B,) read at the last real token of each row (the EOS of prompt+response)."""
+    per_token = token_scores(model, input_ids, attention_mask, position_ids)
+    idx = last_token_index(attention_mask)
+    return per_token.gather(1, idx.unsqueeze(1)).squeeze(1)
+
+
+def add_score_bias(model, c: float) -> None:
+    """Add the constant `c` to every score: fold it into the final LayerNorm's bias when it has one."""
+    head = score_head(model)
+    norm = final_norm(model)
+    with torch.no_grad():
+        if head.bias is not None:
+            head.bias.add_(c)
+        elif norm is not None and getattr(norm, "bias", None) is not None and head.weight.shape[0] == 1:
+            w = head.weight[0]
+            norm.bias.add_(c * w / (w @ w))
+        else:
+            model.config.instructrl_score_bias = float(getattr(model.config, "instructrl_score_bias", 0.0) + c)
+
+
+def set_dropout(model, p: float) -> None:
+    """Set every dropout probability (the paper turns dropout off in RM and PPO; SFT uses 0.2)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout", "hidden_dropout", "dropout"):
+        if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
+            setattr(model.config, key, p)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,42 @@
+"""The world's tokenizer: one token per character, saved as an ordinary HF fast tokenizer.
+
+Character level keeps the vocabulary tiny (≈100 ids), so a small model spends its parameters on
+behaviour rather than on an embedding table, and no tokenizer training is needed. It is a
+`PreTrainedTokenizerFast` (tokenizer.json), so `AutoTokenizer.from_pretrained(folder)` loads it with
+plain transformers. Pad and EOS are separate tokens: if pad were EOS, EOS would be masked out of
+the loss and the model would never learn to stop ([N+] detail).
+"""
+
+from __future__ import annotations
+
+import string
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+# Printable ASCII (space..~) and newline: everything the world writes.
+CHARSET = "\n" + "".join(chr(c) for c in range(32, 127))
+
+
+def build_char_tokenizer(model_max_length: int = 256):
+    """Return a character-level `PreTrainedTokenizerFast` with <pad>=0, <eos>=1, <unk>=2."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {PAD: 0, EOS: 1, UNK: 2}
+    for ch in CHARSET:
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        model_max_length=model_max_length,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+    return fast
+
+
+assert set(string.ascii_letters + string.digits) <= set(CHARSET)
