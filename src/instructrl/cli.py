@@ -1,0 +1,314 @@
+"""`instructrl`: one entry point, one function per subcommand.
+
+Every stage command reads its config from defaults <- `--preset` <- `--config FILE` <-
+`--set key=value` (repeatable), and `--help` lists every config field with its default and help.
+User errors (bad data, bad config, bad model folder) print one clear message and exit 2, with no
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+
+from instructrl import config as C
+from instructrl.errors import InstructRLError
+
+
+def _fields_epilog(cls, section: str | None = None) -> str:
+    rows = C.describe_fields(cls)
+    lines = [f"config fields (override with --set KEY=VALUE{'; preset section: ' + section if section else ''}):"]
+    for name, default, help_ in rows:
+        head = f"  {name}" + (f" = {default}" if default != "" else "")
+        lines.append(head)
+        lines.extend(textwrap.wrap(help_, width=88, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def _add_config_args(p: argparse.ArgumentParser, presets: bool = True) -> None:
+    g = p.add_argument_group("configuration")
+    if presets:
+        g.add_argument("--preset", default=None, help="Start from a preset in configs/ (quick, default, paper).")
+    g.add_argument("--config", default=None, metavar="FILE", help="YAML file with config fields (applied after the preset).")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="Override one config field (repeatable), e.g. --set lr=1e-4.")
+
+
+def _stage_parser(sub, name: str, cls, help_: str, section: str | None = None):
+    p = sub.add_parser(name, help=help_, description=help_, epilog=_fields_epilog(cls, section),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_args(p)
+    return p
+
+
+def _load(cls, args, section: str | None):
+    return C.load_config(cls, args.config, args.overrides, preset=getattr(args, "preset", None), section=section)
+
+
+# ------------------------------------------------------------------------------------------------
+# Subcommands
+# ------------------------------------------------------------------------------------------------
+
+
+def cmd_pipeline(args) -> int:
+    from instructrl import pipeline
+
+    cfg = C.load_config(C.PipelineConfig, args.config, args.overrides, preset=args.preset or "default")
+    pipeline.run(cfg, out=args.out, preset_name=args.preset or "default", overwrite=args.overwrite, open_report=False)
+    return 0
+
+
+def cmd_world_build(args) -> int:
+    from instructrl.world.build import build_world
+
+    cfg = _load(C.WorldConfig, args, "world")
+    if args.seed is not None:
+        cfg.seed = args.seed
+    summary = build_world(args.out, seed=cfg.seed, n_sft=cfg.n_sft, n_sft_val=cfg.n_sft_val, n_rm=cfg.n_rm,
+                          n_ppo=cfg.n_ppo, n_eval=cfg.n_eval, corpus_chars=cfg.corpus_chars, n_benchmark=cfg.n_benchmark)
+    C.save_config(cfg, args.out)
+    print(json.dumps(summary, indent=2)[:4000])
+    print(f"world written to {args.out}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from instructrl import pretrain
+
+    section = "base_large" if args.size == "large" else "base_small"
+    cfg = _load(C.PretrainConfig, args, section)
+    data, val = args.data, args.val_data
+    if args.world:
+        data = data or str(Path(args.world) / "pretrain.jsonl")
+        val = val or str(Path(args.world) / "pretrain_val.jsonl")
+    if not data:
+        raise InstructRLError("give --data FILE (pretraining text) or --world DIR (from `instructrl world build`)")
+    m = pretrain.run(cfg, data, args.out, val_data=val, overwrite=args.overwrite, resume=args.resume)
+    print(json.dumps(m, indent=2))
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from instructrl import sft
+
+    cfg = _load(C.SFTConfig, args, "sft")
+    if args.select_by_rm:
+        cfg.select_by, cfg.rm_dir = "rm", args.select_by_rm
+    m = sft.run(cfg, model=args.model, data=args.data, out=args.out, val_data=args.val_data,
+                ptx_data=args.ptx_data, overwrite=args.overwrite)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from instructrl import compare
+
+    cfg = _load(C.CompareConfig, args, "compare")
+    if args.labelers:
+        cfg.labelers = args.labelers
+    m = compare.run(cfg, model=args.model, prompts=args.prompts, out=args.out, labelers=cfg.labelers,
+                    world_seed=args.world_seed, pool=args.pool)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from instructrl import rm
+
+    cfg = _load(C.RMConfig, args, "rm")
+    m = rm.run(cfg, model=args.model, data=args.data, out=args.out, demonstrations=args.demonstrations,
+               heldout_data=args.heldout_data, overwrite=args.overwrite)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_ppo(args) -> int:
+    from instructrl import ppo
+
+    section = "ppo_ptx" if args.ptx_data and args.preset else "ppo"
+    cfg = _load(C.PPOConfig, args, section)
+    gold_fn = None
+    if args.world_gold:
+        from instructrl.world.judge import gold_score
+
+        gold_fn = gold_score
+    m = ppo.run(cfg, policy=args.policy, reward=args.reward, prompts=args.prompts, out=args.out,
+                ptx_data=args.ptx_data, gold_fn=gold_fn, overwrite=args.overwrite, resume=args.resume)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from instructrl import evaluate
+
+    cfg = _load(C.EvalConfig, args, "eval")
+    models = {}
+    for spec in args.models:
+        if "=" not in spec:
+            raise InstructRLError(f"--models expects NAME=DIR, got {spec!r}")
+        k, v = spec.split("=", 1)
+        models[k] = v
+    pairs = None
+    if args.pairs:
+        pairs = [tuple(p.split(":", 1)) for p in args.pairs]
+    m = evaluate.run(cfg, models=models, out=args.out, prompts=args.prompts, benchmarks=args.benchmarks,
+                     pretrain_val=args.pretrain_val, reference=args.reference, rm=args.rm, pairs=pairs)
+    print(json.dumps(m, indent=2, default=str))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from instructrl.models import load_policy
+    from instructrl.rollout import generate
+
+    model, tok = load_policy(args.model, trust_remote_code=args.trust_remote_code)
+    prompt = args.prompt
+    if args.world_format and not prompt.rstrip().endswith("A:"):
+        prompt = f"Q: {prompt}\nA:"
+    torch.manual_seed(args.seed)
+    outs = generate(model, tok, [prompt] * args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                    batch_size=args.n, seed=args.seed)
+    for o in outs:
+        print(repr(o) if args.repr else o)
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from instructrl.data.readers import describe
+
+    print(json.dumps(describe(args.file), indent=2, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instructrl",
+        description="InstructGPT end to end: SFT, K-wise reward model, PPO / PPO-ptx, evaluation.",
+        epilog="Run `instructrl pipeline` for the whole paper in miniature on a CPU; `instructrl CMD --help` for each stage.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging and full tracebacks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _stage_parser(sub, "pipeline", C.PipelineConfig,
+                      "The whole world end to end: world -> base models -> SFT -> comparisons -> RM -> PPO -> PPO-ptx -> eval -> report.")
+    p.add_argument("--out", default=None, help="Run folder (default: a fresh folder under runs/).")
+    p.add_argument("--overwrite", action="store_true", help="Reuse/replace a run folder that holds a different run.")
+    p.set_defaults(func=cmd_pipeline)
+
+    pw = sub.add_parser("world", help="The simulated world's data.")
+    wsub = pw.add_subparsers(dest="world_command", metavar="WORLD_COMMAND")
+    p = _stage_parser(wsub, "build", C.WorldConfig, "Write the world's data files (JSONL) and world.json.", "world")
+    p.add_argument("--out", required=True, help="Output folder.")
+    p.add_argument("--seed", type=int, default=None, help="World seed (same seed -> byte-identical files).")
+    p.set_defaults(func=cmd_world_build)
+
+    p = _stage_parser(sub, "pretrain", C.PretrainConfig, "Pretrain a base model on the world's corpus (or any text).", "base_small / base_large")
+    p.add_argument("--world", default=None, help="World folder: use its pretrain.jsonl and pretrain_val.jsonl.")
+    p.add_argument("--data", default=None, help="Pretraining text: JSONL {\"text\"} or .txt.")
+    p.add_argument("--val-data", default=None, help="Held-out text for the validation loss.")
+    p.add_argument("--size", choices=["small", "large"], default="small", help="Which preset section to use (base_small or base_large).")
+    p.add_argument("--out", required=True, help="Output model folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing model folder.")
+    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint.")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = _stage_parser(sub, "sft", C.SFTConfig, "Supervised fine-tuning on demonstrations (loss on response tokens only).", "sft")
+    p.add_argument("--model", required=True, help="Causal-LM folder to start from.")
+    p.add_argument("--data", required=True, help="Demonstrations JSONL: {prompt, response} or {messages}.")
+    p.add_argument("--val-data", default=None, help="Validation demonstrations (loss / RM-score selection).")
+    p.add_argument("--ptx-data", default=None, help="Pretraining text mixed in with ptx_fraction.")
+    p.add_argument("--select-by-rm", default=None, metavar="RM_DIR", help="Select the checkpoint by mean RM score on validation prompts (paper).")
+    p.add_argument("--out", required=True, help="Output model folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    p.set_defaults(func=cmd_sft)
+
+    p = _stage_parser(sub, "compare", C.CompareConfig, "Sample K responses per prompt and have (simulated) labelers rank them.", "compare")
+    p.add_argument("--model", required=True, help="Policy folder to sample from (the SFT model).")
+    p.add_argument("--prompts", required=True, help="Prompts JSONL {prompt}.")
+    p.add_argument("--out", required=True, help="Output rankings JSONL.")
+    p.add_argument("--labelers", choices=["world", "none"], default=None, help="'world': simulated labelers; 'none': unranked, for people.")
+    p.add_argument("--pool", choices=["train", "heldout"], default="train", help="Which simulated labelers rank.")
+    p.add_argument("--world-seed", type=int, default=0, help="Seed of the world's labeler pool.")
+    p.set_defaults(func=cmd_compare)
+
+    p = _stage_parser(sub, "rm", C.RMConfig, "Train a reward model with the K-wise ranking loss.", "rm")
+    p.add_argument("--model", required=True, help="Causal-LM folder to initialise from (the SFT model).")
+    p.add_argument("--data", required=True, help="Rankings JSONL (K-wise, pairwise, HH, chat chosen/rejected...).")
+    p.add_argument("--demonstrations", default=None, help="Demonstrations whose mean score is shifted to 0 after training.")
+    p.add_argument("--heldout-data", default=None, help="Rankings by held-out labelers, for generalisation accuracy.")
+    p.add_argument("--out", required=True, help="Output RM folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    p.set_defaults(func=cmd_rm)
+
+    p = _stage_parser(sub, "ppo", C.PPOConfig, "PPO (and PPO-ptx with --ptx-data and ptx_coef > 0) against a reward model.", "ppo / ppo_ptx")
+    p.add_argument("--policy", required=True, help="SFT folder: the initial policy and the frozen KL reference.")
+    p.add_argument("--reward", required=True, help="RM folder (frozen; also initialises the value model).")
+    p.add_argument("--prompts", required=True, help="Prompts JSONL {prompt}.")
+    p.add_argument("--ptx-data", default=None, help="Pretraining text for PPO-ptx.")
+    p.add_argument("--world-gold", action="store_true", help="Log the world's gold score of rollouts (evaluation only).")
+    p.add_argument("--out", required=True, help="Output policy folder.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint.")
+    p.set_defaults(func=cmd_ppo)
+
+    p = _stage_parser(sub, "eval", C.EvalConfig, "Win rates, KL, alignment tax and HHH rates for model folders.", "eval")
+    p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="Models to evaluate, e.g. sft=runs/x/sft ppo=runs/x/ppo.")
+    p.add_argument("--prompts", required=True, help="Held-out prompts JSONL.")
+    p.add_argument("--pairs", nargs="*", default=None, metavar="A:B", help="Win-rate pairs (default: every model vs the reference).")
+    p.add_argument("--reference", default=None, help="Name of the KL reference model (e.g. sft).")
+    p.add_argument("--rm", default=None, help="RM folder: judge for real models outside the world, and best-of-n.")
+    p.add_argument("--benchmarks", default=None, help="Benchmark items JSONL (alignment tax).")
+    p.add_argument("--pretrain-val", default=None, help="Held-out pretraining text (alignment tax).")
+    p.add_argument("--out", required=True, help="Output folder for eval.json and samples.json.")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", help="Try a model folder on a prompt.")
+    p.add_argument("--model", required=True, help="Policy folder.")
+    p.add_argument("--prompt", required=True, help="Prompt text.")
+    p.add_argument("--world-format", action="store_true", help="Wrap the prompt as 'Q: ...\\nA:' (the world's format).")
+    p.add_argument("-n", type=int, default=1, help="Samples.")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy.")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="Longest response.")
+    p.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    p.add_argument("--repr", action="store_true", help="Print responses with repr() (shows newlines).")
+    p.add_argument("--trust-remote-code", action="store_true", help="Allow custom model code from the folder.")
+    p.set_defaults(func=cmd_generate)
+
+    pd = sub.add_parser("data", help="Data files.")
+    dsub = pd.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    p = dsub.add_parser("check", help="Validate a data file and print what it holds (kind, count, K distribution, lengths).")
+    p.add_argument("file", help="JSONL / Parquet / txt file.")
+    p.set_defaults(func=cmd_data_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except InstructRLError as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""`instructrl pipeline`: the paper in miniature, world -> report, in one command.
+
+Stages run in order, each writing an ordinary folder or file under the run folder:
+
+    world/ -> base_small/ (+ base_large/) -> sft/ -> comparisons.jsonl (+ comparisons_heldout.jsonl)
+    -> rm/ -> ppo/ -> ppo_ptx/ -> metrics.json, report.html
+
+Caching: each stage records `stage.json` (the hash of its config and of its inputs' hashes, its
+metrics, its wall time) when it completes. A rerun skips a stage whose hash matches, so a changed
+late-stage setting redoes only that stage and what follows. Base models are also cached across run
+folders under `$INSTRUCTRL_CACHE_DIR` (default `~/.cache/instructrl`) by their hash, since they are
+the slowest part and depend only on the world and their own config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+
+from instructrl import config as C
+from instructrl.errors import InstructRLError
+
+STAGE_FILE = "stage.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("INSTRUCTRL_CACHE_DIR", Path.home() / ".cache" / "instructrl"))
+
+
+def _stage_marker(path: Path) -> Path:
+    return path / STAGE_FILE if path.suffix == "" else path.with_name(path.name + "." + STAGE_FILE)
+
+
+def _done(path: Path, h: str) -> dict | None:
+    m = _stage_marker(path)
+    if path.exists() and m.exists():
+        info = json.loads(m.read_text())
+        if info.get("hash") == h:
+            return info
+    return None
+
+
+def _mark(path: Path, h: str, metrics: dict, t: float) -> None:
+    _stage_marker(path).write_text(json.dumps({"hash": h, "time_s": t, "metrics": metrics}, indent=2, default=str))
+
+
+class Stages:
+    """Bookkeeping for the run: cached execution, timings and a one-line progress display."""
+
+    def __init__(self, out: Path, n_total: int):
+        self.out = out
+        self.times: dict[str, float] = {}
+        self.i = 0
+        self.n = n_total
+        self.t0 = time.time()
+
+    def run(self, name: str, path: Path, h: str, fn):
+        self.i += 1
+        info = _done(path, h)
+        head = f"[{self.i}/{self.n}] {name}"
+        if info is not None:
+            print(f"{head}: cached ({info['time_s']:.0f}s when computed)", flush=True)
+            self.times[name] = 0.0
+            return info["metrics"]
+        print(f"{head} ... (elapsed {time.time() - self.t0:.0f}s)", flush=True)
+        t = time.time()
+        if path.exists() and path.is_dir() and path.suffix == "":
+            shutil.rmtree(path)
+        metrics = fn() or {}
+        dt = time.time() - t
+        self.times[name] = dt
+        _mark(path, h, metrics, dt)
+        print(f"{head}: done in {dt:.0f}s", flush=True)
+        return metrics
+
+
+def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Path, world_hash: str, dest: Path):
+    """Pretrain a base model once per (world, config); copy it into the run folder."""
+    from instructrl import pretrain
+
+    h = C.config_hash("pretrain", world_hash, cfg)
+    cached = cache_root() / "base" / h
+
+    def fn():
+        if not (_done(cached, h)):
+            t = time.time()
+            m = pretrain.run(cfg, str(world_dir / "pretrain.jsonl"), str(cached), val_data=str(world_dir / "pretrain_val.jsonl"), overwrite=True)
+            _mark(cached, h, m, time.time() - t)
+        else:
+            print(f"    using cached base model {cached}", flush=True)
+        shutil.copytree(cached, dest)
+        return json.loads(_stage_marker(cached).read_text())["metrics"]
+
+    return stages.run(name, dest, h, fn), h
+
+
+def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "default", overwrite: bool = False,
+        open_report: bool = False) -> dict:
+    from instructrl import compare, ppo, rm, sft
+    from instructrl.evaluate import evaluate_models
+    from instructrl.report import write_report
+    from instructrl.world.build import build_world
+    from instructrl.world.judge import gold_score
+
+    out = Path(out) if out else Path("runs") / f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    prev = out / "config.yaml"
+    if prev.exists() and not overwrite and not (out / "pipeline.json").exists():
+        pass
+    if (out / "pipeline.json").exists():
+        old = json.loads((out / "pipeline.json").read_text())
+        if old.get("world_hash") != C.config_hash("world", cfg.world, cfg.seed) and not overwrite:
+            raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
+    C.save_config(cfg, out)
+    n_total = 9 + (1 if cfg.train_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
+    st = Stages(out, n_total)
+    t_start = time.time()
+    metrics: dict = {}
+
+    # 1. The world: data files.
+    world_dir = out / "world"
+    w = cfg.world
+    world_hash = C.config_hash("world", w, cfg.seed)
+    st.run("world", world_dir, world_hash, lambda: build_world(
+        world_dir, seed=w.seed, n_sft=w.n_sft, n_sft_val=w.n_sft_val, n_rm=w.n_rm, n_ppo=w.n_ppo, n_eval=w.n_eval,
+        corpus_chars=w.corpus_chars, n_benchmark=w.n_benchmark))
+    (out / "pipeline.json").write_text(json.dumps({"world_hash": world_hash, "preset": preset_name}))
+
+    # 2. Base models ("GPT-3"): small, and large (>= 8x the parameters).
+    m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, world_hash, out / "base_small")
+    metrics["params.base"] = m_small.get("params")
+    if cfg.train_large:
+        m_large, _ = _cached_base(st, "base_large", cfg.base_large, world_dir, world_hash, out / "base_large")
+        metrics["params.base_large"] = m_large.get("params")
+
+    # 3. SFT on demonstrations.
+    sft_dir = out / "sft"
+    h_sft = C.config_hash("sft", h_small, cfg.sft)
+    st.run("sft", sft_dir, h_sft, lambda: sft.run(
+        cfg.sft, model=str(out / "base_small"), data=str(world_dir / "demonstrations.jsonl"), out=str(sft_dir),
+        val_data=str(world_dir / "sft_val.jsonl"), ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True))
+
+    # 4. Comparisons: K samples per RM prompt from SFT, ranked by training labelers; a held-out
+    #    labelers' set on separate prompts measures how the RM generalises to new people.
+    comp = out / "comparisons.jsonl"
+    h_comp = C.config_hash("compare", h_sft, cfg.compare)
+    st.run("compare", comp, h_comp, lambda: compare.run(
+        cfg.compare, model=str(sft_dir), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp),
+        labelers="world", world_seed=w.seed, pool="train"))
+    comp_ho = out / "comparisons_heldout.jsonl"
+    ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
+    h_comp_ho = C.config_hash("compare_heldout", h_sft, ho_cfg)
+    st.run("compare_heldout", comp_ho, h_comp_ho, lambda: compare.run(
+        ho_cfg, model=str(sft_dir), prompts=str(world_dir / "sft_val.jsonl"), out=str(comp_ho),
+        labelers="world", world_seed=w.seed, pool="heldout"))
+    metrics["labelers.agreement"] = labeler_agreement(comp, w.seed)
+
+    # 5. Reward model, K-wise loss, bias shifted so demonstrations score mean 0.
+    rm_dir = out / "rm"
+    h_rm = C.config_hash("rm", h_comp, h_comp_ho, cfg.rm)
+    m_rm = st.run("rm", rm_dir, h_rm, lambda: rm.run(
+        cfg.rm, model=str(sft_dir), data=str(comp), out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"),
+        heldout_data=str(comp_ho), overwrite=True))
+    metrics["rm.val_accuracy"] = m_rm.get("val_accuracy")
+    metrics["rm.heldout_labeler_accuracy"] = m_rm.get("heldout_accuracy")
+
+    # 6. PPO and PPO-ptx from the SFT policy against the RM.
+    def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool):
+        d = out / name
+        h = C.config_hash("ppo", h_sft, h_rm, pcfg, ptx)
+        st.run(name, d, h, lambda: ppo.run(
+            pcfg, policy=str(sft_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
+            ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True))
+        return d
+
+    ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False)
+    ppo_stage("ppo_ptx", cfg.ppo_ptx, True)
+    sweep_dirs = {}
+    for beta in cfg.sweeps.get("kl_coef", []) or []:
+        sweep_dirs[f"beta={beta}"] = ppo_stage(f"sweeps/ppo_beta_{beta}", dataclasses.replace(cfg.ppo, ptx_coef=0.0, kl_coef=float(beta)), False)
+    for gamma in cfg.sweeps.get("ptx_coef", []) or []:
+        sweep_dirs[f"gamma={gamma}"] = ppo_stage(f"sweeps/ppo_ptx_gamma_{gamma}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=float(gamma)), True)
+
+    # 7. Evaluation on held-out prompts: win rates (held-out labelers), gold, KL, tax, HHH.
+    models = {"base": out / "base_small", "sft": sft_dir, "ppo": out / "ppo", "ppo_ptx": out / "ppo_ptx"}
+    pairs = [("sft", "base"), ("ppo", "sft"), ("ppo_ptx", "sft")]
+    if cfg.train_large:
+        models["base_large"] = out / "base_large"
+        pairs.append(("ppo_ptx", "base_large"))
+    t = time.time()
+    print(f"[{st.n}/{st.n}] eval ...", flush=True)
+    ev, samples = evaluate_models({k: str(v) for k, v in models.items()}, "sft", str(world_dir / "eval_prompts.jsonl"),
+                                  str(world_dir / "benchmarks.jsonl"), str(world_dir / "pretrain_val.jsonl"), cfg.eval,
+                                  rm_folder=str(rm_dir), world_seed=w.seed, pairs=pairs)
+    metrics.update(ev)
+    st.times["eval"] = time.time() - t
+    sweep_metrics = {name: sweep_summary(d) for name, d in sweep_dirs.items()}
+
+    # 8. metrics.json and report.html.
+    for k, v in st.times.items():
+        metrics[f"time_s.{k.replace('/', '.')}"] = round(v, 2)
+    metrics["time_s.total"] = round(time.time() - t_start, 2)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
+    logs = {n: str(out / n / "log.csv") for n in ("ppo", "ppo_ptx") if (out / n / "log.csv").exists()}
+    logs.update({"sft": str(sft_dir / "log.csv"), "rm": str(rm_dir / "log.csv")})
+    extra = {"sweeps": sweep_metrics, "sweep_logs": {n: str(d / "log.csv") for n, d in sweep_dirs.items()}} if sweep_dirs else None
+    write_report(out, metrics, out / "report.html", samples=samples, logs=logs, extra_plots=extra)
+    print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
+    print(headline(metrics))
+    return metrics
+
+
+def labeler_agreement(comparisons: Path, world_seed: int) -> float:
+    """Pairwise agreement of two training labelers re-ranking the same SFT samples (paper: 72.6%)."""
+    import numpy as np
+
+    from instructrl.data.readers import read_rankings
+    from instructrl.world.labelers import make_labeler_pool, pool_agreement
+
+    train, _ = make_labeler_pool(world_seed)
+    items = [(r.prompt, r.responses) for r in read_rankings(comparisons)][:500]
+    return float(pool_agreement(train, items, np.random.default_rng(world_seed + 7)))
+
+
+def sweep_summary(d: Path) -> dict:
+    m = d / "metrics.json"
+    return json.loads(m.read_text()) if m.exists() else {}
+
+
+def _json_default(o):
+    try:
+        return float(o)
+    except Exception:
+        return str(o)
+
+
+def headline(m: dict) -> str:
+    def g(k):
+        v = m.get(k)
+        return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    rows = [
+        ("SFT vs base", "winrate.sft_vs_base"),
+        ("PPO vs SFT", "winrate.ppo_vs_sft"),
+        ("PPO-ptx vs SFT", "winrate.ppo_ptx_vs_sft"),
+        ("PPO-ptx (small) vs large base", "winrate.ppo_ptx_vs_base_large"),
+    ]
+    lines = ["win rates (held-out simulated labelers):"]
+    for label, k in rows:
+        if k in m:
+            ci = m.get(k.replace("winrate.", "winrate_ci95."), [None, None])
+            lines.append(f"  {label:32s} {g(k)}  95% CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else f"  {label:32s} {g(k)}")
+    lines.append(f"labeler agreement {g('labelers.agreement')}, RM val accuracy {g('rm.val_accuracy')}, total {g('time_s.total')}s")
+    return "\n".join(lines)
