@@ -1,0 +1,656 @@
+"""PPO and PPO-ptx: optimise the SFT policy against the reward model ([IG] §3.5, Eq. 2).
+
+One visible loop, read top to bottom like CleanRL's ``ppo.py`` or torchtune's PPO recipe. Each
+update: take a batch of prompts, sample one response each (a bandit episode), score it with the
+frozen RM, build per-token rewards ``-β·KL_t`` plus the score on the last token, estimate
+advantages with GAE from a value model initialised from the RM, then take clipped-PPO steps on
+shuffled minibatches (plus ``γ·NLL`` of pretraining text for PPO-ptx, in the same backward).
+
+Models (all fp32, dropout off, [NB]):
+- policy: the SFT folder, trainable; reference: a frozen second load of the same folder;
+- reward model: frozen (``models.load_reward_model``); value model: a second, trainable load of
+  the RM folder (its own backbone, [ST] App. G.1), per-token values via ``models.token_scores``.
+
+Source keys as in ``shared/PAPER_NOTES.md``. Where this departs from, or fills gaps in, [IG]:
+
+- **Sizes.** Defaults are small (batch 64, minibatch 16) for a CPU; the paper uses batch 512,
+  minibatch 64, 1 epoch, 256k episodes. ``ppo_epochs`` is configurable ([ZG]/[N+] use 4).
+- **Loss scaling.** The policy, value and ptx losses are per-token means over their minibatch
+  ([NB]/[N+] code); [IG] does not publish its reduction. See ``losses.ptx_loss`` for the resulting
+  scale of ``ptx_coef`` (γ) and why its default is not 27.8.
+- **PPO-ptx.** ``ptx_batch_size`` packed pretraining windows per minibatch (the paper uses 8×
+  as many pretraining examples as episodes), their ``ptx_coef``-weighted NLL added to the PPO loss
+  so one backward fills the gradient buffers with ∇PPO + γ∇NLL and one optimizer step follows —
+  the same sum the paper accumulates in two consecutive backward passes.
+- **Optimizers.** AdamW (β=(0.9, 0.95), ε=1e-5, no weight decay), one per model (policy ``lr``,
+  value ``value_lr``), constant LR after a linear warmup from 1/10 over ``warmup_updates``
+  ([IG] App. C.4). Gradient norms are clipped per model. PyTorch (not TF-style) Adam ([NB] #35).
+- **Value function.** Clipped value loss with ``vf_coef`` and ``value_clip_eps`` ([ZG] code); the
+  value of the state before each response token is read at the position that predicts it.
+- **Whitening.** Advantages are whitened over the whole rollout batch (masked, biased variance,
+  [NB]); reward whitening (scale only) is an option, off by default ([N+]).
+- **EOS trick** ([N+]) is an option: a response that never emits EOS gets score ``eos_penalty``.
+- **Old log-probs** are recomputed with one full forward pass at the sampling temperature
+  rather than taken from the KV-cache sampler; both agree up to float error, and this way the
+  ratio is computed between two identical code paths ([NB] "divide logits by T").
+- **Bad scores.** Episodes whose RM score is NaN/inf are dropped from the update (masked out)
+  with a warning; a batch with no finite score is skipped. Non-finite losses or gradients skip
+  the optimizer step; five consecutive skips stop the run (the weights are never touched by a
+  bad step, so the last good state is what is saved).
+- **KL stop.** The run stops (after saving) when the mean per-response KL exceeds ``max_kl``.
+- **EMA** of the policy weights ([IG] App. C.4, decay 0.992) is optional and, when on, is what
+  gets saved as the final policy (the checkpoint keeps both).
+
+Output folder ``out``: a plain HF causal-LM folder (the policy) plus ``value_model/`` (a plain HF
+sequence-classification folder), ``config.yaml``, ``log.csv``, ``metrics.json`` and, for resume,
+``checkpoint/state.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from instructrl.config import PPOConfig, save_config, to_dict
+from instructrl.data.readers import read_pretrain_texts, read_prompts
+from instructrl.errors import ConfigError, InstructRLError, ModelFolderError
+from instructrl.losses import (
+    AdaptiveKLController,
+    FixedKLController,
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    kl_k1,
+    kl_k3,
+    masked_mean,
+    masked_whiten,
+    per_token_rewards,
+    ppo_policy_loss,
+    ppo_value_loss,
+    ptx_loss,
+)
+from instructrl.models import (
+    load_policy,
+    load_reward_model,
+    n_params,
+    pick_device,
+    replace_dir,
+    save_model_folder,
+    sequence_scores,
+    set_dropout,
+    token_scores,
+)
+from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+
+log = logging.getLogger(__name__)
+
+#: Columns of log.csv, in order (one row per update).
+LOG_COLUMNS = [
+    "update", "episodes", "score", "score_std", "score_raw", "gold", "kl", "kl_k3", "kl_coef",
+    "reward_total", "entropy", "clipfrac", "approx_kl", "ratio_max", "policy_loss", "value_loss",
+    "ptx_loss", "explained_variance", "grad_norm", "value_grad_norm", "response_length",
+    "eos_fraction", "bad_scores", "skipped_steps", "lr", "value_lr", "time_gen", "time_score",
+    "time_train", "time_total",
+]
+
+#: Stop after this many consecutive skipped steps / batches (non-finite loss, grad or scores).
+MAX_CONSECUTIVE_BAD = 5
+
+ScoreFn = Callable[[list, list], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: prompts (cycled in a seeded shuffled order) and packed pretraining windows (PPO-ptx)
+# ---------------------------------------------------------------------------------------------
+
+
+def load_prompt_texts(path, tokenizer, max_prompt_len: int) -> list[str]:
+    """Prompt strings of a prompts file; prompts that do not fit the context are skipped (logged)."""
+    prompts = read_prompts(path)
+    keep, too_long, empty = [], [], []
+    for p in prompts:
+        n = len(tokenizer(p.prompt, add_special_tokens=False)["input_ids"])
+        if n == 0:
+            empty.append(p)
+        elif n > max_prompt_len:
+            too_long.append((p, n))
+        else:
+            keep.append(p.prompt)
+    if too_long:
+        p, n = too_long[0]
+        log.warning(
+            "%s: %d of %d prompts are longer than %d tokens (context minus max_new_tokens) and are "
+            "skipped; the first is line %s with %d tokens", path, len(too_long), len(prompts),
+            max_prompt_len, p.line, n)
+    if empty:
+        log.warning("%s: %d empty prompts skipped (first at line %s)", path, len(empty), empty[0].line)
+    if not keep:
+        raise InstructRLError(
+            f"{path}: no usable prompt: every prompt is empty or longer than {max_prompt_len} tokens "
+            f"(the model's context minus max_new_tokens); shorten the prompts or max_new_tokens")
+    return keep
+
+
+class PromptOrder:
+    """Cycles through prompt indices, reshuffled each pass by (seed, pass); resumable from (epoch, pos)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.pos = n, seed, 0, 0
+        self._perm = self._shuffle()
+
+    def _shuffle(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            if self.pos == self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._perm = self._shuffle()
+            take = min(k - len(out), self.n - self.pos)
+            out.extend(self._perm[self.pos:self.pos + take])
+            self.pos += take
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+        self._perm = self._shuffle()
+
+
+def pack_texts(tokenizer, texts: list[str]) -> torch.Tensor:
+    """All documents as one 1-D token stream, each followed by EOS."""
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def ptx_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
+    """(batch_size, seq_len + 1) windows at random offsets of the stream (inputs + shifted labels)."""
+    length = seq_len + 1
+    if len(stream) < length:  # a short corpus: repeat it so that one window fits
+        stream = stream.repeat(math.ceil(length / max(1, len(stream))) + 1)
+    starts = torch.randint(0, len(stream) - length + 1, (batch_size,), generator=generator)
+    return torch.stack([stream[s:s + length] for s in starts.tolist()])
+
+
+# ---------------------------------------------------------------------------------------------
+# One rollout batch: sample, then one no-grad forward each for old log-probs, reference,
+# values and scores; then rewards and GAE
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """A scored batch of episodes; per-token tensors are (B, R) over the response positions."""
+
+    prompts: list[str]
+    responses: list[str]
+    input_ids: torch.Tensor  # (B, P+R) prompt (left padded) + response (right padded)
+    attention_mask: torch.Tensor  # (B, P+R)
+    n_prompt: int  # P
+    response_mask: torch.Tensor  # (B, R) bool; rows with a non-finite score are all False
+    sample_logprobs: torch.Tensor  # from the KV-cache sampler
+    logprobs: torch.Tensor  # old log-probs, one full forward at temperature T
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor  # V(state before each response token)
+    scores: torch.Tensor  # (B,) used for training (EOS trick applied, bad ones 0)
+    scores_raw: torch.Tensor  # (B,) as returned by the RM / score_fn
+    ended: torch.Tensor  # (B,) bool
+    valid: torch.Tensor  # (B,) bool: finite score
+    entropy: float
+    rewards: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+    time_gen: float = 0.0  # seconds spent sampling
+    time_score: float = 0.0  # seconds spent in the four no-grad forwards (policy, ref, value, RM)
+
+
+@torch.no_grad()
+def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, prompts: list[str],
+                    cfg: PPOConfig, generator: torch.Generator | None = None,
+                    score_fn: ScoreFn | None = None) -> Rollout:
+    """Steps 2-3 of an update: sample responses and evaluate them (no gradient)."""
+    device = next(policy.parameters()).device
+    t0 = time.time()
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, None, device)
+    s = sample(policy, prompt_ids, prompt_mask, cfg.max_new_tokens, tokenizer.eos_token_id,
+               tokenizer.pad_token_id, cfg.temperature, generator)
+    responses = decode_responses(tokenizer, s)
+    t1 = time.time()
+    ids, attn, P = s.input_ids, s.attention_mask, prompt_ids.shape[1]
+    response_mask = s.response_mask.clone()
+
+    logprobs, logits = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_logits=True)
+    entropy = masked_mean(entropy_from_logits(logits), response_mask).item()
+    del logits
+    ref_logprobs = forward_logprobs(ref_policy, ids, attn, P, cfg.temperature)
+    # Value of the state before each response token: the outputs at positions P-1 .. T-2.
+    values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
+    if score_fn is not None:
+        scores_raw = torch.as_tensor(score_fn(prompts, responses), dtype=torch.float32, device=device).reshape(-1)
+    else:
+        scores_raw = sequence_scores(reward_model, ids, attn).float()
+    scores = scores_raw.clone()
+    if cfg.eos_penalty is not None:  # the EOS trick ([N+]): no EOS, fixed low score
+        scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.eos_penalty))
+    valid = torch.isfinite(scores)
+    scores = torch.where(valid, scores, torch.zeros_like(scores))
+    response_mask &= valid[:, None]
+    zero = torch.zeros((), device=device)
+    return Rollout(prompts, responses, ids, attn, P, response_mask,
+                   torch.where(response_mask, s.logprobs, zero), torch.where(response_mask, logprobs, zero),
+                   torch.where(response_mask, ref_logprobs, zero), torch.where(response_mask, values, zero),
+                   scores, scores_raw, s.ended, valid, entropy, time_gen=t1 - t0, time_score=time.time() - t1)
+
+
+def compute_advantages(ro: Rollout, cfg: PPOConfig, kl_coef: float) -> Rollout:
+    """Step 4: per-token rewards (-β·KL_t, score on the last token), GAE, advantage whitening."""
+    mask = ro.response_mask
+    ro.rewards, ro.kl = per_token_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, mask, kl_coef, cfg.kl_estimator)
+    rewards = masked_whiten(ro.rewards, mask, shift_mean=False) if cfg.whiten_rewards else ro.rewards
+    advantages, ro.returns = gae(rewards, ro.values, mask, cfg.gamma, cfg.lam)
+    ro.advantages = masked_whiten(advantages, mask, shift_mean=True)
+    return ro
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss of one minibatch (kept a plain function so that it can be tested on its own)
+# ---------------------------------------------------------------------------------------------
+
+
+def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
+                   ptx_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """PPO clipped loss + vf_coef · value loss (+ ptx_coef · pretraining NLL for PPO-ptx).
+
+    ``mb`` holds (b, ·) slices of a rollout: input_ids, attention_mask, n_prompt, response_mask,
+    logprobs (old), values (old), advantages, returns. ``ptx_ids`` (n, L+1) are pretraining
+    windows. The policy and value model have disjoint parameters, so one backward of the sum gives
+    each its own gradient; the policy's is ∇PPO + ptx_coef·∇NLL (tested).
+    """
+    ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
+    logprobs = forward_logprobs(policy, ids, attn, P, cfg.temperature)
+    policy_loss, pstats = ppo_policy_loss(logprobs, mb["logprobs"], mb["advantages"], mask, cfg.clip_eps)
+    values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
+    value_loss, vstats = ppo_value_loss(values, mb["values"], mb["returns"], mask, cfg.value_clip_eps)
+    loss = policy_loss + cfg.vf_coef * value_loss
+    stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), **pstats, **vstats}
+    if ptx_ids is not None and cfg.ptx_coef > 0:
+        logits = policy(input_ids=ptx_ids[:, :-1]).logits
+        nll = ptx_loss(logits, ptx_ids[:, 1:], torch.ones_like(ptx_ids[:, 1:], dtype=torch.bool))
+        loss = loss + cfg.ptx_coef * nll
+        stats["ptx_loss"] = nll.detach()
+    return loss, stats
+
+
+def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
+    return {"input_ids": ro.input_ids[idx], "attention_mask": ro.attention_mask[idx], "n_prompt": ro.n_prompt,
+            "response_mask": ro.response_mask[idx], "logprobs": ro.logprobs[idx], "values": ro.values[idx],
+            "advantages": ro.advantages[idx], "returns": ro.returns[idx]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output folder, checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def _prepare_out(out: Path, inputs: list[Path], overwrite: bool, resume: bool) -> None:
+    out_r = out.resolve()
+    for p in inputs:
+        p = p.resolve()
+        if out_r == p or out_r in p.parents:
+            raise InstructRLError(f"output folder {out} would overwrite the input model folder {p}")
+    if resume:
+        if not (out / "checkpoint" / "state.pt").exists():
+            raise InstructRLError(f"nothing to resume: {out / 'checkpoint' / 'state.pt'} does not exist")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InstructRLError(
+                f"output folder {out} already exists and is not empty; pass overwrite=True (--overwrite) "
+                f"to replace it, or resume=True (--resume) to continue its checkpoint")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _rng_state(gens: dict) -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            **{k: g.get_state() for k, g in gens.items()}}
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path / "state.pt")
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_data: str | None = None,
+        gold_fn: Callable[[str, str], float] | None = None, overwrite: bool = False, resume: bool = False,
+        score_fn: ScoreFn | None = None, progress: bool | None = None) -> dict:
+    """Train PPO (``cfg.ptx_coef == 0``) or PPO-ptx from an SFT folder against a reward model.
+
+    Args:
+        policy: SFT model folder (initial policy and KL reference).
+        reward: reward-model folder (the RM, and the value model's initialisation).
+        prompts: prompts JSONL. ptx_data: pretraining text (needed when ``cfg.ptx_coef > 0``).
+        gold_fn: ``gold_fn(prompt, response) -> float``, logged as ``gold``, never trained on.
+        score_fn: ``score_fn(prompts, responses) -> (B,) tensor`` used instead of the RM (tests,
+            or a programmatic reward); the RM folder then only initialises the value model.
+        resume: continue from ``out/checkpoint/state.pt`` (models, optimizers, KL controller,
+            RNGs, prompt position). progress: tqdm bar (None: only on a terminal).
+    Returns the final metrics (also written to ``out/metrics.json``).
+    """
+    t_start = time.time()
+    out = Path(out)
+    if cfg.temperature <= 0:
+        raise ConfigError("ppo temperature must be > 0 (PPO samples from the policy)")
+    if cfg.ptx_coef > 0 and not ptx_data:
+        raise ConfigError("ptx_coef > 0 (PPO-ptx) needs pretraining data (ptx_data / --ptx-data)")
+    n_updates = cfg.total_episodes // cfg.batch_size
+    if n_updates < 1:
+        raise ConfigError(f"total_episodes ({cfg.total_episodes}) is smaller than one batch ({cfg.batch_size})")
+    _prepare_out(out, [Path(policy), Path(reward)], overwrite, resume)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = pick_device("auto")
+
+    # 1. Models: trainable policy, frozen reference, frozen RM, trainable value model (from the RM).
+    policy_model, tok = load_policy(policy)
+    ref_model, _ = load_policy(policy)
+    value_model, rm_tok = load_reward_model(reward)
+    if rm_tok.get_vocab() != tok.get_vocab():
+        raise ModelFolderError(
+            f"{reward}: the reward model's tokenizer differs from the policy's ({policy}); the RM and "
+            f"the value model must read the policy's tokens (train the RM from the SFT folder)")
+    rm_model = None if score_fn is not None else load_reward_model(reward)[0]
+    for m in (policy_model, ref_model, value_model, rm_model):
+        if m is None:
+            continue
+        set_dropout(m, 0.0)
+        m.eval()  # dropout is 0 anyway; eval() keeps every forward identical
+        m.config.use_cache = False  # full-sequence forwards need no KV cache (sample() asks for one)
+        m.to(device)
+    for m in (ref_model, rm_model):
+        if m is not None:
+            m.requires_grad_(False)
+    n_ctx = getattr(policy_model.config, "n_positions", None) or getattr(policy_model.config, "max_position_embeddings", None)
+    max_prompt_len = (n_ctx - cfg.max_new_tokens) if n_ctx else 10**9
+    if max_prompt_len <= 0:
+        raise ConfigError(f"max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the context ({n_ctx})")
+    prompt_texts = load_prompt_texts(prompts, tok, max_prompt_len)
+
+    ptx_stream, ptx_len = None, cfg.ptx_seq_len
+    if cfg.ptx_coef > 0:
+        ptx_stream = pack_texts(tok, read_pretrain_texts(ptx_data))
+        if n_ctx and ptx_len > n_ctx:
+            log.warning("ptx_seq_len %d exceeds the context %d; using %d", ptx_len, n_ctx, n_ctx)
+            ptx_len = n_ctx
+
+    opt_policy = torch.optim.AdamW(policy_model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.0)
+    opt_value = torch.optim.AdamW(value_model.parameters(), lr=cfg.value_lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.0)
+    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+              else FixedKLController(cfg.kl_coef))
+    gens = {"sample": torch.Generator(device=device).manual_seed(cfg.seed),
+            "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
+            "ptx": torch.Generator().manual_seed(cfg.seed + 2)}
+    order = PromptOrder(len(prompt_texts), cfg.seed)
+    ema = ({n: p.detach().clone() for n, p in policy_model.named_parameters()} if cfg.ema_decay > 0 else None)
+    update, episodes, bad_streak, elapsed0 = 0, 0, 0, 0.0
+
+    # Resume: the full training state of the last checkpoint; log rows after it are dropped.
+    ckpt_dir = out / "checkpoint"
+    log_path = out / "log.csv"
+    if resume:
+        st = torch.load(ckpt_dir / "state.pt", weights_only=False)
+        policy_model.load_state_dict(st["policy"])
+        value_model.load_state_dict(st["value_model"])
+        opt_policy.load_state_dict(st["opt_policy"])
+        opt_value.load_state_dict(st["opt_value"])
+        kl_ctl.load_state_dict(st["kl_ctl"])
+        order.load_state_dict(st["prompt_order"])
+        if ema is not None and st.get("ema") is not None:
+            ema = st["ema"]
+        torch.set_rng_state(st["rng"]["torch"])
+        random.setstate(st["rng"]["python"])
+        for k, g in gens.items():
+            g.set_state(st["rng"][k])
+        update, episodes, bad_streak, elapsed0 = st["update"], st["episodes"], st["bad_streak"], st["elapsed"]
+        old = to_dict(st["cfg"]) if hasattr(st["cfg"], "__dataclass_fields__") else st["cfg"]
+        changed = sorted(k for k, v in to_dict(cfg).items() if old.get(k) != v)
+        if changed:
+            log.warning("resuming with a changed config: %s", ", ".join(changed))
+        rows = []
+        if log_path.exists():
+            with open(log_path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["update"]) <= update]
+        with open(log_path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        log.info("resumed from %s at update %d (%d episodes)", ckpt_dir, update, episodes)
+    else:
+        with open(log_path, "w", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=LOG_COLUMNS).writeheader()
+    save_config(cfg, out)
+
+    tb = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional: needs the tensorboard package
+
+        tb = SummaryWriter(str(out / "tensorboard"))
+    except Exception:
+        pass
+
+    def checkpoint_state() -> dict:
+        return {"policy": policy_model.state_dict(), "value_model": value_model.state_dict(),
+                "opt_policy": opt_policy.state_dict(), "opt_value": opt_value.state_dict(),
+                "kl_ctl": kl_ctl.state_dict(), "prompt_order": order.state_dict(), "ema": ema,
+                "rng": _rng_state(gens), "update": update, "episodes": episodes, "bad_streak": bad_streak,
+                "elapsed": elapsed0 + time.time() - t_start, "cfg": to_dict(cfg)}
+
+    log.info("PPO%s: policy %.2fM params, %d prompts, %d updates of %d episodes on %s",
+             "-ptx" if cfg.ptx_coef > 0 else "", n_params(policy_model) / 1e6, len(prompt_texts),
+             n_updates, cfg.batch_size, device)
+    stopped = None
+    last_row: dict = {}
+    bar = tqdm(total=n_updates, initial=update, desc="ppo-ptx" if cfg.ptx_coef > 0 else "ppo",
+               disable=(None if progress is None else not progress), dynamic_ncols=True)
+    policy_params = list(policy_model.parameters())
+    value_params = list(value_model.parameters())
+    while update < n_updates:
+        t0 = time.time()
+        # Warmup: linear from lr/10 to lr over the first `warmup_updates` updates, then constant.
+        frac = min(1.0, (update + 1) / cfg.warmup_updates) if cfg.warmup_updates > 0 else 1.0
+        lr_scale = 0.1 + 0.9 * frac
+        for g in opt_policy.param_groups:
+            g["lr"] = cfg.lr * lr_scale
+        for g in opt_value.param_groups:
+            g["lr"] = cfg.value_lr * lr_scale
+
+        # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
+        batch_prompts = [prompt_texts[i] for i in order.next(cfg.batch_size)]
+
+        # 2-3. Rollout and evaluation (no grad): old log-probs, reference, values, scores.
+        ro = collect_rollout(policy_model, ref_model, value_model, rm_model, tok, batch_prompts, cfg,
+                             gens["sample"], score_fn)
+        n_bad = int((~ro.valid).sum())
+        episodes += cfg.batch_size
+        update += 1
+        if n_bad:
+            log.warning("update %d: %d of %d reward scores are NaN/inf; those episodes are dropped",
+                        update, n_bad, cfg.batch_size)
+        gold = None
+        if gold_fn is not None:
+            gold = sum(float(gold_fn(p, r)) for p, r in zip(ro.prompts, ro.responses)) / len(ro.prompts)
+
+        valid = ro.valid
+        row = {"update": update, "episodes": episodes, "bad_scores": n_bad, "gold": gold,
+               "kl_coef": kl_ctl.value, "lr": cfg.lr * lr_scale, "value_lr": cfg.value_lr * lr_scale,
+               "entropy": ro.entropy, "score_raw": ro.scores_raw[torch.isfinite(ro.scores_raw)].mean().item()
+               if torch.isfinite(ro.scores_raw).any() else float("nan")}
+        lengths = ro.response_mask.sum(1).float()
+        row["response_length"] = lengths[valid].mean().item() if valid.any() else float("nan")
+        row["eos_fraction"] = ro.ended.float().mean().item()
+        t_train = time.time()
+        skipped = 0
+        if not valid.any():
+            # A whole batch without a finite score: nothing to learn from.
+            log.warning("update %d: every reward score is NaN/inf; the update is skipped", update)
+            bad_streak += 1
+            skipped = 1
+        else:
+            # 4. Rewards (-β·KL per token, score on the last token), GAE, whitened advantages.
+            ro = compute_advantages(ro, cfg, kl_ctl.value)
+            mask = ro.response_mask
+            k1 = kl_k1(ro.logprobs, ro.ref_logprobs).masked_fill(~mask, 0).sum(1)
+            k3 = kl_k3(ro.logprobs, ro.ref_logprobs).masked_fill(~mask, 0).sum(1)
+            kl_mean = k1[valid].mean().item()
+            row.update(score=ro.scores[valid].mean().item(),
+                       score_std=ro.scores[valid].std().item() if int(valid.sum()) > 1 else 0.0,
+                       kl=kl_mean, kl_k3=k3[valid].mean().item(),
+                       reward_total=ro.rewards.sum(1)[valid].mean().item(),
+                       explained_variance=explained_variance(ro.values, ro.returns, mask).item())
+
+            # 5. PPO epochs over shuffled minibatches; PPO-ptx adds γ·NLL into the same backward.
+            acc: dict[str, list] = {}
+            n_mb = cfg.batch_size // cfg.minibatch_size
+            for _epoch in range(cfg.ppo_epochs):
+                perm = torch.randperm(cfg.batch_size, generator=gens["minibatch"])
+                for j in range(n_mb):
+                    idx = perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size].to(device)
+                    mb = _slice(ro, idx)
+                    if not mb["response_mask"].any():
+                        continue  # only dropped episodes in this minibatch
+                    ptx_ids = (ptx_windows(ptx_stream, cfg.ptx_batch_size, ptx_len, gens["ptx"]).to(device)
+                               if ptx_stream is not None else None)
+                    loss, stats = minibatch_loss(policy_model, value_model, mb, cfg, ptx_ids)
+                    opt_policy.zero_grad(set_to_none=True)
+                    opt_value.zero_grad(set_to_none=True)
+                    if not torch.isfinite(loss):
+                        log.warning("update %d: non-finite loss (%s); step skipped", update, loss.item())
+                        skipped += 1
+                        bad_streak += 1
+                        if bad_streak >= MAX_CONSECUTIVE_BAD:
+                            break
+                        continue
+                    loss.backward()
+                    gn = torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                    gv = torch.nn.utils.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                    if not (torch.isfinite(gn) and torch.isfinite(gv)):
+                        log.warning("update %d: non-finite gradient norm (policy %s, value %s); step skipped",
+                                    update, gn.item(), gv.item())
+                        opt_policy.zero_grad(set_to_none=True)
+                        opt_value.zero_grad(set_to_none=True)
+                        skipped += 1
+                        bad_streak += 1
+                        if bad_streak >= MAX_CONSECUTIVE_BAD:
+                            break
+                        continue
+                    opt_policy.step()
+                    opt_value.step()
+                    bad_streak = 0
+                    stats["grad_norm"], stats["value_grad_norm"] = gn, gv
+                    for k, v in stats.items():
+                        acc.setdefault(k, []).append(float(v))
+                if bad_streak >= MAX_CONSECUTIVE_BAD:
+                    break
+            mean = {k: sum(v) / len(v) for k, v in acc.items()}
+            row.update(policy_loss=mean.get("policy_loss"), value_loss=mean.get("value_loss"),
+                       clipfrac=mean.get("clipfrac"), approx_kl=mean.get("approx_kl"),
+                       ratio_max=max(acc["ratio_max"]) if "ratio_max" in acc else None,
+                       ptx_loss=mean.get("ptx_loss"), grad_norm=mean.get("grad_norm"),
+                       value_grad_norm=mean.get("value_grad_norm"))
+
+            # 6. KL controller (a no-op for the paper's fixed β) with the batch's mean KL per response.
+            kl_ctl.update(kl_mean, cfg.batch_size)
+
+            # 7. EMA of the policy weights (the saved model when ema_decay > 0).
+            if ema is not None and acc:
+                with torch.no_grad():
+                    for n, p in policy_model.named_parameters():
+                        ema[n].mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
+
+        # 8. Log the update (CSV, TensorBoard, progress bar).
+        now = time.time()
+        row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
+                   time_train=now - t_train, time_total=now - t0)
+        with open(log_path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=LOG_COLUMNS).writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
+        if tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("update",) and not math.isnan(float(v)):
+                    tb.add_scalar(f"ppo/{k}", v, update)
+        last_row = row
+        bar.update(1)
+        bar.set_postfix(score=_fmt(row.get("score")), kl=_fmt(row.get("kl")))
+
+        if cfg.save_every and update % cfg.save_every == 0 and bad_streak == 0 and update < n_updates:
+            _save_checkpoint(ckpt_dir, checkpoint_state())
+        if bad_streak >= MAX_CONSECUTIVE_BAD:
+            stopped = (f"stopped at update {update}: {bad_streak} consecutive steps or batches with non-finite "
+                       f"scores, losses or gradients; the last good weights are saved")
+            break
+        if row.get("kl") is not None and row["kl"] > cfg.max_kl:
+            stopped = (f"stopped at update {update}: mean KL per response {row['kl']:.2f} nats exceeds "
+                       f"max_kl {cfg.max_kl}; the policy so far is saved")
+            break
+    bar.close()
+    if tb is not None:
+        tb.close()
+    if stopped:
+        log.warning(stopped)
+
+    # 9. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
+    # in `out/value_model/`, with config, log, metrics and the resume checkpoint, in one rename.
+    if ema is not None:
+        with torch.no_grad():
+            for n, p in policy_model.named_parameters():
+                p.copy_(ema[n])
+    metrics = {k: v for k, v in last_row.items() if v is None or isinstance(v, (int, float))}
+    metrics.update({"updates": update, "episodes": episodes, "stopped": stopped,
+                    "time_s": elapsed0 + time.time() - t_start, "params": n_params(policy_model)})
+    metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+    stage = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    save_model_folder(policy_model, tok, stage)
+    save_model_folder(value_model, tok, stage / "value_model")
+    save_config(cfg, stage)
+    (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    shutil.copy2(log_path, stage / "log.csv")
+    for name in ("checkpoint", "tensorboard"):
+        if (out / name).exists():
+            os.replace(out / name, stage / name)
+    replace_dir(stage, out)
+    log.info("PPO done: %s", {k: metrics.get(k) for k in ("score", "kl", "gold", "time_s")})
+    return metrics

@@ -1,0 +1,309 @@
+"""PPO / PPO-ptx loop (instructrl.ppo) on tiny GPT-2 models built in code."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+from instructrl import losses as L
+from instructrl import ppo
+from instructrl.config import PPOConfig
+from instructrl.errors import InstructRLError
+from instructrl.models import (
+    build_gpt2,
+    load_policy,
+    load_reward_model,
+    reward_model_from_causal_lm,
+    save_model_folder,
+)
+from instructrl.rollout import forward_logprobs
+from instructrl.tokenizer import build_char_tokenizer
+
+PROMPTS = ["Q: say a.\nA:", "Q: hi\nA:", "Q: reverse 'ab'.\nA:", "Q: 1+1?\nA:", "Q: count\nA:", "Q: ok?\nA:"]
+
+
+def _write_prompts(path, prompts):
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A tiny SFT folder, an RM folder made from it, a prompts file and pretraining text."""
+    root = tmp_path_factory.mktemp("ppo")
+    tok = build_char_tokenizer()
+    model = build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=128, seed=0)
+    sft = save_model_folder(model, tok, root / "sft")
+    rm, rm_tok = reward_model_from_causal_lm(sft, seed=1)
+    rm_dir = save_model_folder(rm, rm_tok, root / "rm")
+    prompts = _write_prompts(root / "prompts.jsonl", PROMPTS)
+    ptx = root / "pretrain.txt"
+    ptx.write_text("the cat sat on the mat.\n\nQ: what is 2+2?\nA: 4\n\nhello world, hello again.\n")
+    return {"root": root, "sft": str(sft), "rm": str(rm_dir), "prompts": str(prompts), "ptx": str(ptx)}
+
+
+def _models(folders):
+    policy, tok = load_policy(folders["sft"])
+    ref, _ = load_policy(folders["sft"])
+    value, _ = load_reward_model(folders["rm"])
+    rm, _ = load_reward_model(folders["rm"])
+    return policy, ref, value, rm, tok
+
+
+def _cfg(**kw):
+    base = dict(total_episodes=32, batch_size=16, minibatch_size=8, max_new_tokens=8, lr=1e-3, value_lr=1e-3,
+                warmup_updates=2, seed=0)
+    base.update(kw)
+    return PPOConfig(**base)
+
+
+def _count_a(prompts, responses):
+    """A known 'reward model': the number of 'a' characters in the response."""
+    return torch.tensor([float(r.count("a")) for r in responses])
+
+
+# ------------------------------------------------------------------------------ step-0 invariants
+
+
+def test_step0_ratio_one_kl_zero_and_sampler_logprobs(folders):
+    policy, ref, value, rm, tok = _models(folders)
+    cfg = _cfg(batch_size=8, minibatch_size=8)
+    g = torch.Generator().manual_seed(0)
+    ro = ppo.collect_rollout(policy, ref, value, rm, tok, PROMPTS[:4] * 2, cfg, g)
+    mask = ro.response_mask
+    assert mask.any(1).all()
+    # Policy and reference are the same weights: identical log-probs, KL exactly 0.
+    assert torch.equal(ro.logprobs, ro.ref_logprobs)
+    ro = ppo.compute_advantages(ro, cfg, kl_coef=0.02)
+    assert torch.equal(ro.kl, torch.zeros_like(ro.kl))
+    # The KV-cache sampler's log-probs equal the full-forward log-probs on response tokens.
+    assert torch.allclose(ro.sample_logprobs[mask], ro.logprobs[mask], atol=1e-5)
+    # Recomputed at T = 1 through the same code path as training: the PPO ratio is exactly 1.
+    again = forward_logprobs(policy, ro.input_ids, ro.attention_mask, ro.n_prompt, cfg.temperature)
+    assert torch.equal(again[mask], ro.logprobs[mask])
+    mb = ppo._slice(ro, torch.arange(8))
+    loss, stats = ppo.minibatch_loss(policy, value, mb, cfg)
+    assert stats["ratio_mean"].item() == 1.0 and stats["ratio_max"].item() == 1.0
+    assert stats["approx_kl"].item() == 0.0 and stats["clipfrac"].item() == 0.0
+    # Values are read at the state before each response token (positions P-1 .. T-2).
+    assert ro.values.shape == ro.logprobs.shape
+    # Rewards: -β·KL (= 0 here) plus the RM score on the last real token.
+    assert torch.allclose(ro.rewards.sum(1), ro.scores)
+
+
+def test_sampling_temperature_consistency(folders):
+    policy, ref, value, rm, tok = _models(folders)
+    cfg = _cfg(temperature=0.7)
+    ro = ppo.collect_rollout(policy, ref, value, rm, tok, PROMPTS[:4], cfg, torch.Generator().manual_seed(1))
+    m = ro.response_mask
+    assert torch.allclose(ro.sample_logprobs[m], ro.logprobs[m], atol=1e-5)
+    assert torch.equal(ro.logprobs, ro.ref_logprobs)
+
+
+# ------------------------------------------------------------------------------ PPO-ptx gradient
+
+
+def test_ptx_gradient_is_ppo_plus_gamma_nll(folders):
+    policy, ref, value, rm, tok = _models(folders)
+    gamma = 3.5
+    cfg = _cfg(batch_size=8, minibatch_size=8, ptx_coef=gamma)
+    ro = ppo.collect_rollout(policy, ref, value, rm, tok, PROMPTS[:4] * 2, cfg, torch.Generator().manual_seed(0))
+    ro = ppo.compute_advantages(ro, cfg, 0.02)
+    # Move the policy a little so that the ratio is not 1 and the clip is exercised.
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    mb = ppo._slice(ro, torch.arange(8))
+    stream = ppo.pack_texts(tok, ["the cat sat on the mat.", "hello world"])
+    ptx_ids = ppo.ptx_windows(stream, 3, 12, torch.Generator().manual_seed(0))
+    assert ptx_ids.shape == (3, 13)
+    params = list(policy.parameters())
+
+    def grads(loss):
+        return torch.autograd.grad(loss, params, allow_unused=True)
+
+    total, stats = ppo.minibatch_loss(policy, value, mb, cfg, ptx_ids)
+    g_total = grads(total)
+    plain, _ = ppo.minibatch_loss(policy, value, mb, _cfg(batch_size=8, minibatch_size=8), None)
+    g_ppo = grads(plain)
+    logits = policy(input_ids=ptx_ids[:, :-1]).logits
+    nll = L.ptx_loss(logits, ptx_ids[:, 1:], torch.ones_like(ptx_ids[:, 1:], dtype=torch.bool))
+    g_nll = grads(nll)
+    assert stats["ptx_loss"].item() == pytest.approx(nll.item(), rel=1e-6)
+    for gt, gp, gn in zip(g_total, g_ppo, g_nll):
+        gp = torch.zeros_like(gt) if gp is None else gp
+        gn = torch.zeros_like(gt) if gn is None else gn
+        assert torch.allclose(gt, gp + gamma * gn, atol=1e-6, rtol=1e-4)
+    # The ptx term really contributes (the test is not vacuous).
+    assert max((gn.abs().max().item() for gn in g_nll if gn is not None)) > 0
+
+
+# ------------------------------------------------------------------------------ small runs
+
+
+def _read_log(out):
+    with open(out / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_learns_known_reward_and_kl_grows(folders, tmp_path):
+    out = tmp_path / "ppo"
+    n = 20
+    cfg = _cfg(total_episodes=32 * n, batch_size=32, minibatch_size=16, lr=1e-2, value_lr=1e-2,
+               kl_coef=0.01, warmup_updates=3)
+    metrics = ppo.run(cfg, folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a,
+                      gold_fn=lambda p, r: float(r.startswith("a")))
+    rows = _read_log(out)
+    assert len(rows) == n
+    assert list(rows[0].keys()) == ppo.LOG_COLUMNS
+    first = sum(float(r["score"]) for r in rows[:5]) / 5
+    last = sum(float(r["score"]) for r in rows[-5:]) / 5
+    # A random policy writes 'a' about once in 100 characters; after training, most of the time.
+    assert last > first + 1.0 and last > 4 * first, (first, last)
+    assert float(rows[0]["kl"]) == 0.0
+    assert float(rows[-1]["kl"]) > 0.5
+    assert rows[0]["gold"] != ""
+    assert metrics["updates"] == n and metrics["episodes"] == 32 * n
+    assert metrics["stopped"] is None
+    # Plain transformers loads the outputs.
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    AutoModelForCausalLM.from_pretrained(out)
+    vm = AutoModelForSequenceClassification.from_pretrained(out / "value_model")
+    assert vm.config.num_labels == 1
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["updates"] == n and "time_s" in saved
+    assert (out / "config.yaml").exists()
+
+
+def test_ptx_adaptive_kl_ema_run(folders, tmp_path):
+    out = tmp_path / "ptx"
+    cfg = _cfg(total_episodes=48, ptx_coef=1.0, ptx_batch_size=2, ptx_seq_len=32, adaptive_kl=True,
+               kl_target=0.01, kl_horizon=100, ema_decay=0.5)
+    m = ppo.run(cfg, folders["sft"], folders["rm"], folders["prompts"], str(out), ptx_data=folders["ptx"])
+    rows = _read_log(out)
+    assert all(r["ptx_loss"] != "" and math.isfinite(float(r["ptx_loss"])) for r in rows)
+    coefs = [float(r["kl_coef"]) for r in rows]
+    assert coefs[0] == pytest.approx(0.02) and coefs[-1] != coefs[0]
+    assert m["updates"] == 3
+    # The saved policy is the EMA of the weights, not the last iterate.
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False) if (out / "checkpoint").exists() else None
+    assert state is None  # save_every = 0: no checkpoint
+    saved, _ = load_policy(out)
+    sft, _ = load_policy(folders["sft"])
+    assert any(not torch.equal(a, b) for a, b in zip(saved.parameters(), sft.parameters()))
+
+
+def test_immediate_eos_responses(folders, tmp_path):
+    """A policy whose every response is just EOS (empty text) runs without trouble."""
+    tok = build_char_tokenizer()
+    model = build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=128, seed=0)
+    with torch.no_grad():
+        u = torch.zeros(16)
+        u[0] = 1.0
+        model.transformer.wte.weight[tok.eos_token_id] = 10 * u
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(10 * u)
+    sft = save_model_folder(model, tok, tmp_path / "eos_sft")
+    rm, _ = reward_model_from_causal_lm(sft)
+    rm_dir = save_model_folder(rm, tok, tmp_path / "eos_rm")
+    seen = []
+
+    def score(prompts, responses):
+        seen.extend(responses)
+        return torch.zeros(len(responses))
+
+    out = tmp_path / "eos_out"
+    m = ppo.run(_cfg(eos_penalty=-1.0), str(sft), str(rm_dir), folders["prompts"], str(out), score_fn=score)
+    assert seen and all(r == "" for r in seen)
+    rows = _read_log(out)
+    assert float(rows[0]["response_length"]) == 1.0 and float(rows[0]["eos_fraction"]) == 1.0
+    assert m["updates"] == 2
+
+
+def test_eos_penalty_applied(folders):
+    policy, ref, value, rm, tok = _models(folders)
+    cfg = _cfg(eos_penalty=-1.0, max_new_tokens=3)
+    ro = ppo.collect_rollout(policy, ref, value, rm, tok, PROMPTS, cfg, torch.Generator().manual_seed(0),
+                             score_fn=lambda p, r: torch.full((len(r),), 0.5))
+    assert torch.equal(ro.scores, torch.where(ro.ended, torch.tensor(0.5), torch.tensor(-1.0)))
+
+
+def test_too_long_prompt_skipped_with_message(folders, tmp_path, caplog):
+    prompts = _write_prompts(tmp_path / "p.jsonl", ["x" * 125 + "\nA:", *PROMPTS[:2]])
+    with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
+        m = ppo.run(_cfg(), folders["sft"], folders["rm"], str(prompts), str(tmp_path / "o"),
+                    score_fn=_count_a)
+    assert "longer than 120 tokens" in caplog.text and "line 1" in caplog.text
+    assert m["updates"] == 2
+    only_long = _write_prompts(tmp_path / "q.jsonl", ["y" * 200])
+    with pytest.raises(InstructRLError, match="no usable prompt"):
+        ppo.run(_cfg(), folders["sft"], folders["rm"], str(only_long), str(tmp_path / "o2"), score_fn=_count_a)
+
+
+def test_nan_scores_dropped_and_all_nan_stops(folders, tmp_path, caplog):
+    def half_nan(prompts, responses):
+        s = torch.zeros(len(responses))
+        s[::2] = float("nan")
+        return s
+
+    with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
+        m = ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "half"),
+                    score_fn=half_nan)
+    assert "8 of 16 reward scores are NaN/inf" in caplog.text
+    assert m["updates"] == 2 and m["bad_scores"] == 8 and m["stopped"] is None
+    assert math.isfinite(m["policy_loss"])
+
+    caplog.clear()
+    out = tmp_path / "allnan"
+    with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
+        m = ppo.run(_cfg(total_episodes=16 * 10), folders["sft"], folders["rm"], folders["prompts"], str(out),
+                    score_fn=lambda p, r: torch.full((len(r),), float("nan")))
+    assert "the update is skipped" in caplog.text
+    assert m["updates"] == ppo.MAX_CONSECUTIVE_BAD and "consecutive" in m["stopped"]
+    # Nothing was learned from NaN: the saved policy is the SFT policy, and it loads.
+    saved, _ = load_policy(out)
+    sft, _ = load_policy(folders["sft"])
+    assert all(torch.equal(a, b) for a, b in zip(saved.parameters(), sft.parameters()))
+
+
+def test_max_kl_stop(folders, tmp_path):
+    m = ppo.run(_cfg(total_episodes=16 * 6, lr=3e-2, max_kl=0.0), folders["sft"], folders["rm"],
+                folders["prompts"], str(tmp_path / "o"), score_fn=_count_a)
+    assert m["stopped"] and "max_kl" in m["stopped"] and m["updates"] == 2
+
+
+def test_resume_matches_uninterrupted(folders, tmp_path):
+    cfg4 = _cfg(total_episodes=16 * 4, save_every=2)
+    full = tmp_path / "full"
+    ppo.run(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(full), score_fn=_count_a)
+    part = tmp_path / "part"
+    ppo.run(_cfg(total_episodes=16 * 3, save_every=2), folders["sft"], folders["rm"], folders["prompts"],
+            str(part), score_fn=_count_a)
+    assert len(_read_log(part)) == 3
+    ppo.run(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(part), score_fn=_count_a, resume=True)
+    assert [r["update"] for r in _read_log(part)] == ["1", "2", "3", "4"]
+    a, _ = load_policy(full)
+    b, _ = load_policy(part)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
+    assert _read_log(full)[-1]["score"] == _read_log(part)[-1]["score"]
+
+
+def test_output_folder_guards(folders, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "something.txt").write_text("x")
+    with pytest.raises(InstructRLError, match="overwrite"):
+        ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+    ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a, overwrite=True)
+    assert not (out / "something.txt").exists() and (out / "config.json").exists()
+    with pytest.raises(InstructRLError, match="input model folder"):
+        ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], folders["sft"], overwrite=True)
+    with pytest.raises(InstructRLError, match="nothing to resume"):
+        ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "new"), resume=True)
