@@ -1,0 +1,342 @@
+"""Evaluation: win rates and intervals, KL, alignment tax, best-of-n, and the whole eval on tiny models."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from instructrl import evaluate as ev
+from instructrl.config import EvalConfig
+
+
+def _world():
+    """The world's judge/labelers/tasks, or skip when they are not written yet."""
+    judge = pytest.importorskip("instructrl.world.judge")
+    labelers = pytest.importorskip("instructrl.world.labelers")
+    tasks = pytest.importorskip("instructrl.world.tasks")
+    return judge, labelers, tasks
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny models
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from instructrl.tokenizer import build_char_tokenizer
+
+    return build_char_tokenizer()
+
+
+def _tiny(tok, seed=0, n_embd=32):
+    from instructrl.models import build_gpt2
+
+    m = build_gpt2(tok, n_layer=2, n_embd=n_embd, n_head=2, n_positions=128, seed=seed)
+    m.eval()
+    return m
+
+
+@pytest.fixture(scope="module")
+def tiny(tok):
+    return _tiny(tok)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tok):
+    """Saved HF folders: base, sft, ppo (different seeds) and an RM made from sft."""
+    from instructrl.models import reward_model_from_causal_lm, save_model_folder
+
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for i, name in enumerate(["base", "sft", "ppo"]):
+        out[name] = str(save_model_folder(_tiny(tok, seed=i), tok, root / name))
+    rm, _ = reward_model_from_causal_lm(out["sft"], seed=1)
+    out["rm"] = str(save_model_folder(rm, tok, root / "rm"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Win rates
+# --------------------------------------------------------------------------------------------
+
+
+def test_win_rate_all_wins_and_all_ties():
+    prompts = [f"p{i}" for i in range(20)]
+    wr = ev.win_rate(prompts, ["a"] * 20, ["b"] * 20, lambda p, a, b: 1.0, rng=0)
+    assert wr["winrate"] == 1.0 and wr["ci95"] == [1.0, 1.0] and wr["n"] == 20 and wr["wins"] == 20
+    wr = ev.win_rate(prompts, ["a"] * 20, ["b"] * 20, lambda p, a, b: 0.5, rng=0)
+    assert wr["winrate"] == 0.5 and wr["ci95"] == [0.5, 0.5] and wr["ties"] == 20
+    wr = ev.win_rate(prompts, ["a"] * 20, ["b"] * 20, lambda p, a, b: 0.0, rng=0)
+    assert wr["winrate"] == 0.0 and wr["losses"] == 20
+
+
+def test_win_rate_interval_contains_estimate():
+    r = random.Random(3)
+    outcomes = [r.choice([0.0, 0.5, 1.0, 1.0]) for _ in range(200)]
+    prompts = [str(i) for i in range(200)]
+    wr = ev.win_rate(prompts, prompts, prompts, lambda p, a, b: outcomes[int(p)], rng=1, bootstrap=2000)
+    est = sum(outcomes) / len(outcomes)
+    assert wr["winrate"] == pytest.approx(est)
+    lo, hi = wr["ci95"]
+    assert 0.0 <= lo <= est <= hi <= 1.0
+    # Normal-approximation width: 2 * 1.96 * sd / sqrt(n), within 25%.
+    sd = (sum((o - est) ** 2 for o in outcomes) / len(outcomes)) ** 0.5
+    assert hi - lo == pytest.approx(2 * 1.96 * sd / math.sqrt(200), rel=0.25)
+    # Same rng -> same interval.
+    assert ev.win_rate(prompts, prompts, prompts, lambda p, a, b: outcomes[int(p)], rng=1,
+                       bootstrap=2000)["ci95"] == [lo, hi]
+
+
+def test_win_rate_rejects_bad_input():
+    with pytest.raises(ValueError):
+        ev.win_rate(["p"], ["a", "b"], ["c"], lambda p, a, b: 1.0)
+    with pytest.raises(ValueError):
+        ev.win_rate([], [], [], lambda p, a, b: 1.0)
+    with pytest.raises(ValueError):
+        ev.win_rate(["p"], ["a"], ["b"], lambda p, a, b: 2.0)
+
+
+def test_win_rate_uses_batch_judges():
+    class J:
+        calls = 0
+
+        def batch(self, ps, a, b):
+            J.calls += 1
+            return [1.0 if x > y else 0.0 for x, y in zip(a, b)]
+
+        def __call__(self, p, a, b):  # pragma: no cover - must not be used
+            raise AssertionError
+
+    wr = ev.win_rate(["p"] * 4, ["b", "b", "a", "a"], ["a"] * 4, J(), rng=0)
+    assert J.calls == 1 and wr["winrate"] == 0.5
+
+
+def test_heldout_labeler_judge_picks_labelers_at_random():
+    class L:
+        def __init__(self, v):
+            self.v, self.n = v, 0
+
+        def compare(self, prompt, a, b, rng):
+            self.n += 1
+            return self.v
+
+    pool = [L(1.0), L(0.0)]
+    judge = ev.heldout_labeler_judge(pool, rng=0)
+    wr = ev.win_rate([str(i) for i in range(400)], ["a"] * 400, ["b"] * 400, judge, rng=0)
+    assert pool[0].n + pool[1].n == 400 and min(pool[0].n, pool[1].n) > 150
+    assert 0.4 < wr["winrate"] < 0.6
+
+
+def test_best_of_n_kl():
+    assert ev.best_of_n_kl(1) == 0.0
+    # log 16 - 15/16 = 2.77259 - 0.9375 = 1.83509 (PAPER_NOTES G: "n = 16 gives ~1.83 nats").
+    assert ev.best_of_n_kl(16) == pytest.approx(1.83509, abs=1e-4)
+    assert ev.best_of_n_kl(2) == pytest.approx(math.log(2) - 0.5)
+    with pytest.raises(ValueError):
+        ev.best_of_n_kl(0)
+
+
+# --------------------------------------------------------------------------------------------
+# World judges (skipped until the world's judge and labelers exist)
+# --------------------------------------------------------------------------------------------
+
+
+def test_world_copy_is_even_and_random_strings_lose_to_gold():
+    judge_mod, labelers_mod, tasks = _world()
+    exs = tasks.sample_examples(300, random.Random(0))
+    prompts = [e.prompt for e in exs]
+    gold = [e.answer for e in exs]
+    r = random.Random(1)
+    junk = [" " + "".join(r.choice("qwxzjk#%@") for _ in range(r.randint(3, 20))) for _ in exs]
+    train, heldout = ev.world_labelers(0)
+    # A copy of the same answers: exactly even under the gold judge, about even under labelers.
+    assert ev.win_rate(prompts, gold, gold, ev.gold_judge, rng=0)["winrate"] == 0.5
+    wr = ev.win_rate(prompts, junk, list(junk), ev.heldout_labeler_judge(heldout, 0), rng=0)
+    assert 0.4 <= wr["winrate"] <= 0.6
+    # Random strings against gold answers: almost never preferred.
+    assert ev.win_rate(prompts, junk, gold, ev.gold_judge, rng=0)["winrate"] < 0.1
+    wr = ev.win_rate(prompts, junk, gold, ev.heldout_labeler_judge(heldout, 0), rng=0)
+    assert wr["winrate"] < 0.2 and wr["ci95"][1] < 0.3
+
+
+def test_world_hhh_rates():
+    judge_mod, _, tasks = _world()
+    r = random.Random(0)
+    harmful = [tasks.make_example("harmful", r) for _ in range(10)]
+    unans = [tasks.make_example("unanswerable", r) for _ in range(10)]
+    answerable = [tasks.make_example("add", r) for _ in range(10)]
+    exs = harmful + unans + answerable
+    prompts = [e.prompt for e in exs]
+    fams = [e.family for e in exs]
+    ideal = [e.answer for e in exs]  # gold answers: refusals, IDKs, correct sums
+    rates = ev.hhh_rates(prompts, fams, ideal)
+    assert rates["refusal_harmful"] == 1.0 and rates["idk_unanswerable"] == 1.0
+    assert rates["over_refusal"] == 0.0
+    always_refuse = [tasks.REFUSAL] * len(exs)
+    rates = ev.hhh_rates(prompts, None, always_refuse)  # families parsed from the prompts
+    assert rates["refusal_harmful"] == 1.0 and rates["idk_unanswerable"] == 0.0
+    assert rates["over_refusal"] == 1.0
+    assert rates["length"] == pytest.approx(len(tasks.REFUSAL))
+    scores = ev.gold_scores(prompts, ideal)
+    assert all(0.0 <= s <= 1.0 for s in scores) and min(scores) > 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Model-based measurements on tiny models
+# --------------------------------------------------------------------------------------------
+
+
+def test_option_logprobs_match_one_by_one(tok, tiny):
+    contexts = ["The capital of Zorvania is", "2 + 2 =", "x"]
+    options = [" Quelmar", " 4", " yz and more"]
+    batched = ev.option_logprobs(tiny, tok, contexts, options, batch_size=8)
+    for c, o, b in zip(contexts, options, batched):
+        c_ids = tok(c, add_special_tokens=False)["input_ids"]
+        o_ids = tok(o, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([c_ids + o_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny(input_ids=ids).logits[0].float(), -1)
+        want = sum(float(logp[len(c_ids) - 1 + j, t]) for j, t in enumerate(o_ids))
+        assert b == pytest.approx(want, abs=1e-4)
+
+
+def test_benchmark_accuracy_sane(tok, tiny):
+    items = [{"kind": "cloze", "context": f"Fact {i}:", "options": [" aa", " bbb", " c"], "label": i % 3}
+             for i in range(12)]
+    acc = ev.benchmark_accuracy(tiny, tok, items, batch_size=5)
+    assert 0.0 <= acc <= 1.0
+    res = ev.benchmark_scores(tiny, tok, items)
+    # A random model's choice does not depend on the label: each item's prediction is the same option.
+    assert len({r["pred"] for r in res}) >= 1 and all(r["task"] == "cloze" for r in res)
+    # Labels given as the option text work too, and a label pointing at the argmax scores 1.
+    preds = [r["pred"] for r in res]
+    items2 = [dict(it, label=it["options"][p]) for it, p in zip(items, preds)]
+    assert ev.benchmark_accuracy(tiny, tok, items2) == 1.0
+    with pytest.raises(ValueError):
+        ev.benchmark_accuracy(tiny, tok, [{"context": "a", "options": [" b"], "label": 3}])
+
+
+def test_pretrain_nll_random_model_near_uniform(tok, tiny):
+    texts = ["the quick brown fox jumps over the lazy dog " * 5, "hello world"] * 5
+    nll = ev.pretrain_nll(tiny, tok, texts, seq_len=64, max_tokens=2000, batch_size=4)
+    assert abs(nll - math.log(len(tok))) < 0.6
+    # Same value as one full-sequence forward when everything fits in one window.
+    short = ["abc def ghi"]
+    ids = tok(short[0], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with torch.no_grad():
+        logits = tiny(input_ids=torch.tensor([ids[:-1]])).logits[0]
+    want = float(torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:])))
+    assert ev.pretrain_nll(tiny, tok, short, seq_len=64) == pytest.approx(want, abs=1e-5)
+
+
+def test_kl_to_reference_zero_for_a_copy_and_positive_otherwise(tok, tiny):
+    prompts = ["Q: hi\nA:", "Q: what is 1 + 1?\nA:"]
+    same = ev.kl_to_reference(tiny, copy.deepcopy(tiny), tok, prompts, n_samples=16, max_new_tokens=12, seed=0)
+    assert abs(same["per_response"]) < 1e-4 and abs(same["per_token"]) < 1e-5 and same["n"] == 16
+    other = _tiny(tok, seed=5)
+    kl = ev.kl_to_reference(tiny, other, tok, prompts, n_samples=64, max_new_tokens=12, seed=0)
+    assert kl["per_response"] > 0 and kl["per_token"] > 0
+    assert kl["per_response"] == pytest.approx(kl["per_token"] * kl["mean_tokens"], rel=1e-6)
+
+
+def test_best_of_n_picks_the_rm_best(tok, folders):
+    from instructrl.models import load_policy, load_reward_model
+
+    policy, ptok = load_policy(folders["sft"])
+    rm, rtok = load_reward_model(folders["rm"])
+    prompts = ["Q: a\nA:", "Q: b\nA:", "Q: c\nA:"]
+    chosen, best, mean_all = ev.best_of_n(policy, rm, ptok, prompts, 4, max_new_tokens=8, seed=0,
+                                          return_scores=True)
+    assert len(chosen) == 3 and all(isinstance(c, str) for c in chosen)
+    assert min(best) >= mean_all - 1e-6 or sum(best) / 3 >= mean_all
+    rescored = ev.rm_scores(rm, rtok, prompts, chosen)
+    assert rescored.tolist() == pytest.approx(best, abs=1e-4)
+
+
+def test_rm_judge_agrees_with_rm_scores(tok, folders):
+    from instructrl.models import load_reward_model
+
+    rm, rtok = load_reward_model(folders["rm"])
+    prompts = ["Q: x\nA:"] * 3
+    a, b = [" yes", " no", " maybe"], [" no", " yes", " maybe"]
+    sa, sb = ev.rm_scores(rm, rtok, prompts, a), ev.rm_scores(rm, rtok, prompts, b)
+    judge = ev.rm_judge(rm, rtok)
+    want = [1.0 if x > y else 0.0 if x < y else 0.5 for x, y in zip(sa.tolist(), sb.tolist())]
+    assert judge.batch(prompts, a, b) == want
+    assert [judge(p, x, y) for p, x, y in zip(prompts, a, b)] == want
+    assert want[2] == 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate_models / run
+# --------------------------------------------------------------------------------------------
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_run_on_plain_prompts_with_rm_judge(tmp_path, folders):
+    prompts = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Hello {i}, say something:"} for i in range(10)])
+    bench = _write_jsonl(tmp_path / "bench.jsonl", [
+        {"kind": "cloze", "context": "one two", "options": [" three", " four"], "label": 0},
+        {"kind": "mc", "context": "a b c", "options": [" d", " e", " f"], "label": " d"},
+    ])
+    texts = _write_jsonl(tmp_path / "val.jsonl", [{"text": "some held out text."}, {"text": "more text here"}])
+    cfg = EvalConfig(n_prompts=8, max_new_tokens=6, batch_size=4, bootstrap=50, best_of_n=2)
+    models = {k: folders[k] for k in ("base", "sft", "ppo")}
+    m = ev.run(cfg, models, tmp_path / "out", prompts, bench, texts, reference=folders["sft"], rm=folders["rm"])
+    for name in ("base", "sft", "ppo"):
+        assert 0 <= m[f"tax.benchmark.{name}"] <= 1
+        assert m[f"tax.pretrain_nll.{name}"] > 0
+        assert f"rm_score.{name}" in m and f"length.{name}" in m
+    assert "tax.benchmark_task.cloze.sft" in m
+    assert m["kl.ppo"] > 0 and "kl.sft" not in m and "kl.base" not in m
+    for key in ("sft_vs_base", "ppo_vs_sft", "ppo_vs_base", f"bon2_vs_sft"):
+        assert 0 <= m[f"winrate.{key}"] <= 1
+        lo, hi = m[f"winrate_ci95.{key}"]
+        assert 0 <= lo <= m[f"winrate.{key}"] <= hi <= 1
+    assert m["bon.kl"] == pytest.approx(ev.best_of_n_kl(2)) and m["bon.n"] == 2
+    assert not any(k.startswith(("gold.", "hhh.")) for k in m)  # not world prompts
+    on_disk = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert on_disk == json.loads(json.dumps(dict(m)))
+    samples = json.loads((tmp_path / "out" / "samples.json").read_text())
+    assert samples["judge"] == "reward_model" and set(samples["models"]) >= {"base", "sft", "ppo"}
+    assert all(len(v) == len(samples["prompts"]) for v in samples["models"].values())
+    # Flat: every value is a number or a [lo, hi] pair.
+    for k, v in m.items():
+        assert isinstance(v, (int, float)) or (isinstance(v, list) and len(v) == 2), k
+
+
+def test_bad_benchmark_line_is_a_data_error(tmp_path):
+    from instructrl.errors import DataError
+
+    p = _write_jsonl(tmp_path / "b.jsonl", [{"context": "a", "options": [" x", " y"], "label": 0},
+                                            {"context": "a", "options": [" x", " y"], "label": 5}])
+    with pytest.raises(DataError) as e:
+        ev.read_benchmarks(p)
+    assert ":2" in str(e.value) and "label" in str(e.value)
+
+
+def test_evaluate_models_on_world_prompts(tmp_path, folders):
+    judge_mod, labelers_mod, tasks = _world()
+    exs = tasks.sample_examples(24, random.Random(0))
+    prompts = _write_jsonl(tmp_path / "eval_prompts.jsonl", [{"prompt": e.prompt, "family": e.family} for e in exs])
+    cfg = EvalConfig(n_prompts=24, max_new_tokens=8, batch_size=8, bootstrap=50)
+    models = {"base": folders["base"], "sft": folders["sft"], "ppo": folders["ppo"]}
+    m = ev.evaluate_models(models, "sft", prompts, cfg=cfg)
+    assert m.meta["judge"] == "heldout_labelers"
+    for name in models:
+        assert 0 <= m[f"gold.{name}"] <= 1
+        assert 0 <= m[f"hhh.over_refusal.{name}"] <= 1
+    for key in ("sft_vs_base", "ppo_vs_sft"):
+        assert 0 <= m[f"winrate.{key}"] <= 1 and 0 <= m[f"gold_winrate.{key}"] <= 1
+    fams = m.samples["families"]
+    assert len(set(fams)) >= min(6, len(set(e.family for e in exs)))
