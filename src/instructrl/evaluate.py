@@ -55,7 +55,6 @@ __all__ = [
     "best_of_n",
     "best_of_n_kl",
     "DEFAULT_PAIRS",
-    "EvalMetrics",
     "evaluate_models",
     "run",
 ]
@@ -579,20 +578,6 @@ def best_of_n(policy, rm, tokenizer, prompts: Sequence[str], n: int, max_new_tok
 # ---------------------------------------------------------------------------------------------
 
 
-class EvalMetrics(dict):
-    """The flat metrics (a plain dict for ``json.dump``) carrying two side structures:
-
-    ``samples`` — ``{"prompts": [...], "families": [...], "models": {name: [answers]}}``, the same
-    fixed prompts answered by every model (for the report), and ``meta`` — which judge produced
-    ``winrate.*``, the generation settings, per-model timings, and so on.
-    """
-
-    def __init__(self, *args, samples: dict | None = None, meta: dict | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.samples = samples or {}
-        self.meta = meta or {}
-
-
 def _world_ok(prompts: Sequence[str]) -> bool:
     """True when the world's judge imports and understands these prompts."""
     try:
@@ -651,8 +636,13 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
                     pretrain_val_path=None, cfg=None, rm_folder=None, world_seed: int = 0,
                     pairs: Iterable[tuple[str, str]] | None = None, device: str = "auto",
                     kl_models: Iterable[str] | None = None, n_sample_prompts: int = 12,
-                    progress: Callable[[str], None] | None = None) -> EvalMetrics:
-    """Evaluate model folders; return the FLAT metrics of metrics.json (DESIGN.md).
+                    progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+    """Evaluate model folders; return ``(metrics, samples)``.
+
+    ``metrics`` are the FLAT keys of metrics.json (DESIGN.md); ``samples`` is
+    ``{"prompts", "families", "models": {name: [answers]}, "judge", "temperature", "meta"}``: the
+    same fixed prompts (a few per family) answered by every model, for the report, with ``meta``
+    holding the generation settings, which judge produced ``winrate.*`` and per-model timings.
 
     ``models`` maps a name (the pipeline's: base, sft, ppo, ppo_ptx, base_large) to a causal-LM
     folder. Each model answers the first ``cfg.n_prompts`` evaluation prompts once (``cfg.temperature``,
@@ -666,7 +656,6 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     - ``tax.benchmark.<m>``, ``tax.pretrain_nll.<m>``; ``rm_score.<m>`` with an RM;
     - ``bon.*`` (best-of-n of the SFT policy against the RM) when ``cfg.best_of_n > 0``.
 
-    The returned :class:`EvalMetrics` also has ``.samples`` and ``.meta``.
     """
     from instructrl.config import EvalConfig
     from instructrl.data.readers import read_pretrain_texts, read_prompts
@@ -691,7 +680,7 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
             items = items[: cfg.n_benchmark]
     texts = read_pretrain_texts(pretrain_val_path) if pretrain_val_path else None
 
-    metrics = EvalMetrics()
+    metrics: dict[str, Any] = {}
     meta: dict[str, Any] = {"n_prompts": len(prompts), "temperature": cfg.temperature,
                             "max_new_tokens": cfg.max_new_tokens, "world": world, "time_s": {}}
     answers: dict[str, list[str]] = {}
@@ -807,16 +796,17 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         "models": {name: [resp[i] for i in idx] for name, resp in answers.items()},
         "judge": judge_name,
         "temperature": cfg.temperature,
+        "meta": meta,
     }
     meta["time_s"]["total"] = time.time() - t_start
-    metrics.samples, metrics.meta = samples, meta
-    return metrics
+    return metrics, samples
 
 
 def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val=None,
         reference: str | None = None, rm: str | None = None, pairs=None, world_seed: int = 0,
         device: str = "auto") -> dict:
-    """``instructrl eval``: evaluate ``models`` and write ``out/eval.json`` and ``out/samples.json``.
+    """``instructrl eval``: evaluate ``models``; write ``out/eval.json`` (the flat metrics, returned)
+    and ``out/samples.json`` (sample answers per model, the judge used, timings).
 
     ``reference`` is the KL reference (the SFT folder): the model whose folder it is, or else a
     new entry named ``sft`` (``reference`` if that name is taken). Returns the flat metrics.
@@ -833,10 +823,10 @@ def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val
             models[sft_name] = reference
     elif "sft" in models:
         sft_name = "sft"
-    metrics = evaluate_models(models, sft_name, prompts, benchmarks, pretrain_val, cfg, rm_folder=rm,
-                              world_seed=world_seed, pairs=pairs, device=device)
+    metrics, samples = evaluate_models(models, sft_name, prompts, benchmarks, pretrain_val, cfg, rm_folder=rm,
+                                       world_seed=world_seed, pairs=pairs, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(dict(metrics), indent=2, sort_keys=True))
-    (out / "samples.json").write_text(json.dumps({**metrics.samples, "meta": metrics.meta}, indent=2))
+    (out / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (out / "samples.json").write_text(json.dumps(samples, indent=2))
     return metrics
