@@ -32,6 +32,15 @@ def _write_prompts(path, prompts):
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run ~10x faster on one thread when the machine's cores are shared (OpenMP spinning)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A tiny SFT folder, an RM folder made from it, a prompts file and pretraining text."""
@@ -302,6 +311,10 @@ def test_output_folder_guards(folders, tmp_path):
     with pytest.raises(InstructRLError, match="overwrite"):
         ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
     ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a, overwrite=True)
+    # The same run again is allowed (it replaces itself); a different run needs overwrite.
+    ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+    with pytest.raises(InstructRLError, match="overwrite"):
+        ppo.run(_cfg(seed=1), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
     assert not (out / "something.txt").exists() and (out / "config.json").exists()
     with pytest.raises(InstructRLError, match="input model folder"):
         ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], folders["sft"], overwrite=True)

@@ -49,7 +49,6 @@ sequence-classification folder), ``config.yaml``, ``log.csv``, ``metrics.json`` 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -61,7 +60,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from instructrl.config import PPOConfig, save_config, to_dict
 from instructrl.data.readers import read_pretrain_texts, read_prompts
@@ -93,6 +91,17 @@ from instructrl.models import (
     token_scores,
 )
 from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+from instructrl.train_utils import (
+    RUN_FILE,
+    MetricsLogger,
+    guard_run_dir,
+    make_optimizer,
+    progress as progress_bar,
+    run_fingerprint,
+    seed_everything,
+    set_lr,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -313,9 +322,11 @@ def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _prepare_out(out: Path, inputs: list[Path], overwrite: bool, resume: bool) -> None:
+def _prepare_out(out: Path, model_dirs: list[Path], fingerprint: str, overwrite: bool, resume: bool) -> None:
+    """Refuse an output folder that holds something else (train_utils.guard_run_dir), never write
+    into an input model folder, and start empty unless resuming."""
     out_r = out.resolve()
-    for p in inputs:
+    for p in model_dirs:
         p = p.resolve()
         if out_r == p or out_r in p.parents:
             raise InstructRLError(f"output folder {out} would overwrite the input model folder {p}")
@@ -323,13 +334,10 @@ def _prepare_out(out: Path, inputs: list[Path], overwrite: bool, resume: bool) -
         if not (out / "checkpoint" / "state.pt").exists():
             raise InstructRLError(f"nothing to resume: {out / 'checkpoint' / 'state.pt'} does not exist")
         return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InstructRLError(
-                f"output folder {out} already exists and is not empty; pass overwrite=True (--overwrite) "
-                f"to replace it, or resume=True (--resume) to continue its checkpoint")
+    guard_run_dir(out, "ppo", fingerprint, overwrite)
+    if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True)
 
 
 def _rng_state(gens: dict) -> dict:
@@ -345,9 +353,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,9 +386,11 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     n_updates = cfg.total_episodes // cfg.batch_size
     if n_updates < 1:
         raise ConfigError(f"total_episodes ({cfg.total_episodes}) is smaller than one batch ({cfg.batch_size})")
-    _prepare_out(out, [Path(policy), Path(reward)], overwrite, resume)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    inputs = {"policy": policy, "reward": reward, "prompts": prompts, "ptx_data": ptx_data if cfg.ptx_coef > 0 else None,
+              "score_fn": getattr(score_fn, "__qualname__", None) if score_fn is not None else None}
+    fingerprint = run_fingerprint("ppo", cfg, inputs)
+    _prepare_out(out, [Path(policy), Path(reward)], fingerprint, overwrite, resume)
+    seed_everything(cfg.seed)
     device = pick_device("auto")
 
     # 1. Models: trainable policy, frozen reference, frozen RM, trainable value model (from the RM).
@@ -417,8 +425,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             log.warning("ptx_seq_len %d exceeds the context %d; using %d", ptx_len, n_ctx, n_ctx)
             ptx_len = n_ctx
 
-    opt_policy = torch.optim.AdamW(policy_model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.0)
-    opt_value = torch.optim.AdamW(value_model.parameters(), lr=cfg.value_lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.0)
+    opt_policy = make_optimizer(policy_model, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    opt_value = make_optimizer(value_model, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
     gens = {"sample": torch.Generator(device=device).manual_seed(cfg.seed),
@@ -446,23 +454,22 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         for k, g in gens.items():
             g.set_state(st["rng"][k])
         update, episodes, bad_streak, elapsed0 = st["update"], st["episodes"], st["bad_streak"], st["elapsed"]
-        old = to_dict(st["cfg"]) if hasattr(st["cfg"], "__dataclass_fields__") else st["cfg"]
-        changed = sorted(k for k, v in to_dict(cfg).items() if old.get(k) != v)
+        changed = sorted(k for k, v in to_dict(cfg).items() if st["cfg"].get(k) != v)
         if changed:
             log.warning("resuming with a changed config: %s", ", ".join(changed))
-        rows = []
-        if log_path.exists():
+        kept = []
+        if log_path.exists():  # rows logged after the checkpoint are redone
             with open(log_path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["update"]) <= update]
-        with open(log_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+                kept = [r for r in csv.DictReader(fh) if int(r["update"]) <= update]
         log.info("resumed from %s at update %d (%d episodes)", ckpt_dir, update, episodes)
     else:
-        with open(log_path, "w", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=LOG_COLUMNS).writeheader()
+        kept = []
+    logger = MetricsLogger(log_path, LOG_COLUMNS)
+    for r in kept:
+        logger.log(**r)
     save_config(cfg, out)
+    run_info = {"stage": "ppo", "fingerprint": fingerprint, "inputs": {k: v for k, v in inputs.items()}}
+    write_json(out / RUN_FILE, run_info)
 
     tb = None
     try:
@@ -484,8 +491,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
              n_updates, cfg.batch_size, device)
     stopped = None
     last_row: dict = {}
-    bar = tqdm(total=n_updates, initial=update, desc="ppo-ptx" if cfg.ptx_coef > 0 else "ppo",
-               disable=(None if progress is None else not progress), dynamic_ncols=True)
+    bar = progress_bar(n_updates, "ppo-ptx" if cfg.ptx_coef > 0 else "ppo", unit="update",
+                       disable=None if progress is None else not progress)
+    bar.update(update)
     policy_params = list(policy_model.parameters())
     value_params = list(value_model.parameters())
     while update < n_updates:
@@ -493,10 +501,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         # Warmup: linear from lr/10 to lr over the first `warmup_updates` updates, then constant.
         frac = min(1.0, (update + 1) / cfg.warmup_updates) if cfg.warmup_updates > 0 else 1.0
         lr_scale = 0.1 + 0.9 * frac
-        for g in opt_policy.param_groups:
-            g["lr"] = cfg.lr * lr_scale
-        for g in opt_value.param_groups:
-            g["lr"] = cfg.value_lr * lr_scale
+        set_lr(opt_policy, cfg.lr * lr_scale)
+        set_lr(opt_value, cfg.value_lr * lr_scale)
 
         # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
         batch_prompts = [prompt_texts[i] for i in order.next(cfg.batch_size)]
@@ -605,8 +611,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         now = time.time()
         row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
                    time_train=now - t_train, time_total=now - t0)
-        with open(log_path, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=LOG_COLUMNS).writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
+        logger.log(**row)
         if tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k not in ("update",) and not math.isnan(float(v)):
@@ -626,10 +631,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                        f"max_kl {cfg.max_kl}; the policy so far is saved")
             break
     bar.close()
+    logger.close()
     if tb is not None:
         tb.close()
-    if stopped:
-        log.warning(stopped)
 
     # 9. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
     # in `out/value_model/`, with config, log, metrics and the resume checkpoint, in one rename.
@@ -646,11 +650,14 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     save_model_folder(policy_model, tok, stage)
     save_model_folder(value_model, tok, stage / "value_model")
     save_config(cfg, stage)
-    (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(stage / "metrics.json", metrics)
+    write_json(stage / RUN_FILE, run_info)
     shutil.copy2(log_path, stage / "log.csv")
     for name in ("checkpoint", "tensorboard"):
         if (out / name).exists():
             os.replace(out / name, stage / name)
     replace_dir(stage, out)
+    if stopped:
+        log.warning("%s (saved to %s)", stopped, out)
     log.info("PPO done: %s", {k: metrics.get(k) for k in ("score", "kl", "gold", "time_s")})
     return metrics
