@@ -320,3 +320,28 @@ def test_output_folder_guards(folders, tmp_path):
         ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], folders["sft"], overwrite=True)
     with pytest.raises(InstructRLError, match="nothing to resume"):
         ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "new"), resume=True)
+
+
+def test_nonfinite_loss_steps_skipped_and_stop_keeps_last_good(folders, tmp_path, monkeypatch, caplog):
+    real = ppo.minibatch_loss
+    calls = {"n": 0}
+
+    def flaky(*a, **k):  # the first update's two steps are fine, every later loss is NaN
+        loss, stats = real(*a, **k)
+        calls["n"] += 1
+        return (loss if calls["n"] <= 2 else loss * float("nan")), stats
+
+    monkeypatch.setattr(ppo, "minibatch_loss", flaky)
+    out = tmp_path / "o"
+    with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
+        m = ppo.run(_cfg(total_episodes=16 * 10, save_every=1), folders["sft"], folders["rm"], folders["prompts"],
+                    str(out), score_fn=_count_a)
+    assert "non-finite loss" in caplog.text
+    assert "consecutive" in m["stopped"] and m["updates"] == 4  # update 1 good; then 2 + 2 + 1 bad steps
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
+    assert state["update"] == 1
+    saved, _ = load_policy(out)  # the last good weights: those after update 1
+    for n, p in saved.named_parameters():
+        assert torch.equal(p, state["policy"][n]), n
+    rows = _read_log(out)
+    assert [r["skipped_steps"] for r in rows] == ["0", "2", "2", "1"]

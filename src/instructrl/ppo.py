@@ -563,21 +563,15 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                     loss, stats = minibatch_loss(policy_model, value_model, mb, cfg, ptx_ids)
                     opt_policy.zero_grad(set_to_none=True)
                     opt_value.zero_grad(set_to_none=True)
-                    if not torch.isfinite(loss):
-                        log.warning("update %d: non-finite loss (%s); step skipped", update, loss.item())
-                        skipped += 1
-                        bad_streak += 1
-                        if bad_streak >= MAX_CONSECUTIVE_BAD:
-                            break
-                        continue
-                    loss.backward()
-                    gn = torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm)
-                    gv = torch.nn.utils.clip_grad_norm_(value_params, cfg.max_grad_norm)
-                    if not (torch.isfinite(gn) and torch.isfinite(gv)):
-                        log.warning("update %d: non-finite gradient norm (policy %s, value %s); step skipped",
-                                    update, gn.item(), gv.item())
-                        opt_policy.zero_grad(set_to_none=True)
-                        opt_value.zero_grad(set_to_none=True)
+                    finite = bool(torch.isfinite(loss))
+                    if finite:
+                        loss.backward()
+                        gn = torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                        gv = torch.nn.utils.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                        finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
+                    if not finite:  # never step on NaN/inf: the weights stay the last good ones
+                        what = "loss" if not torch.isfinite(loss) else f"gradient norm (policy {gn.item()}, value {gv.item()})"
+                        log.warning("update %d: non-finite %s; optimizer step skipped", update, what)
                         skipped += 1
                         bad_streak += 1
                         if bad_streak >= MAX_CONSECUTIVE_BAD:
@@ -620,7 +614,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         bar.update(1)
         bar.set_postfix(score=_fmt(row.get("score")), kl=_fmt(row.get("kl")))
 
-        if cfg.save_every and update % cfg.save_every == 0 and bad_streak == 0 and update < n_updates:
+        if cfg.save_every and (update % cfg.save_every == 0 or update == n_updates) and bad_streak == 0:
             _save_checkpoint(ckpt_dir, checkpoint_state())
         if bad_streak >= MAX_CONSECUTIVE_BAD:
             stopped = (f"stopped at update {update}: {bad_streak} consecutive steps or batches with non-finite "
