@@ -1,0 +1,364 @@
+"""Reward model (RM) training on K-wise rankings — step 2 of InstructGPT ([IG] §3.5, App. C.2).
+
+One loop, top to bottom: turn the SFT model into a scalar-head RM, read and tokenize every ranking
+(a bad record stops the run before anything is written), hold out some prompts for validation,
+then for each step: take `batch_size` PROMPTS, flatten their K responses into one batch of
+sum(K) sequences, run the model ONCE on it (exactly K forward passes per prompt, never
+C(K,2)·2), read each score at the EOS, and minimise the K-wise loss
+`-1/C(K,2) · Σ_{w ranked above l} log σ(r_w - r_l)` per prompt, averaged over prompts.
+After training, shift the score so the labelers' demonstrations have mean 0, and save a plain
+`AutoModelForSequenceClassification` folder.
+
+What follows the paper: the SFT model with the unembedding replaced by a scalar head (initialised
+N(0, 1/sqrt(d+1)), [ST]/[NB]); all comparisons of a prompt are one batch element; one epoch by
+default (more overfits); cosine decay to 10%, no warmup; bias normalisation on demonstrations.
+
+Where we depart from it (or fill a gap):
+* Ties are dropped from the loss and from accuracy, and a prompt's normaliser is then its number
+  of non-tied pairs (see losses.kwise_ranking_loss).
+* The validation split is by prompt (a prompt ranked twice never sits on both sides), chosen by a
+  seeded shuffle; the paper's RM validation set is a separate prompt set.
+* Reported accuracy counts an exact score tie as wrong; calibration bins are over every non-tied
+  pair by the model's confidence max(σ(m), 1 - σ(m)), m = score margin, against how often the
+  response it favoured was the labeler's choice ([N+] reports RMs to be under-confident).
+* Dropout is off during RM training ([ZG], [N+]); the paper does not say.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+
+import torch
+
+from instructrl import losses
+from instructrl.data.collate import encode_demonstration, encode_ranking, pad_right
+from instructrl.data.readers import read_demonstrations, read_rankings
+from instructrl.errors import DataError
+from instructrl.models import (
+    add_score_bias,
+    n_params,
+    pick_device,
+    reward_model_from_causal_lm,
+    save_model_folder,
+    sequence_scores,
+)
+from instructrl.train_utils import (
+    MetricsLogger,
+    Timer,
+    cosine_lr,
+    guard_run_dir,
+    make_optimizer,
+    progress,
+    run_files,
+    run_fingerprint,
+    seed_everything,
+    set_lr,
+    staging_dir,
+)
+
+LOG_FIELDS = ["step", "epoch", "loss", "accuracy", "margin", "lr", "grad_norm", "prompts_per_s", "val_loss", "val_accuracy"]
+CALIBRATION_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def read_rankings_for_training(path):
+    """read_rankings, with a hint when the file holds responses nobody has ranked yet."""
+    try:
+        return read_rankings(path)
+    except DataError as e:
+        if e.field == "ranking" and e.message.startswith("missing"):
+            raise DataError(e.path, e.line, e.field,
+                            "missing field: this line has responses but no ranking (an unranked file, such as "
+                            "`instructrl compare --labelers none` writes); add \"ranking\": [best..worst response "
+                            "indices] to every line before training a reward model") from None
+        raise
+
+
+def encode_rankings(tokenizer, rankings, max_len: int, truncation: str) -> list[dict]:
+    """Tokenize every ranking once: `{"seqs": K token lists (prompt + response + EOS), "rank": K ranks}`.
+
+    Raises the reader's DataError (file, line, field) for a too-long sequence, before training.
+    """
+    out = []
+    for r in rankings:
+        enc = encode_ranking(tokenizer, r, max_len, truncation)
+        out.append({"seqs": [e["input_ids"] for e in enc], "rank": r.ranks()})
+    return out
+
+
+def collate_prompts(encoded: list[dict], pad_id: int):
+    """Flatten the K responses of each prompt into one right-padded batch of sum(K) sequences.
+
+    Returns `(input_ids (N,T), attention_mask (N,T) bool, group (N,), rank (N,))`: `group` is the
+    prompt's position in `encoded`, `rank` 0 = best (ties share a rank).
+    """
+    seqs, group, rank = [], [], []
+    for g, e in enumerate(encoded):
+        seqs += e["seqs"]
+        group += [g] * len(e["seqs"])
+        rank += e["rank"]
+    ids, attn = pad_right(seqs, pad_id)
+    return ids, attn, torch.tensor(group, dtype=torch.long), torch.tensor(rank, dtype=torch.long)
+
+
+def split_by_prompt(rankings, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, val): a seeded share `val_fraction` of the distinct prompts goes to validation."""
+    prompts = sorted({r.prompt for r in rankings})
+    random.Random(seed).shuffle(prompts)
+    n_val = 0
+    if val_fraction > 0 and len(prompts) >= 2:
+        n_val = min(len(prompts) - 1, max(1, round(val_fraction * len(prompts))))
+    val_prompts = set(prompts[:n_val])
+    train = [i for i, r in enumerate(rankings) if r.prompt not in val_prompts]
+    val = [i for i, r in enumerate(rankings) if r.prompt in val_prompts]
+    return train, val
+
+
+@torch.no_grad()
+def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """RM scores (CPU float tensor) of token sequences, each ending in EOS, in batches."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(seqs), batch_size):
+        ids, attn = pad_right(seqs[i:i + batch_size], pad_id)
+        out.append(sequence_scores(model, ids.to(device), attn.to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def score_texts(model, tokenizer, prompts: list[str], responses: list[str], max_len: int | None = None,
+                batch_size: int = 64) -> torch.Tensor:
+    """RM score of each (prompt, response) text pair: the score at the EOS of prompt + response + EOS.
+
+    For generated text: an empty response is allowed (it scores the prompt + EOS), and a pair too
+    long for the model keeps the end of its prompt.
+    """
+    if max_len is None:
+        cfg = model.config
+        max_len = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 10**9
+    seqs = []
+    for p, r in zip(prompts, responses):
+        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+        r_ids = tokenizer(r, add_special_tokens=False)["input_ids"][: max_len - 2]
+        keep = max(1, max_len - len(r_ids) - 1)
+        seqs.append(p_ids[-keep:] + r_ids + [tokenizer.eos_token_id])
+    return score_sequences(model, seqs, tokenizer.pad_token_id, batch_size)
+
+
+def ranking_metrics(scores: torch.Tensor, encoded: list[dict]) -> dict:
+    """Pairwise accuracy, mean margin, K-wise loss and a calibration table over all non-tied pairs.
+
+    `scores` is flat in the order of `encoded` (prompt by prompt, response by response).
+    """
+    correct, margins, conf, per_prompt_loss = [], [], [], []
+    pos = 0
+    for e in encoded:
+        s = scores[pos:pos + len(e["seqs"])].tolist()
+        pos += len(e["seqs"])
+        r = e["rank"]
+        pair_losses = []
+        for w in range(len(s)):
+            for l in range(len(s)):
+                if r[w] < r[l]:
+                    m = s[w] - s[l]
+                    margins.append(m)
+                    correct.append(m > 0)  # an exact tie counts as wrong, as in the loss's accuracy
+                    p = 1.0 / (1.0 + math.exp(-m)) if m > -60 else 0.0
+                    conf.append((max(p, 1.0 - p), m > 0))
+                    pair_losses.append(math.log1p(math.exp(-m)) if m > -30 else -m)
+        if pair_losses:
+            per_prompt_loss.append(sum(pair_losses) / len(pair_losses))
+    n = len(correct)
+    table = []
+    for lo, hi in zip(CALIBRATION_BINS[:-1], CALIBRATION_BINS[1:]):
+        inside = [(c, ok) for c, ok in conf if lo <= c < hi or (hi == 1.0 and c == 1.0)]
+        table.append({
+            "bin": f"{lo:.1f}-{hi:.1f}",
+            "count": len(inside),
+            "mean_confidence": sum(c for c, _ in inside) / len(inside) if inside else None,
+            "accuracy": sum(ok for _, ok in inside) / len(inside) if inside else None,
+        })
+    return {
+        "accuracy": sum(correct) / n if n else None,
+        "margin": sum(margins) / n if n else None,
+        "loss": sum(per_prompt_loss) / len(per_prompt_loss) if per_prompt_loss else None,
+        "pairs": n,
+        "prompts": len(encoded),
+        "calibration": table,
+    }
+
+
+def evaluate(model, encoded: list[dict], pad_id: int, batch_size: int) -> dict:
+    seqs = [s for e in encoded for s in e["seqs"]]
+    return ranking_metrics(score_sequences(model, seqs, pad_id, batch_size), encoded)
+
+
+def format_calibration(table: list[dict]) -> str:
+    lines = ["  confidence  pairs  mean_conf  accuracy"]
+    for row in table:
+        mc = "-" if row["mean_confidence"] is None else f"{row['mean_confidence']:.3f}"
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        lines.append(f"  {row['bin']:>10}  {row['count']:>5}  {mc:>9}  {acc:>8}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+
+
+def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None, heldout_data: str | None = None,
+        overwrite: bool = False, *, device: str | None = None, verbose: bool = True) -> dict:
+    """Train a reward model from the causal LM in folder `model` on the rankings in `data`; write it to `out`.
+
+    Returns the metrics also written to `out/metrics.json`.
+    """
+    timer = Timer()
+    # 0. Check the output folder before any work.
+    inputs = {"model": model, "data": data, "demonstrations": demonstrations, "heldout_data": heldout_data}
+    fingerprint = run_fingerprint("rm", cfg, inputs)
+    guard_run_dir(out, "rm", fingerprint, overwrite)
+    seed_everything(cfg.seed)
+    dev = pick_device(device or "auto")
+
+    # 1. The RM: the (SFT) model with its unembedding replaced by a fresh scalar head; dropout off.
+    rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
+    rm.to(dev).train()
+    pad = tok.pad_token_id
+
+    # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
+    rankings = read_rankings_for_training(data)
+    encoded = encode_rankings(tok, rankings, cfg.max_len, cfg.truncation)
+    demo_seqs = []
+    if demonstrations:
+        demo_seqs = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation)["input_ids"]
+                     for d in read_demonstrations(demonstrations)]
+    heldout = (encode_rankings(tok, read_rankings_for_training(heldout_data), cfg.max_len, cfg.truncation)
+               if heldout_data else [])
+
+    # 3. Hold out whole prompts for validation (seeded).
+    train_idx, val_idx = split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
+    train_set = [encoded[i] for i in train_idx]
+    val_set = [encoded[i] for i in val_idx]
+    order_rng = random.Random(cfg.seed)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = make_optimizer(rm, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
+
+    stage = staging_dir(out)
+    try:
+        logger = MetricsLogger(stage / "log.csv", LOG_FIELDS)
+        bar = progress(total_steps, "rm")
+        step, epoch_stats = 0, []
+        for epoch in range(1, cfg.epochs + 1):
+            order = list(range(len(train_set)))
+            order_rng.shuffle(order)
+            epoch_stats = []
+            for b0 in range(0, len(order), cfg.batch_size):
+                t0 = Timer()
+                lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup, cosine to 10%
+                set_lr(optimizer, lr)
+                # 4a. batch_size prompts -> sum(K) sequences; group/rank say which prompt and place.
+                batch = [train_set[i] for i in order[b0:b0 + cfg.batch_size]]
+                ids, attn, group, rank = collate_prompts(batch, pad)
+                # 4b. ONE forward pass over all of them: exactly K per prompt; score at the EOS.
+                scores = sequence_scores(rm, ids.to(dev), attn.to(dev))
+                # 4c. All C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
+                loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"RM loss is {loss_value} at step {step}; lower rm.lr")
+                row = {"step": step, "epoch": epoch, "loss": loss_value, "accuracy": float(stats["accuracy"]),
+                       "margin": float(stats["margin"]), "lr": lr, "grad_norm": float(grad_norm),
+                       "prompts_per_s": len(batch) / max(t0.elapsed, 1e-9)}
+                epoch_stats.append(row)
+                logger.log(**row)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+            # 4d. Validation accuracy at the end of each epoch (the paper saw overfitting after one).
+            if val_set:
+                v = evaluate(rm, val_set, pad, 4 * cfg.batch_size)
+                logger.log(step=step, epoch=epoch, val_loss=v["loss"], val_accuracy=v["accuracy"])
+                bar.write(f"rm epoch {epoch}/{cfg.epochs}: val_accuracy={v['accuracy']:.4f}  val_loss={v['loss']:.4f}")
+        bar.close()
+        logger.close()
+        rm.eval()
+
+        # 5. Final evaluation: held-out comparisons, and comparisons by held-out labelers.
+        val = evaluate(rm, val_set, pad, 4 * cfg.batch_size) if val_set else None
+        held = evaluate(rm, heldout, pad, 4 * cfg.batch_size) if heldout else None
+
+        # 6. Bias normalisation ([IG] §3.5): demonstrations score mean 0 (the loss is shift-invariant).
+        demo = {}
+        if demo_seqs:
+            before = float(score_sequences(rm, demo_seqs, pad, 4 * cfg.batch_size).mean())
+            add_score_bias(rm, -before)
+            after_scores = score_sequences(rm, demo_seqs, pad, 4 * cfg.batch_size)
+            after = float(after_scores.mean())
+            if abs(after) > 1e-3 * max(1.0, abs(before)):
+                raise RuntimeError(f"bias normalisation failed: demonstrations score mean {after} after shifting by {-before}")
+            demo = {"demo_score_mean_before": before, "demo_score_mean": after,
+                    "demo_score_std": float(after_scores.std()) if len(demo_seqs) > 1 else 0.0,
+                    "score_bias": -before, "n_demonstrations": len(demo_seqs)}
+
+        last = epoch_stats[-1] if epoch_stats else {}
+        metrics = {
+            "train_loss": sum(r["loss"] for r in epoch_stats) / max(len(epoch_stats), 1),
+            "train_accuracy": sum(r["accuracy"] for r in epoch_stats) / max(len(epoch_stats), 1),
+            "final_train_step_loss": last.get("loss"),
+            "val_accuracy": val["accuracy"] if val else None,
+            "val_loss": val["loss"] if val else None,
+            "val_margin": val["margin"] if val else None,
+            "val_pairs": val["pairs"] if val else 0,
+            "val_prompts": val["prompts"] if val else 0,
+            "calibration": val["calibration"] if val else [],
+            "heldout_labeler_accuracy": held["accuracy"] if held else None,
+            "heldout_margin": held["margin"] if held else None,
+            "heldout_pairs": held["pairs"] if held else 0,
+            "heldout_calibration": held["calibration"] if held else [],
+            **demo,
+            "train_prompts": len(train_set),
+            "train_comparisons": sum(sum(1 for a in e["rank"] for b in e["rank"] if a < b) for e in train_set),
+            "steps": total_steps,
+            "n_params": n_params(rm),
+            "time_s": timer.elapsed,
+        }
+        if verbose:
+            print(summary(metrics))
+        rm.to("cpu")
+        save_model_folder(rm, tok, out, extra=run_files(stage, cfg, "rm", fingerprint, inputs, metrics))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return metrics
+
+
+def summary(m: dict) -> str:
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    lines = [f"rm: {m['train_prompts']} training prompts ({m['train_comparisons']} comparisons), {m['steps']} steps, {m['time_s']:.1f}s",
+             f"  val accuracy {fmt(m['val_accuracy'])} over {m['val_pairs']} pairs, mean margin {fmt(m['val_margin'])}, loss {fmt(m['val_loss'])}"]
+    if m.get("heldout_labeler_accuracy") is not None:
+        lines.append(f"  held-out labelers: accuracy {fmt(m['heldout_labeler_accuracy'])} over {m['heldout_pairs']} pairs")
+    if "demo_score_mean" in m:
+        lines.append(f"  demonstrations: mean score {m['demo_score_mean_before']:.4f} -> {m['demo_score_mean']:.2e} after bias shift")
+    if m["calibration"]:
+        lines.append("  calibration (validation pairs):\n" + format_calibration(m["calibration"]))
+    return "\n".join(lines)
+
+
+__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt", "score_sequences", "score_texts",
+           "ranking_metrics", "evaluate", "summary"]

@@ -1,0 +1,237 @@
+"""Plain helpers the training stages share: seeding, AdamW + cosine schedule, a metrics log,
+a progress bar, and the run-folder guard.
+
+Nothing here owns a loop: `sft.py`, `rm.py` and `ppo.py` each keep their one visible loop and call
+these small functions, so a reader never has to chase a callback to see what a step does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from instructrl.config import config_hash, save_config
+from instructrl.errors import InstructRLError
+
+RUN_FILE = "run.json"  # marks a folder as a run of ours, with the fingerprint of what made it
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeding
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy (if present) and torch (CPU and CUDA)."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # numpy is a dependency, but seeding must never be the thing that fails
+        pass
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer and schedule
+# ---------------------------------------------------------------------------------------------
+
+
+def make_optimizer(model, lr: float, beta1: float, beta2: float, weight_decay: float = 0.0, eps: float = 1e-8):
+    """AdamW over the trainable parameters; weight decay only on matrices (not biases, norms).
+
+    The paper uses Adam with beta = (0.9, 0.95) for every stage ([IG] App. C).
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    use_fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=(beta1, beta2), eps=eps, fused=use_fused or None)
+
+
+def cosine_lr(step: int, total_steps: int, peak: float, min_ratio: float = 0.1, warmup_steps: int = 0) -> float:
+    """LR at optimizer step `step` (0-based): optional linear warmup, then cosine from `peak` to
+    `min_ratio * peak` at the last step. The paper's SFT and RM: no warmup, cosine to 10% ([IG] App. C)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    span = max(1, total_steps - 1 - warmup_steps)
+    progress = min(1.0, max(0.0, (step - warmup_steps) / span))
+    return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics log
+# ---------------------------------------------------------------------------------------------
+
+
+class MetricsLogger:
+    """Append one row of metrics per call to a CSV (or JSONL, by extension) file, flushed at once.
+
+    CSV columns are fixed by `fields` (a value for an unknown key is an error, a missing one is an
+    empty cell), so the file can be tailed or loaded with pandas while a run goes on.
+    """
+
+    def __init__(self, path, fields: list[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fields = list(fields)
+        self.jsonl = self.path.suffix == ".jsonl"
+        self._fh = open(self.path, "w", newline="", encoding="utf-8")
+        if not self.jsonl:
+            self._writer = csv.DictWriter(self._fh, fieldnames=self.fields)
+            self._writer.writeheader()
+            self._fh.flush()
+
+    def log(self, **row) -> None:
+        unknown = set(row) - set(self.fields)
+        if unknown:
+            raise KeyError(f"metrics {sorted(unknown)} are not columns of {self.path.name}: {self.fields}")
+        row = {k: _plain(v) for k, v in row.items()}
+        if self.jsonl:
+            self._fh.write(json.dumps(row) + "\n")
+        else:
+            self._writer.writerow(row)
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _plain(v):
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+def write_json(path, obj) -> None:
+    """Write JSON through a temp file + rename, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=_plain))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bar
+# ---------------------------------------------------------------------------------------------
+
+
+def progress(total: int, desc: str, unit: str = "step", disable: bool | None = None):
+    """A tqdm bar on stderr; hidden when stderr is not a terminal (logs stay clean) unless asked."""
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        disable = not sys.stderr.isatty() and not os.environ.get("INSTRUCTRL_PROGRESS")
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=disable, leave=False)
+
+
+class Timer:
+    """Wall-clock seconds since creation (`.elapsed`)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+# ---------------------------------------------------------------------------------------------
+
+
+def run_fingerprint(stage: str, cfg, inputs: dict) -> str:
+    """A short hash of the stage, its config and its inputs (paths resolved): what makes a run 'the same'."""
+    resolved = {k: (str(Path(v).resolve()) if isinstance(v, (str, Path)) and v else v) for k, v in inputs.items()}
+    return config_hash(cfg, {"stage": stage, "inputs": resolved})
+
+
+def guard_run_dir(out, stage: str, fingerprint: str, overwrite: bool = False) -> None:
+    """Refuse to write into `out` when it holds something other than this very run.
+
+    An absent or empty folder is fine; so is a folder holding an earlier run with the same
+    fingerprint (same stage, config and inputs: re-running replaces it). Anything else — another
+    run, a model folder, a user's files — is an InstructRLError unless `overwrite` is set. Called
+    before any training so that a long run cannot end in a refusal.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InstructRLError(f"output {out} exists and is not a folder; choose another --out")
+    if not any(out.iterdir()) or overwrite:
+        return
+    marker = out / RUN_FILE
+    if marker.exists():
+        try:
+            prev = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            prev = {}
+        if prev.get("stage") == stage and prev.get("fingerprint") == fingerprint:
+            return
+        what = f"a different {prev.get('stage', 'unknown')} run"
+    else:
+        what = "files that are not from this run"
+    raise InstructRLError(
+        f"output folder {out} already holds {what}; choose another --out or pass --overwrite to replace it"
+    )
+
+
+def staging_dir(out) -> Path:
+    """A hidden scratch folder beside `out` for logs written during the run (moved in at the end).
+
+    The final folder appears only when the run succeeds (models.save_model_folder is atomic), so a
+    failed run never leaves something that looks like a finished one.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    d = out.parent / f".{out.name}.running"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir()
+    return d
+
+
+def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, metrics: dict) -> dict:
+    """The non-weight files of a finished run, as `extra` for models.save_model_folder:
+    config.yaml (the resolved config), run.json (what made it), metrics.json, and every file the
+    run wrote into its staging folder (log.csv ...)."""
+    save_config(cfg, stage_dir)
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(stage_dir.iterdir()) if p.is_file()}
+    files[RUN_FILE] = {"stage": stage, "fingerprint": fingerprint,
+                       "inputs": {k: (str(v) if v is not None else None) for k, v in inputs.items()}}
+    files["metrics.json"] = json.loads(json.dumps(metrics, default=_plain))
+    return files
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -1,0 +1,215 @@
+"""RM stage: K forward passes per prompt, bias normalisation, plain-HF loading, learning on world data, bad data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pytest
+import torch
+
+from instructrl import rm
+from instructrl.config import RMConfig
+from instructrl.data.readers import read_rankings
+from instructrl.errors import DataError, InstructRLError
+from instructrl.models import build_gpt2, load_reward_model, save_model_folder, sequence_scores
+from instructrl.tokenizer import build_char_tokenizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: one intra-op thread is as fast, and far faster when other processes share the CPU.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    tok = build_char_tokenizer()
+    path = tmp_path_factory.mktemp("base") / "model"
+    save_model_folder(build_gpt2(tok, n_layer=1, n_embd=32, n_head=2, n_positions=256), tok, path)
+    return path
+
+
+def toy_rankings(n: int, seed: int = 0) -> list[dict]:
+    """Rankings with K from 2 to 5 (and one tie group), responses distinct."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        k = 2 + i % 4
+        responses = [f" answer {i}-{j} " + "x" * rng.randint(0, 6) for j in range(k)]
+        ranking = list(range(k))
+        rng.shuffle(ranking)
+        if k == 5 and i % 8 == 3:
+            ranking = [ranking[0], [ranking[1], ranking[2]], ranking[3], ranking[4]]
+        rows.append({"prompt": f"Q: question {i}?\nA:", "responses": responses, "ranking": ranking})
+    return rows
+
+
+DEMOS = [{"prompt": f"Q: question {i}?\nA:", "response": f" demo {i}"} for i in range(7)]
+
+
+def test_exactly_k_forward_passes_per_prompt(tmp_path, base, monkeypatch):
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Model
+
+    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
+    calls = []
+    original = GPT2Model.forward
+
+    def counting_forward(self, input_ids=None, **kw):
+        calls.append((torch.is_grad_enabled(), input_ids.shape[0]))
+        return original(self, input_ids=input_ids, **kw)
+
+    monkeypatch.setattr(GPT2Model, "forward", counting_forward)
+    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64)
+    m = rm.run(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
+
+    rankings = read_rankings(data)
+    train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
+    train_calls = [rows for grad, rows in calls if grad]
+    # One model call per step, on exactly the sum of K of that step's prompts: K passes per prompt,
+    # never 2 * C(K, 2).
+    assert len(train_calls) == m["steps"] == -(-len(train_idx) // cfg.batch_size)
+    assert sum(train_calls) == sum(rankings[i].k for i in train_idx)
+    assert max(train_calls) <= cfg.batch_size * 5
+    assert m["train_comparisons"] == sum(len(rankings[i].comparisons()) for i in train_idx)
+
+
+def test_bias_normalisation_and_plain_hf_scores(tmp_path, base):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(16))
+    demos = write_jsonl(tmp_path / "demos.jsonl", DEMOS)
+    out = tmp_path / "rm"
+    m = rm.run(RMConfig(batch_size=4, lr=3e-3, max_len=64), str(base), str(data), str(out),
+               demonstrations=str(demos), verbose=False)
+    assert abs(m["demo_score_mean"]) < 1e-4
+    assert m["demo_score_mean_before"] == pytest.approx(-m["score_bias"])
+    for name in ("config.yaml", "log.csv", "metrics.json", "model.safetensors", "tokenizer.json"):
+        assert (out / name).exists(), name
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert {"step", "loss", "accuracy", "margin", "lr"} <= set(rows[0])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert [row["bin"] for row in saved["calibration"]] == ["0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1.0"]
+
+    # Our loader + sequence_scores: the demonstrations really have mean score 0 after reloading.
+    ours, tok = load_reward_model(out)
+    seqs = [tok(d["prompt"] + d["response"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for d in DEMOS]
+    scores = rm.score_sequences(ours, seqs, tok.pad_token_id)
+    assert abs(float(scores.mean())) < 1e-4
+
+    # A plain transformers load gives the same scores on a right-padded batch of mixed lengths.
+    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    plain_tok = AutoTokenizer.from_pretrained(out)
+    ids, attn = rm.pad_right(seqs, plain_tok.pad_token_id)
+    with torch.no_grad():
+        theirs = plain(input_ids=ids, attention_mask=attn.long()).logits.squeeze(-1)
+        mine = sequence_scores(ours, ids, attn)
+    assert torch.allclose(theirs, mine, atol=1e-5), (theirs, mine)
+    assert torch.allclose(mine, scores, atol=1e-5)
+
+
+def test_refuses_an_existing_different_output(tmp_path, base):
+    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(8))
+    out = tmp_path / "rm"
+    rm.run(RMConfig(batch_size=4, max_len=64), str(base), str(data), str(out), verbose=False)
+    with pytest.raises(InstructRLError, match="different rm run"):
+        rm.run(RMConfig(batch_size=2, max_len=64), str(base), str(data), str(out), verbose=False)
+    rm.run(RMConfig(batch_size=2, max_len=64), str(base), str(data), str(out), overwrite=True, verbose=False)
+
+
+def world_rankings(world_dir, pool: str, seed: int, families=("harmful", "unanswerable")):
+    """Rank SFT-like responses to the world's RM prompts with its simulated labelers."""
+    from instructrl.data.readers import read_prompts
+    from instructrl.world.build import build_world
+    from instructrl.world.judge import parse_prompt
+    from instructrl.world.labelers import make_labeler_pool, sft_like_responses
+
+    if not (world_dir / "rm_prompts.jsonl").exists():
+        build_world(world_dir, seed=seed, n_sft=40, n_sft_val=5, n_rm=800, n_ppo=0, n_eval=0,
+                    corpus_chars=0, n_benchmark=0)
+    train, heldout = make_labeler_pool(seed)
+    people = train if pool == "train" else heldout
+    rng = random.Random(seed if pool == "train" else seed + 1)
+    rows = []
+    for p in read_prompts(world_dir / "rm_prompts.jsonl"):
+        if p.meta.get("family") not in families:
+            continue
+        responses = list(dict.fromkeys(sft_like_responses(parse_prompt(p.prompt), rng.randint(4, 6), rng)))
+        if len(responses) < 2:
+            continue
+        person = rng.choice(people)
+        rows.append({"prompt": p.prompt, "responses": responses,
+                     "ranking": person.rank(p.prompt, responses, rng), "labeler": person.id})
+    return rows
+
+
+def test_learns_the_world_labelers_preferences(tmp_path, base):
+    # Families whose quality shows in the text (refuse a harmful request, say "I don't know" to an
+    # unanswerable question, stop cleanly): a tiny randomly initialised RM can learn them from a
+    # thousand comparisons. Labelers agree with the gold judge ~79% of the time here (the ceiling).
+    world = tmp_path / "world"
+    train = world_rankings(world, "train", seed=1)
+    held = world_rankings(world, "heldout", seed=1)[-40:]
+    data = write_jsonl(tmp_path / "rankings.jsonl", train)
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", held)
+    assert len(train) >= 120
+    m = rm.run(RMConfig(lr=3e-3, batch_size=8, val_fraction=0.2, max_len=256, seed=1), str(base), str(data),
+               str(tmp_path / "rm"), demonstrations=str(world / "demonstrations.jsonl"),
+               heldout_data=str(heldout), verbose=False)
+    assert m["train_comparisons"] > 800
+    assert m["val_pairs"] > 200
+    assert m["val_accuracy"] > 0.62, m
+    assert m["heldout_labeler_accuracy"] > 0.58, m
+    assert m["val_margin"] > 0
+    assert abs(m["demo_score_mean"]) < 1e-4
+
+
+GOOD = json.dumps({"prompt": "Q: hi\nA:", "responses": [" a", " b", " c"], "ranking": [2, 0, 1]})
+
+
+@pytest.mark.parametrize("bad_line, field", [
+    ('{"prompt": "Q: hi\\nA:", "responses": [" a", " b"], "ranking": [0, 1]', None),  # malformed JSON
+    (json.dumps({"prompt": "Q: hi\nA:", "responses": [" a", " b"]}), "ranking"),  # missing field (unranked)
+    (json.dumps({"prompt": "Q: hi\nA:", "responses": [" a", " b", " c"], "ranking": [0, 0, 1]}), "ranking"),
+    (json.dumps({"prompt": "Q: hi\nA:", "responses": [" a"], "ranking": [0]}), "responses"),  # K < 2
+    (json.dumps({"prompt": "Q: hi\nA:", "responses": [" a", " a"], "ranking": [0, 1]}), "responses[1]"),
+    (json.dumps({"prompt": "", "responses": [" a", " b"], "ranking": [0, 1]}), "prompt"),  # empty prompt
+    (json.dumps({"prompt": "Q: hi\nA:", "responses": [" a", " " + "b" * 80], "ranking": [0, 1]}), None),  # too long
+])
+def test_bad_data_names_file_line_field_and_writes_nothing(tmp_path, base, bad_line, field):
+    data = write_jsonl(tmp_path / "r.jsonl", [GOOD, GOOD, bad_line])
+    with pytest.raises(DataError) as e:
+        rm.run(RMConfig(max_len=64), str(base), str(data), str(tmp_path / "out"), verbose=False)
+    assert e.value.path == str(data) and e.value.line == 3 and e.value.field == field
+    assert f"{data}:3" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]  # no output, no staging folder
+
+
+def test_bad_demonstrations_fail_before_training(tmp_path, base, monkeypatch):
+    data = write_jsonl(tmp_path / "r.jsonl", [GOOD] * 4)
+    demos = write_jsonl(tmp_path / "d.jsonl", [json.dumps(DEMOS[0]), json.dumps({"prompt": "Q: x\nA:"})])
+    monkeypatch.setattr(rm.losses, "kwise_ranking_loss", lambda *a: pytest.fail("trained before checking all input"))
+    with pytest.raises(DataError) as e:
+        rm.run(RMConfig(max_len=64), str(base), str(data), str(tmp_path / "out"), demonstrations=str(demos), verbose=False)
+    assert e.value.line == 2 and e.value.field == "response"
+    assert not (tmp_path / "out").exists()
+
+
+def test_ranking_metrics_by_hand():
+    # One prompt, K=3, ranks best..worst 0,1,2; scores 3, 1, 2 -> pairs (0>1 ok, 0>2 ok, 1>2 wrong).
+    enc = [{"seqs": [[1], [1], [1]], "rank": [0, 1, 2]}]
+    m = rm.ranking_metrics(torch.tensor([3.0, 1.0, 2.0]), enc)
+    assert m["pairs"] == 3 and m["accuracy"] == pytest.approx(2 / 3)
+    assert m["margin"] == pytest.approx((2 + 1 - 1) / 3)
+    sp = torch.nn.functional.softplus
+    assert m["loss"] == pytest.approx(float((sp(torch.tensor(-2.0)) + sp(torch.tensor(-1.0)) + sp(torch.tensor(1.0))) / 3))
+    assert sum(b["count"] for b in m["calibration"]) == 3
