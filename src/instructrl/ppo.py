@@ -517,8 +517,12 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             log.warning("update %d: %d of %d reward scores are NaN/inf; those episodes are dropped",
                         update, n_bad, cfg.batch_size)
         gold = None
-        if gold_fn is not None:
-            gold = sum(float(gold_fn(p, r)) for p, r in zip(ro.prompts, ro.responses)) / len(ro.prompts)
+        if gold_fn is not None:  # evaluation only: a failing judge disables the column, not the run
+            try:
+                gold = sum(float(gold_fn(p, r)) for p, r in zip(ro.prompts, ro.responses)) / len(ro.prompts)
+            except Exception as e:
+                log.warning("gold_fn failed (%s: %s); the gold column is left empty from now on", type(e).__name__, e)
+                gold_fn = None
 
         valid = ro.valid
         row = {"update": update, "episodes": episodes, "bad_scores": n_bad, "gold": gold,
