@@ -257,6 +257,8 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
     values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
     if score_fn is not None:
         scores_raw = torch.as_tensor(score_fn(prompts, responses), dtype=torch.float32, device=device).reshape(-1)
+        if scores_raw.numel() != len(prompts):
+            raise ValueError(f"score_fn returned {scores_raw.numel()} scores for {len(prompts)} responses")
     else:
         scores_raw = sequence_scores(reward_model, ids, attn).float()
     scores = scores_raw.clone()
