@@ -177,8 +177,10 @@ def test_refuses_an_existing_different_output(tmp_path, base, files):
     with pytest.raises(InstructRLError, match="already holds"):
         sft.run(cfg, str(base), str(files.demos), str(other))
     assert (other / "notes.txt").read_text() == "mine"
-    with pytest.raises(InstructRLError, match="already holds"):  # never over the input model
-        sft.run(cfg, str(base), str(files.demos), str(base))
+    with pytest.raises(InstructRLError, match="overwrite the input"):  # never over the input model
+        sft.run(cfg, str(base), str(files.demos), str(base), overwrite=True)
+    with pytest.raises(InstructRLError, match="overwrite the input"):
+        sft.run(cfg, str(base), str(files.demos), str(base.parent), overwrite=True)
     out = tmp_path / "sft"
     sft.run(cfg, str(base), str(files.demos), str(out))
     sft.run(cfg, str(base), str(files.demos), str(out))  # the same run again: replaced
@@ -204,6 +206,21 @@ def test_bad_data_names_file_line_field_and_writes_nothing(tmp_path, base, bad_l
     assert e.value.path == str(data) and e.value.line == line and e.value.field == field
     assert str(data) in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demos.jsonl"]  # no output, no staging folder
+
+
+def test_eval_every_steps_and_selection_by_val_loss(tmp_path, base, files):
+    m = sft.run(small_cfg(epochs=3, eval_every=2, lr=3e-2), str(base), str(files.demos), str(tmp_path / "sft"),
+                val_data=str(files.val))
+    assert [e["step"] for e in m["evals"]] == [2, 4, 6]
+    best = min(m["evals"], key=lambda e: e["val_loss"])
+    assert m["selected_step"] == best["step"] and m["val_loss"] == pytest.approx(best["val_loss"])
+    # The saved weights are the selected ones: their validation loss is the selected value.
+    from instructrl.data.readers import read_demonstrations
+    from instructrl.models import load_policy
+
+    model, tok = load_policy(tmp_path / "sft")
+    ex = [sft.encode_demonstration(tok, d, 80) for d in read_demonstrations(files.val)]
+    assert sft.validation_loss(model, ex, tok.pad_token_id, 8, "cpu") == pytest.approx(best["val_loss"], abs=1e-5)
 
 
 def test_config_errors(tmp_path, base, files):

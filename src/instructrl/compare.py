@@ -63,6 +63,8 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
     out = Path(out)
     if out.is_dir():
         raise InstructRLError(f"output {out} is a folder; compare writes one JSONL file")
+    if out.resolve() == Path(prompts).resolve():
+        raise InstructRLError(f"output {out} is the prompts file itself; choose another --out")
     records = read_prompts(prompts)
     if cfg.n_prompts > 0:
         records = records[: cfg.n_prompts]

@@ -51,6 +51,7 @@ from instructrl.train_utils import (
     guard_run_dir,
     make_optimizer,
     progress,
+    refuse_input_folders,
     run_files,
     run_fingerprint,
     seed_everything,
@@ -225,6 +226,7 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
     # 0. Check the output folder before any work.
     inputs = {"model": model, "data": data, "demonstrations": demonstrations, "heldout_data": heldout_data}
     fingerprint = run_fingerprint("rm", cfg, inputs)
+    refuse_input_folders(out, model)
     guard_run_dir(out, "rm", fingerprint, overwrite)
     seed_everything(cfg.seed)
     dev = pick_device(device or "auto")

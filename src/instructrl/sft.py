@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import random
 import shutil
-from pathlib import Path
 
 import torch
 
@@ -43,7 +42,9 @@ from instructrl import losses
 from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
 from instructrl.errors import ConfigError
-from instructrl.models import load_policy, n_params, pick_device, save_model_folder, set_dropout
+from instructrl.models import load_policy, load_reward_model, n_params, pick_device, save_model_folder, set_dropout
+from instructrl.rm import score_texts
+from instructrl.rollout import generate
 from instructrl.train_utils import (
     MetricsLogger,
     Timer,
@@ -51,6 +52,7 @@ from instructrl.train_utils import (
     guard_run_dir,
     make_optimizer,
     progress,
+    refuse_input_folders,
     run_files,
     run_fingerprint,
     seed_everything,
@@ -215,6 +217,7 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     inputs = {"model": model, "data": data, "val_data": val_data, "ptx_data": ptx_data,
               "rm_dir": cfg.rm_dir if cfg.select_by == "rm" else None}
     fingerprint = run_fingerprint("sft", cfg, inputs)
+    refuse_input_folders(out, model, cfg.rm_dir if cfg.select_by == "rm" else None)
     guard_run_dir(out, "sft", fingerprint, overwrite)
     seed_everything(cfg.seed)
     dev = pick_device(device or "auto")
@@ -235,9 +238,6 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
         n_ptx = max(1, round(cfg.batch_size * cfg.ptx_fraction / (1.0 - cfg.ptx_fraction)))
     reward_model = None
     if cfg.select_by == "rm":
-        from instructrl.models import load_reward_model
-        from instructrl.rm import score_texts
-
         reward_model, rm_tok = load_reward_model(cfg.rm_dir)
         reward_model.to(dev)
         val_prompts = [generation_prompt(tok, d) for d in val_demos]
@@ -268,8 +268,6 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
             if val_examples:
                 row["val_loss"] = validation_loss(policy, val_examples, tok.pad_token_id, 2 * cfg.batch_size, dev)
             if reward_model is not None:
-                from instructrl.rollout import generate
-
                 responses = generate(policy, tok, val_prompts, cfg.max_new_tokens, temperature=1.0,
                                      batch_size=2 * cfg.batch_size, seed=cfg.seed)
                 row["val_rm_score"] = float(score_texts(reward_model, rm_tok, val_prompts, responses).mean())

@@ -206,6 +206,17 @@ def guard_run_dir(out, stage: str, fingerprint: str, overwrite: bool = False) ->
     )
 
 
+def refuse_input_folders(out, *inputs) -> None:
+    """Never replace a folder the run reads from (or one that contains it), even with --overwrite."""
+    out_r = Path(out).resolve()
+    for p in inputs:
+        if not p:
+            continue
+        p = Path(p).resolve()
+        if out_r == p or out_r in p.parents:
+            raise InstructRLError(f"output folder {out} would overwrite the input {p}; choose another --out")
+
+
 def staging_dir(out) -> Path:
     """A hidden scratch folder beside `out` for logs written during the run (moved in at the end).
 
