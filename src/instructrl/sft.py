@@ -361,8 +361,9 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
             "time_s": timer.elapsed,
         }
         sel = f"selected epoch {selected['epoch']} (step {selected['step']}) by {cfg.select_by}" if best["state"] is not None else "final weights"
+        val_txt = "-" if metrics["val_loss"] is None else f"{metrics['val_loss']:.4f}"
         print(f"sft: {total_steps} steps in {metrics['time_s']:.1f}s, train_loss {metrics['train_loss']:.4f}, "
-              f"val_loss {metrics['val_loss'] if metrics['val_loss'] is not None else '-'}; {sel}")
+              f"val_loss {val_txt}; {sel}")
         policy.to("cpu")
         save_model_folder(policy, tok, out, extra=run_files(stage, cfg, "sft", fingerprint, inputs, metrics))
     finally:
