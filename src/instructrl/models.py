@@ -105,6 +105,7 @@ def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> P
             else:
                 p.write_text(str(content))
         _fsync_tree(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; a model folder should be readable like any other
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -167,7 +167,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         cfg.rm, model=str(sft_dir), data=str(comp), out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"),
         heldout_data=str(comp_ho), overwrite=True))
     metrics["rm.val_accuracy"] = m_rm.get("val_accuracy")
-    metrics["rm.heldout_labeler_accuracy"] = m_rm.get("heldout_accuracy")
+    metrics["rm.heldout_labeler_accuracy"] = m_rm.get("heldout_labeler_accuracy")
 
     # 6. PPO and PPO-ptx from the SFT policy against the RM.
     def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool):
