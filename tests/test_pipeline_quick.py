@@ -1,0 +1,63 @@
+"""The quick pipeline end to end, as a new user runs it: files exist, metrics.json keys and ranges."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+REQUIRED = [
+    "winrate.sft_vs_base", "winrate.ppo_vs_sft", "winrate.ppo_ptx_vs_sft",
+    "gold.base", "gold.sft", "gold.ppo", "gold.ppo_ptx",
+    "labelers.agreement", "rm.val_accuracy", "rm.heldout_labeler_accuracy",
+    "kl.ppo", "kl.ppo_ptx",
+    "tax.benchmark.base", "tax.benchmark.sft", "tax.benchmark.ppo", "tax.benchmark.ppo_ptx",
+    "tax.pretrain_nll.base", "tax.pretrain_nll.sft", "tax.pretrain_nll.ppo", "tax.pretrain_nll.ppo_ptx",
+    "hhh.refusal_harmful.base", "hhh.idk_unanswerable.sft", "hhh.over_refusal.ppo_ptx",
+    "time_s.total",
+]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick") / "run"
+    env = dict(os.environ, INSTRUCTRL_CACHE_DIR=str(out.parent / "cache"))
+    r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_quick_pipeline_files_and_metrics(quick_run):
+    out, stdout = quick_run
+    for name in ("world/world.json", "base_small/config.json", "sft/config.json", "comparisons.jsonl", "rm/config.json",
+                 "ppo/config.json", "ppo_ptx/config.json", "metrics.json", "report.html", "config.yaml"):
+        assert (out / name).exists(), name
+    m = json.loads((out / "metrics.json").read_text())
+    for k in REQUIRED:
+        assert k in m, k
+    for k, v in m.items():
+        if k.startswith("winrate.") or k.startswith("hhh.") or k.startswith("gold.") or k.startswith("rm.") or k == "labelers.agreement":
+            assert 0.0 <= v <= 1.0, (k, v)
+        if k.startswith("winrate."):
+            lo, hi = m["winrate_ci95." + k[len("winrate."):]]
+            assert 0.0 <= lo <= v <= hi <= 1.0, k
+    assert m["kl.ppo"] >= 0 and m["kl.ppo_ptx"] >= 0
+    assert m["time_s.total"] > 0
+    html = (out / "report.html").read_text()
+    assert "<img" in html and "win rate" in html.lower()
+    # outputs are plain HF folders
+    AutoModelForCausalLM.from_pretrained(out / "ppo_ptx")
+    AutoModelForSequenceClassification.from_pretrained(out / "rm")
+
+
+def test_quick_pipeline_rerun_is_cached(quick_run):
+    out, _ = quick_run
+    env = dict(os.environ, INSTRUCTRL_CACHE_DIR=str(out.parent / "cache"))
+    r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(out),
+                        "--set", "eval.n_prompts=50"], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for stage in ("world", "base_small", "sft", "compare", "rm", "ppo", "ppo_ptx"):
+        assert f"{stage}: cached" in r.stdout, (stage, r.stdout[-2000:])
