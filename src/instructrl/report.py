@@ -312,6 +312,11 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
         cls, verdict = _verdict(wr, lo, hi)
         a = words.split(" vs ")[0]
         ci = f" (95% CI {_pct(lo)}–{_pct(hi)})" if lo is not None else ""
+        other = [(k2, w2) for k2, w2 in rl if k2 != k]
+        if other:
+            k2, w2 = other[0]
+            lo2, hi2 = _ci(metrics, "winrate", k2)
+            ci += f"; {w2.split(' vs ')[0]}: {_pct(metrics[f'winrate.{k2}'])} ({_verdict(metrics[f'winrate.{k2}'], lo2, hi2)[1]})"
         if cls == "good":
             sentences.append(f"<b>Yes, RLHF works here.</b> {judge.capitalize()} prefer {a}'s answers to SFT's "
                              f"{_pct(wr)} of the time{ci}.")
@@ -324,8 +329,12 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
     wr = _num(metrics.get("winrate.sft_vs_base"))
     if wr is not None:
         lo, hi = _ci(metrics, "winrate", "sft_vs_base")
-        sentences.append(f"Supervised fine-tuning alone already beats the base model {_pct(wr)} of the time"
-                         + (f" ({_pct(lo)}–{_pct(hi)})." if lo is not None else "."))
+        cls, verdict = _verdict(wr, lo, hi)
+        ci = f" ({_pct(lo)}–{_pct(hi)})" if lo is not None else ""
+        if cls == "good":
+            sentences.append(f"Supervised fine-tuning alone already beats the base model {_pct(wr)} of the time{ci}.")
+        else:
+            sentences.append(f"SFT vs the base model: {_pct(wr)}{ci}, {verdict}.")
     wr = _num(metrics.get("winrate.ppo_ptx_vs_base_large"))
     if wr is not None:
         lo, hi = _ci(metrics, "winrate", "ppo_ptx_vs_base_large")
@@ -334,7 +343,7 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
         ps, pl = _num(metrics.get("params.base")), _num(metrics.get("params.base_large"))
         if ps and pl:
             ratio = f" ({pl / ps:.0f}× the parameters)"
-        verb = {"good": "beats", "bad": "loses to", "even": "ties with"}.get(cls, "vs")
+        verb = {"good": "beats", "bad": "loses to"}.get(cls, "is not clearly better than")
         sentences.append(f"The small aligned model {verb} the large base model{ratio}: {_pct(wr)}"
                          + (f" ({_pct(lo)}–{_pct(hi)})." if lo is not None else ".")
                          + (" As in the paper, alignment matters more than size." if cls == "good" else ""))
