@@ -189,7 +189,9 @@ def load_tokenizer(path, trust_remote_code: bool = False):
 def _check_vocab(model, tok, path):
     emb = model.get_input_embeddings().weight.shape[0]
     if len(tok) > emb:
-        if tok.pad_token == "<|pad|>" and len(tok) == emb + 1:
+        # A pad token added on load (ours, '<|pad|>', or a tokenizer class's default such as
+        # Qwen2's '<|endoftext|>') is the one token past the embedding: grow it by that row.
+        if len(tok) == emb + 1 and tok.pad_token_id == emb:
             model.resize_token_embeddings(len(tok))
             return
         raise ModelFolderError(f"{path}: tokenizer has {len(tok)} tokens but the model's embedding has {emb} rows: they do not belong together")
