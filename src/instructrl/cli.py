@@ -99,7 +99,7 @@ def cmd_sft(args) -> int:
     if args.select_by_rm:
         cfg.select_by, cfg.rm_dir = "rm", args.select_by_rm
     m = sft.run(cfg, model=args.model, data=args.data, out=args.out, val_data=args.val_data,
-                ptx_data=args.ptx_data, overwrite=args.overwrite)
+                ptx_data=args.ptx_data, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -121,7 +121,7 @@ def cmd_rm(args) -> int:
 
     cfg = _load(C.RMConfig, args, "rm")
     m = rm.run(cfg, model=args.model, data=args.data, out=args.out, demonstrations=args.demonstrations,
-               heldout_data=args.heldout_data, overwrite=args.overwrite)
+               heldout_data=args.heldout_data, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -186,6 +186,47 @@ def cmd_data_check(args) -> int:
     return 0
 
 
+def cmd_label_add_labeler(args) -> int:
+    from instructrl.label.db import LabelDB
+
+    token = LabelDB(args.db).add_labeler(args.name, new_token=args.new_token)
+    print(f"labeler {args.name!r} {'has a new link' if args.new_token else 'added'}; their personal link "
+          f"(shown once, keep it private):\n  {args.url.rstrip('/')}/l/{token}")
+    return 0
+
+
+def cmd_label_serve(args) -> int:
+    from instructrl.label.app import serve
+    from instructrl.label.db import LabelDB
+
+    db = LabelDB(args.db)
+    if args.tasks:
+        print(json.dumps(db.add_tasks_file(args.tasks)))
+    elif db.n_tasks() == 0:
+        raise InstructRLError("the database holds no tasks: give --tasks FILE ({prompt, responses} lines, "
+                              "as `instructrl compare --labelers none` writes)")
+    if args.overlap is not None:
+        db.set_overlap(args.overlap)
+    serve(db, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_label_export(args) -> int:
+    from instructrl.label.db import LabelDB
+
+    n = LabelDB(args.db, create=False).export(args.out)
+    print(f"exported {n} rankings -> {args.out}" + ("" if n else " (nothing ranked yet)"))
+    return 0
+
+
+def cmd_label_stats(args) -> int:
+    from instructrl.label.db import LabelDB, format_stats
+
+    s = LabelDB(args.db, create=False).stats()
+    print(json.dumps(s, indent=2) if args.json else format_stats(s))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -229,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-by-rm", default=None, metavar="RM_DIR", help="Select the checkpoint by mean RM score on validation prompts (paper).")
     p.add_argument("--out", required=True, help="Output model folder.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint (OUT.checkpoint/), with the same arguments.")
     p.set_defaults(func=cmd_sft)
 
     p = _stage_parser(sub, "compare", C.CompareConfig, "Sample K responses per prompt and have (simulated) labelers rank them.", "compare")
@@ -247,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-data", default=None, help="Rankings by held-out labelers, for generalisation accuracy.")
     p.add_argument("--out", required=True, help="Output RM folder.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
+    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint (OUT.checkpoint/), with the same arguments.")
     p.set_defaults(func=cmd_rm)
 
     p = _stage_parser(sub, "ppo", C.PPOConfig, "PPO (and PPO-ptx with --ptx-data and ptx_coef > 0) against a reward model.", "ppo / ppo_ptx")
@@ -288,6 +331,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("check", help="Validate a data file and print what it holds (kind, count, K distribution, lengths).")
     p.add_argument("file", help="JSONL / Parquet / txt file.")
     p.set_defaults(func=cmd_data_check)
+
+    pl = sub.add_parser("label", help="Collect rankings from people in a web app (SQLite-backed).")
+    lsub = pl.add_subparsers(dest="label_command", metavar="LABEL_COMMAND")
+    p = lsub.add_parser("add-labeler", help="Create a labeler and print their personal link.")
+    p.add_argument("name", help="Labeler name (letters, digits, . _ - + @); written as 'labeler' in the export.")
+    p.add_argument("--db", required=True, help="Labeling database (SQLite file; created if missing).")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="Base URL the server is reached at (for the link).")
+    p.add_argument("--new-token", action="store_true", help="Replace an existing labeler's link (the old one stops working).")
+    p.set_defaults(func=cmd_label_add_labeler)
+    p = lsub.add_parser("serve", help="Serve the labeling app (werkzeug's threaded server; loopback by default).")
+    p.add_argument("--tasks", default=None, help="Tasks JSONL {prompt, responses} (from `compare --labelers none`); "
+                                                 "added to the database, already-loaded tasks skipped.")
+    p.add_argument("--db", required=True, help="Labeling database (SQLite file; created if missing).")
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default loopback only).")
+    p.add_argument("--port", type=int, default=8000, help="Port.")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="How many different labelers rank each task (2+ measures agreement; stored in the db; default 1).")
+    p.set_defaults(func=cmd_label_serve)
+    p = lsub.add_parser("export", help="Write the rankings JSONL `instructrl rm` reads (one line per task and labeler).")
+    p.add_argument("--db", required=True, help="Labeling database.")
+    p.add_argument("--out", required=True, help="Output rankings JSONL.")
+    p.set_defaults(func=cmd_label_export)
+    p = lsub.add_parser("stats", help="Progress per labeler and pairwise inter-labeler agreement.")
+    p.add_argument("--db", required=True, help="Labeling database.")
+    p.add_argument("--json", action="store_true", help="Print JSON.")
+    p.set_defaults(func=cmd_label_stats)
     return parser
 
 

@@ -88,7 +88,16 @@ class SFTConfig:
     select_by: str = f("val_loss", "Checkpoint selection: 'val_loss' or 'rm' (mean RM score on validation prompts; needs rm_dir).")
     rm_dir: str = f("", "Reward model folder for select_by=rm.")
     max_new_tokens: int = f(48, "Tokens sampled per validation prompt when selecting by RM score.")
+    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
+    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
+    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
+    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.")
+    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
+    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
+    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
     grad_clip: float = f(1.0, "Gradient-norm clipping.")
+    checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N optimizer steps to <out>.checkpoint/ (0: never); --resume continues from it.")
+    max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
     seed: int = f(0, "Seed.")
 
 
@@ -116,7 +125,16 @@ class RMConfig:
     max_len: int = f(256, "Longest prompt+response in tokens.")
     truncation: str = f("error", "'error' or 'truncate_prompt_left'.")
     val_fraction: float = f(0.1, "Fraction of ranked prompts held out for validation accuracy.")
+    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
+    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
+    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
+    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.")
+    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
+    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
+    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
     grad_clip: float = f(1.0, "Gradient-norm clipping.")
+    checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N steps to <out>.checkpoint/ (0: never); --resume continues from it.")
+    max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
     seed: int = f(0, "Seed.")
 
 
@@ -150,6 +168,14 @@ class PPOConfig:
     ptx_seq_len: int = f(128, "Tokens per pretraining sequence for PPO-ptx.")
     save_every: int = f(0, "Save a checkpoint every N updates (0: only at the end).")
     max_kl: float = f(100.0, "Stop the run if the mean KL per response exceeds this (nats).")
+    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
+    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
+    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
+    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.")
+    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
+    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
+    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
+    offload_frozen: bool = f(False, "Keep the frozen reference policy and reward model on the CPU and run them there (slower, frees accelerator memory); with LoRA the reference is the policy with its adapter off and costs no memory.")
     seed: int = f(0, "Seed.")
 
 
@@ -312,16 +338,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(cfg, overrides: list[str]):
-    """Apply `a.b=value` strings (values parsed as YAML) with the same strictness as files."""
-    for text in overrides or []:
+    """Apply `a.b=value` strings (values parsed as YAML) with the same strictness as files.
+
+    All overrides are merged first (a later one wins) and checked together, so that their order
+    does not matter (`--set batch_size=8 --set minibatch_size=4` is fine).
+    """
+    if not overrides:
+        return cfg
+    nested: dict = {}
+    for text in overrides:
         path, value = parse_override(text)
-        nested: dict = {}
         cur = nested
         for p in path[:-1]:
-            cur = cur.setdefault(p, {})
+            if not isinstance(cur.get(p), dict):
+                cur[p] = {}
+            cur = cur[p]
         cur[path[-1]] = value
-        cfg = from_dict(type(cfg), nested, base=cfg)
-    return cfg
+    return from_dict(type(cfg), nested, base=cfg)
 
 
 def load_yaml(path) -> dict:

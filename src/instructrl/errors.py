@@ -29,3 +29,10 @@ class DataError(InstructRLError):
 
 class ModelFolderError(InstructRLError):
     """A model folder that is missing files or is the wrong kind (e.g. an RM given as a policy)."""
+
+
+class TrainingStopped(InstructRLError):
+    """A run stopped on purpose: too many consecutive non-finite steps, or a KL explosion.
+
+    The message says why, at which step, and where the last good checkpoint is.
+    """

@@ -32,7 +32,7 @@ import shutil
 
 import torch
 
-from instructrl import losses
+from instructrl import lora, losses
 from instructrl.data.collate import encode_demonstration, encode_ranking, pad_right
 from instructrl.data.readers import read_demonstrations, read_rankings
 from instructrl.errors import DataError
@@ -57,6 +57,15 @@ from instructrl.train_utils import (
     seed_everything,
     set_lr,
     staging_dir,
+)
+from instructrl.train_utils import (
+    BadStepGuard,
+    checkpoint_dir,
+    load_checkpoint,
+    remove_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 
 LOG_FIELDS = ["step", "epoch", "loss", "accuracy", "margin", "lr", "grad_norm", "prompts_per_s", "val_loss", "val_accuracy"]
@@ -217,8 +226,12 @@ def format_calibration(table: list[dict]) -> str:
 
 
 def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None, heldout_data: str | None = None,
-        overwrite: bool = False, *, device: str | None = None, verbose: bool = True) -> dict:
+        overwrite: bool = False, *, device: str | None = None, verbose: bool = True, resume: bool | str = False) -> dict:
     """Train a reward model from the causal LM in folder `model` on the rankings in `data`; write it to `out`.
+
+    Every `cfg.checkpoint_every` steps the full training state goes to `<out>.checkpoint/state.pt`;
+    `resume=True` continues from it (an error if there is none or it is another run's), "auto"
+    continues when a matching one exists. The result equals an uninterrupted run bit for bit.
 
     Returns the metrics also written to `out/metrics.json`.
     """
@@ -233,6 +246,7 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
 
     # 1. The RM: the (SFT) model with its unembedding replaced by a fresh scalar head; dropout off.
     rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
+    rm = lora.prepare(rm, cfg, model, task="SEQ_CLS")  # gradient checkpointing, LoRA (head trained in full)
     rm.to(dev).train()
     pad = tok.pad_token_id
 
@@ -258,6 +272,20 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
     stage = staging_dir(out)
     try:
         logger = MetricsLogger(stage / "log.csv", LOG_FIELDS)
+        ckpt_dir = checkpoint_dir(out)
+        guard = BadStepGuard("rm", ckpt_dir, cfg.max_bad_steps)
+        # Resume: weights, optimizer, RNGs, log rows. The prompt order is replayed from the seeded
+        # order_rng (one shuffle per epoch), so the position in the rankings is the step count.
+        resumed = load_checkpoint(ckpt_dir, "rm", fingerprint, resume)
+        start_step = 0
+        if resumed is not None:
+            rm.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            set_rng_state(resumed["rng"])
+            guard.streak = resumed["bad_streak"]
+            start_step = resumed["step"]
+            for row in resumed["log"]:
+                logger.log(**row)
         bar = progress(total_steps, "rm")
         step, epoch_stats = 0, []
         for epoch in range(1, cfg.epochs + 1):
@@ -265,6 +293,12 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
             order_rng.shuffle(order)
             epoch_stats = []
             for b0 in range(0, len(order), cfg.batch_size):
+                if step < start_step:  # done before the checkpoint we resumed from
+                    step += 1
+                    bar.update(1)
+                    if step == start_step:
+                        epoch_stats = list(resumed["epoch_stats"])
+                    continue
                 t0 = Timer()
                 lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup, cosine to 10%
                 set_lr(optimizer, lr)
@@ -277,19 +311,28 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
                 loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
                 step += 1
                 loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"RM loss is {loss_value} at step {step}; lower rm.lr")
+                good = guard.ok(step, loss_value, grad_norm)  # NaN/inf: skip (and stop after N)
+                if good:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
                 row = {"step": step, "epoch": epoch, "loss": loss_value, "accuracy": float(stats["accuracy"]),
                        "margin": float(stats["margin"]), "lr": lr, "grad_norm": float(grad_norm),
                        "prompts_per_s": len(batch) / max(t0.elapsed, 1e-9)}
-                epoch_stats.append(row)
+                if good:
+                    epoch_stats.append(row)
                 logger.log(**row)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+                # 4e. Checkpoint the full state (atomically), only after a good step.
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps and good:
+                    save_checkpoint(ckpt_dir, {
+                        "stage": "rm", "fingerprint": fingerprint, "step": step, "model": rm.state_dict(),
+                        "optimizer": optimizer.state_dict(), "rng": rng_state(), "epoch_stats": epoch_stats,
+                        "bad_streak": guard.streak, "log": logger.rows})
+            if step < start_step:
+                continue  # this epoch's validation is in the checkpoint too
             # 4d. Validation accuracy at the end of each epoch (the paper saw overfitting after one).
             if val_set:
                 v = evaluate(rm, val_set, pad, 4 * cfg.batch_size)
@@ -297,6 +340,7 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
                 bar.write(f"rm epoch {epoch}/{cfg.epochs}: val_accuracy={v['accuracy']:.4f}  val_loss={v['loss']:.4f}")
         bar.close()
         logger.close()
+        rm = lora.for_saving(rm, cfg.lora_merge)  # LoRA: merge now (same scores), or keep the adapter
         rm.eval()
 
         # 5. Final evaluation: held-out comparisons, and comparisons by held-out labelers.
@@ -341,7 +385,8 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
         if verbose:
             print(summary(metrics))
         rm.to("cpu")
-        save_model_folder(rm, tok, out, extra=run_files(stage, cfg, "rm", fingerprint, inputs, metrics))
+        lora.save(rm, tok, out, cfg.lora_merge, extra=run_files(stage, cfg, "rm", fingerprint, inputs, metrics))
+        remove_checkpoint(ckpt_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return metrics

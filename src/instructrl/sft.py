@@ -38,7 +38,7 @@ import shutil
 
 import torch
 
-from instructrl import losses
+from instructrl import lora, losses
 from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
 from instructrl.errors import ConfigError
@@ -58,6 +58,15 @@ from instructrl.train_utils import (
     seed_everything,
     set_lr,
     staging_dir,
+)
+from instructrl.train_utils import (
+    BadStepGuard,
+    checkpoint_dir,
+    load_checkpoint,
+    remove_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 
 LOG_FIELDS = ["step", "epoch", "loss", "ptx_loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "val_rm_score"]
@@ -195,8 +204,12 @@ def validation_loss(model, examples: list[dict], pad_id: int, batch_size: int, d
 
 
 def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_data: str | None = None,
-        overwrite: bool = False, *, device: str | None = None) -> dict:
+        overwrite: bool = False, *, device: str | None = None, resume: bool | str = False) -> dict:
     """Fine-tune the causal LM in folder `model` on the demonstrations in `data`; write an HF folder to `out`.
+
+    Every `cfg.checkpoint_every` steps the full training state goes to `<out>.checkpoint/state.pt`;
+    `resume=True` continues from it (an error if there is none or it is another run's), "auto"
+    continues when a matching one exists. The result equals an uninterrupted run bit for bit.
 
     Returns the metrics also written to `out/metrics.json`.
     """
@@ -225,6 +238,7 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     # 1. Model and tokenizer. Dropout is the one thing SFT turns on ([IG]: residual dropout 0.2).
     policy, tok = load_policy(model)
     set_dropout(policy, cfg.dropout)
+    policy = lora.prepare(policy, cfg, model)  # gradient checkpointing, LoRA adapters (if configured)
     policy.to(dev).train()
 
     # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
@@ -261,6 +275,23 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
         logger = MetricsLogger(stage / "log.csv", LOG_FIELDS)
         evals: list[dict] = []
         best = {"value": None, "state": None, "step": 0, "epoch": 0}
+        ckpt_dir = checkpoint_dir(out)
+        guard = BadStepGuard("sft", ckpt_dir, cfg.max_bad_steps)
+        # Resume: weights, optimizer, RNGs, ptx stream, evaluations, best weights, log rows. The
+        # demonstration order is the seeded plan above, so the position in it is the step count.
+        resumed = load_checkpoint(ckpt_dir, "sft", fingerprint, resume)
+        start_step = 0
+        if resumed is not None:
+            policy.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            ptx_gen.set_state(resumed["ptx_rng"])
+            set_rng_state(resumed["rng"])
+            evals.extend(resumed["evals"])
+            best.update(resumed["best"])
+            guard.streak = resumed["bad_streak"]
+            start_step = resumed["step"]
+            for row in resumed["log"]:
+                logger.log(**row)
 
         def evaluate(step: int, epoch: int) -> dict:
             """Validation loss, optional RM score of samples; keep the weights if they are the best so far."""
@@ -287,6 +318,12 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
         for epoch, steps in enumerate(plan, start=1):
             epoch_losses = []
             for micro_batches in steps:
+                if step < start_step:  # done before the checkpoint we resumed from
+                    step += 1
+                    bar.update(1)
+                    if step == start_step:
+                        epoch_losses, last = list(resumed["epoch_losses"]), dict(resumed["last"])
+                    continue
                 t0 = Timer()
                 lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup ([IG] App. C)
                 set_lr(optimizer, lr)
@@ -311,12 +348,12 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
                         n_tokens += int(pb["loss_mask"].sum())
                 # 4d. Clip and step.
                 grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
                 step += 1
-                if not math.isfinite(loss_sum):
-                    raise FloatingPointError(f"SFT loss is {loss_sum} at step {step}; lower sft.lr")
-                epoch_losses.append(loss_sum)
+                good = guard.ok(step, loss_sum + ptx_sum, grad_norm)  # NaN/inf: skip (and stop after N)
+                if good:
+                    optimizer.step()
+                    epoch_losses.append(loss_sum)
+                optimizer.zero_grad(set_to_none=True)
                 last = {"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "grad_norm": float(grad_norm),
                         "tokens_per_s": n_tokens / max(t0.elapsed, 1e-9)}
                 if windows is not None:
@@ -327,6 +364,16 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
                 # 4e. Evaluate every `eval_every` steps (or at the end of each epoch, below).
                 if val_examples and eval_every and step % eval_every == 0 and step != total_steps:
                     evaluate(step, epoch)
+                # 4f. Checkpoint the full state (atomically), only after a good step.
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps and good:
+                    save_checkpoint(ckpt_dir, {
+                        "stage": "sft", "fingerprint": fingerprint, "step": step,
+                        "model": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                        "ptx_rng": ptx_gen.get_state(), "rng": rng_state(), "evals": evals, "best": best,
+                        "epoch_losses": epoch_losses, "last": last, "bad_streak": guard.streak,
+                        "log": logger.rows})
+            if step < start_step:
+                continue  # this epoch's evaluation is in the checkpoint too
             if (val_examples or reward_model is not None) and (not eval_every or epoch == cfg.epochs):
                 row = evaluate(step, epoch)
                 msg = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k.startswith("val"))
@@ -365,7 +412,8 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
         print(f"sft: {total_steps} steps in {metrics['time_s']:.1f}s, train_loss {metrics['train_loss']:.4f}, "
               f"val_loss {val_txt}; {sel}")
         policy.to("cpu")
-        save_model_folder(policy, tok, out, extra=run_files(stage, cfg, "sft", fingerprint, inputs, metrics))
+        lora.save(policy, tok, out, cfg.lora_merge, extra=run_files(stage, cfg, "sft", fingerprint, inputs, metrics))
+        remove_checkpoint(ckpt_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return metrics

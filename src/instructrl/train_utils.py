@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import random
@@ -20,7 +21,9 @@ from pathlib import Path
 import torch
 
 from instructrl.config import config_hash, save_config
-from instructrl.errors import InstructRLError
+from instructrl.errors import InstructRLError, TrainingStopped
+
+log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"  # marks a folder as a run of ours, with the fingerprint of what made it
 
@@ -95,6 +98,7 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fields = list(fields)
         self.jsonl = self.path.suffix == ".jsonl"
+        self.rows: list[dict] = []  # every row logged, as written (a checkpoint stores them for resume)
         self._fh = open(self.path, "w", newline="", encoding="utf-8")
         if not self.jsonl:
             self._writer = csv.DictWriter(self._fh, fieldnames=self.fields)
@@ -106,6 +110,7 @@ class MetricsLogger:
         if unknown:
             raise KeyError(f"metrics {sorted(unknown)} are not columns of {self.path.name}: {self.fields}")
         row = {k: _plain(v) for k, v in row.items()}
+        self.rows.append(row)
         if self.jsonl:
             self._fh.write(json.dumps(row) + "\n")
         else:
@@ -246,3 +251,158 @@ def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, 
 
 def to_device(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints (resume) and non-finite steps
+# ---------------------------------------------------------------------------------------------
+
+CHECKPOINT_FILE = "state.pt"
+#: Consecutive non-finite steps (loss or gradient NaN/inf) after which a stage stops.
+MAX_BAD_STEPS = 5
+
+
+def checkpoint_dir(out) -> Path:
+    """Where a stage that writes the folder `out` keeps its resume state: the sibling `<out>.checkpoint/`."""
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
+
+
+def rng_state() -> dict:
+    """Every global RNG a stage may draw from: torch (CPU and CUDA), Python's `random`, NumPy."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:
+        pass
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+
+
+def fsync_dir(path) -> None:
+    """Make a rename inside `path` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(ckpt_dir, state: dict) -> Path:
+    """Write `state` to `ckpt_dir/state.pt` atomically: a temp file, fsync, rename, fsync of the folder.
+
+    A crash (even kill -9) at any moment leaves either the previous state.pt or the new one, whole.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / CHECKPOINT_FILE
+    tmp = ckpt_dir / f".{CHECKPOINT_FILE}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    fsync_dir(ckpt_dir)
+    return final
+
+
+def load_checkpoint(ckpt_dir, stage: str, fingerprint: str, resume) -> dict | None:
+    """The state to resume from, or None to start from the beginning.
+
+    `resume`: False -> None. True (`--resume`) -> the checkpoint must exist and come from the
+    same run (same stage, config and inputs), else an InstructRLError says why. "auto" (the
+    pipeline) -> the checkpoint if it exists and matches; a stale one is removed and None returned.
+    """
+    if not resume:
+        return None
+    ckpt_dir = Path(ckpt_dir)
+    path = ckpt_dir / CHECKPOINT_FILE
+    strict = resume is True
+    if not path.exists():
+        if strict:
+            raise InstructRLError(f"nothing to resume: {path} does not exist (no checkpoint was written; "
+                                  f"run without --resume, and set checkpoint_every to checkpoint)")
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as e:  # unreadable: not ours, or a disk fault (our writes are atomic)
+        if strict:
+            raise InstructRLError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        log.warning("ignoring unreadable checkpoint %s (%s); starting from the beginning", path, e)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return None
+    if state.get("stage") != stage or state.get("fingerprint") != fingerprint:
+        if strict:
+            raise InstructRLError(
+                f"checkpoint {path} is from a different {state.get('stage', 'unknown')} run (its config or inputs "
+                f"differ); resume with the original settings, or run without --resume to start over")
+        log.warning("ignoring checkpoint %s of a different run; starting from the beginning", path)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return None
+    log.info("resuming %s from %s at step %s", stage, path, state.get("step"))
+    return state
+
+
+def remove_checkpoint(ckpt_dir) -> None:
+    """Drop the resume state once the final folder is safely written."""
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+class BadStepGuard:
+    """Skip optimizer steps whose loss or gradient norm is NaN/inf, and stop after too many in a row.
+
+    `ok(step, loss, grad_norm)` returns True when the step may be taken. A bad step is logged
+    (the caller must then not call `optimizer.step()`); the `max_bad`-th consecutive bad step
+    raises TrainingStopped, naming the last good checkpoint. A skipped step never touches the
+    weights, so the state before it is still good.
+    """
+
+    def __init__(self, stage: str, ckpt_dir, max_bad: int = MAX_BAD_STEPS, streak: int = 0):
+        self.stage, self.ckpt_dir, self.max_bad, self.streak = stage, Path(ckpt_dir), max(1, max_bad), streak
+        self.skipped = 0
+
+    def ok(self, step: int, loss, grad_norm=None) -> bool:
+        values = [float(loss)] + ([float(grad_norm)] if grad_norm is not None else [])
+        if all(math.isfinite(v) for v in values):
+            self.streak = 0
+            return True
+        self.streak += 1
+        self.skipped += 1
+        what = "loss" if not math.isfinite(values[0]) else "gradient norm"
+        log.warning("%s step %d: non-finite %s (%s); optimizer step skipped (%d in a row)", self.stage, step, what,
+                    ", ".join(f"{v:g}" for v in values), self.streak)
+        if self.streak >= self.max_bad:
+            ckpt = self.ckpt_dir / CHECKPOINT_FILE
+            where = (f"the last good checkpoint is kept in {ckpt} (--resume continues from it)" if ckpt.exists()
+                     else "no checkpoint had been written yet (set checkpoint_every)")
+            raise TrainingStopped(
+                f"{self.stage} stopped at step {step}: {self.streak} consecutive steps with a non-finite loss or "
+                f"gradient (NaN/inf); {where}. Lower {self.stage}.lr or check the data")
+        return False
