@@ -201,6 +201,11 @@ def load_policy(path, trust_remote_code: bool = False, dtype=torch.float32):
     """(model, tokenizer) of a causal-LM folder, dropout off, in eval mode."""
     from transformers import AutoModelForCausalLM
 
+    from instructrl import lora
+
+    if lora.is_adapter_folder(path):  # an unmerged LoRA output (lora_merge=false): merge on load
+        model, tok = lora.load_merged(path, "policy", trust_remote_code)
+        return _finish_load(model, tok, path, train=False)
     check_model_folder(path, "policy")
     tok = load_tokenizer(path, trust_remote_code)
     try:
@@ -218,6 +223,16 @@ def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int
     """The paper's RM init: the (SFT) LM's backbone with a fresh scalar head N(0, 1/sqrt(d+1))."""
     from transformers import AutoModelForSequenceClassification
 
+    from instructrl import lora
+
+    if lora.is_adapter_folder(path):  # an unmerged LoRA SFT output: merge, then put a head on it
+        import tempfile
+
+        lm, tok = lora.load_merged(path, "policy", trust_remote_code)
+        with tempfile.TemporaryDirectory() as tmp:
+            lm.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            return reward_model_from_causal_lm(tmp, trust_remote_code, seed)
     check_model_folder(path, "any")
     tok = load_tokenizer(path, trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -240,6 +255,11 @@ def load_reward_model(path, trust_remote_code: bool = False):
     """(model, tokenizer) of a reward/value folder written by `instructrl rm` (or any 1-label classifier)."""
     from transformers import AutoModelForSequenceClassification
 
+    from instructrl import lora
+
+    if lora.is_adapter_folder(path):  # an unmerged LoRA RM output: merge on load
+        model, tok = lora.load_merged(path, "reward", trust_remote_code)
+        return _finish_load(model, tok, path, train=False)
     cfg = check_model_folder(path, "reward")
     if cfg.get("num_labels", len(cfg.get("id2label", {}) or {0: 0})) not in (1, None):
         raise ModelFolderError(f"{path}: a reward model has one output label")
@@ -257,16 +277,25 @@ def load_reward_model(path, trust_remote_code: bool = False):
 # ---------------------------------------------------------------------------------------------
 
 
+def _unwrap(model):
+    """The transformers model inside a peft wrapper (LoRA layers included), or `model` itself."""
+    return model.get_base_model() if hasattr(model, "peft_config") and hasattr(model, "get_base_model") else model
+
+
 def score_head(model) -> nn.Linear:
+    model = _unwrap(model)
     for name in ("score", "classifier", "v_head"):
         head = getattr(model, name, None)
+        if hasattr(head, "modules_to_save"):  # peft trains a copy of the head (modules_to_save)
+            active = [a for a in head.active_adapters if a in head.modules_to_save]
+            head = head.original_module if head.disable_adapters or not active else head.modules_to_save[active[0]]
         if isinstance(head, nn.Linear):
             return head
     raise ModelFolderError(f"{type(model).__name__}: no scalar score head found")
 
 
 def backbone(model):
-    return model.base_model
+    return _unwrap(model).base_model
 
 
 def final_norm(model):
@@ -286,6 +315,10 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def token_scores(model, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
     """Per-token scalar outputs (B, T) of a 1-label classification model (the value function)."""
+    view_of = getattr(model, "adapter_view_of", None)  # lora.ReferenceView: the model with its adapters off
+    if view_of is not None:
+        with torch.no_grad(), view_of.disable_adapter():
+            return token_scores(view_of, input_ids, attention_mask, position_ids)
     if position_ids is None:
         position_ids = position_ids_from_mask(attention_mask)
     out = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
@@ -311,6 +344,8 @@ def add_score_bias(model, c: float) -> None:
     """Add the constant `c` to every score: fold it into the final LayerNorm's bias when it has one."""
     head = score_head(model)
     norm = final_norm(model)
+    if _unwrap(model) is not model:  # unmerged LoRA: only the adapter is saved, so keep c in the config
+        norm = None
     with torch.no_grad():
         if head.bias is not None:
             head.bias.add_(c)
@@ -319,6 +354,14 @@ def add_score_bias(model, c: float) -> None:
             norm.bias.add_(c * w / (w @ w))
         else:
             model.config.instructrl_score_bias = float(getattr(model.config, "instructrl_score_bias", 0.0) + c)
+
+
+def _finish_load(model, tok, path, train: bool = False):
+    _check_vocab(model, tok, path)
+    model.config.pad_token_id = tok.pad_token_id
+    set_dropout(model, 0.0)
+    model.train(train)
+    return model, tok
 
 
 def set_dropout(model, p: float) -> None:

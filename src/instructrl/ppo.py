@@ -61,6 +61,7 @@ from typing import Callable
 
 import torch
 
+from instructrl import lora
 from instructrl.config import PPOConfig, save_config, to_dict
 from instructrl.data.readers import read_pretrain_texts, read_prompts
 from instructrl.errors import ConfigError, InstructRLError, ModelFolderError
@@ -252,7 +253,7 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
     logprobs, logits = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_logits=True)
     entropy = masked_mean(entropy_from_logits(logits), response_mask).item()
     del logits
-    ref_logprobs = forward_logprobs(ref_policy, ids, attn, P, cfg.temperature)
+    ref_logprobs = forward_logprobs(ref_policy, *_on(ref_policy, ids, attn), P, cfg.temperature).to(device)
     # Value of the state before each response token: the outputs at positions P-1 .. T-2.
     values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
     if score_fn is not None:
@@ -260,7 +261,7 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
         if scores_raw.numel() != len(prompts):
             raise ValueError(f"score_fn returned {scores_raw.numel()} scores for {len(prompts)} responses")
     else:
-        scores_raw = sequence_scores(reward_model, ids, attn).float()
+        scores_raw = sequence_scores(reward_model, *_on(reward_model, ids, attn)).float().to(device)
     scores = scores_raw.clone()
     if cfg.eos_penalty is not None:  # the EOS trick ([N+]): no EOS, fixed low score
         scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.eos_penalty))
@@ -272,6 +273,12 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
                    torch.where(response_mask, s.logprobs, zero), torch.where(response_mask, logprobs, zero),
                    torch.where(response_mask, ref_logprobs, zero), torch.where(response_mask, values, zero),
                    scores, scores_raw, s.ended, valid, entropy, time_gen=t1 - t0, time_score=time.time() - t1)
+
+
+def _on(model, *tensors):
+    """`tensors` moved to `model`'s device (the frozen models may live on the CPU: offload_frozen)."""
+    dev = next(model.parameters()).device
+    return tuple(t.to(dev) for t in tensors)
 
 
 def compute_advantages(ro: Rollout, cfg: PPOConfig, kl_coef: float) -> Rollout:
@@ -397,23 +404,32 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
 
     # 1. Models: trainable policy, frozen reference, frozen RM, trainable value model (from the RM).
     policy_model, tok = load_policy(policy)
-    ref_model, _ = load_policy(policy)
+    # With LoRA the reference is the policy with its adapter disabled and the frozen RM is the value
+    # model with its adapter disabled (lora.ReferenceView): no second copy of either.
+    use_lora = lora.enabled(cfg)
+    ref_model = None if use_lora else load_policy(policy)[0]
     value_model, rm_tok = load_reward_model(reward)
     if rm_tok.get_vocab() != tok.get_vocab():
         raise ModelFolderError(
             f"{reward}: the reward model's tokenizer differs from the policy's ({policy}); the RM and "
             f"the value model must read the policy's tokens (train the RM from the SFT folder)")
-    rm_model = None if score_fn is not None else load_reward_model(reward)[0]
+    rm_model = None if score_fn is not None or use_lora else load_reward_model(reward)[0]
     for m in (policy_model, ref_model, value_model, rm_model):
         if m is None:
             continue
         set_dropout(m, 0.0)
         m.eval()  # dropout is 0 anyway; eval() keeps every forward identical
         m.config.use_cache = False  # full-sequence forwards need no KV cache (sample() asks for one)
-        m.to(device)
+        m.to("cpu" if cfg.offload_frozen and m in (ref_model, rm_model) else device)
     for m in (ref_model, rm_model):
         if m is not None:
             m.requires_grad_(False)
+    # Gradient checkpointing and LoRA adapters (if configured) on the two trainable models.
+    policy_model = lora.prepare(policy_model, cfg, policy)
+    value_model = lora.prepare(value_model, cfg, reward, task="SEQ_CLS")
+    if use_lora:
+        ref_model = lora.ReferenceView(policy_model)
+        rm_model = lora.ReferenceView(value_model) if score_fn is None else None
     n_ctx = getattr(policy_model.config, "n_positions", None) or getattr(policy_model.config, "max_position_embeddings", None)
     max_prompt_len = (n_ctx - cfg.max_new_tokens) if n_ctx else 10**9
     if max_prompt_len <= 0:
@@ -557,6 +573,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             # 5. PPO epochs over shuffled minibatches; PPO-ptx adds γ·NLL into the same backward.
             acc: dict[str, list] = {}
             n_mb = cfg.batch_size // cfg.minibatch_size
+            if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
+                policy_model.train()
+                value_model.train()
             for _epoch in range(cfg.ppo_epochs):
                 perm = torch.randperm(cfg.batch_size, generator=gens["minibatch"])
                 for j in range(n_mb):
@@ -591,6 +610,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                         acc.setdefault(k, []).append(float(v))
                 if bad_streak >= MAX_CONSECUTIVE_BAD:
                     break
+            policy_model.eval()
+            value_model.eval()
             mean = {k: sum(v) / len(v) for k, v in acc.items()}
             row.update(policy_loss=mean.get("policy_loss"), value_loss=mean.get("value_loss"),
                        clipfrac=mean.get("clipfrac"), approx_kl=mean.get("approx_kl"),
@@ -647,8 +668,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
     stage = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
-    save_model_folder(policy_model, tok, stage)
-    save_model_folder(value_model, tok, stage / "value_model")
+    lora.save(policy_model, tok, stage, cfg.lora_merge)
+    lora.save(value_model, tok, stage / "value_model", cfg.lora_merge)
     save_config(cfg, stage)
     write_json(stage / "metrics.json", metrics)
     write_json(stage / RUN_FILE, run_info)
