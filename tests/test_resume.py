@@ -145,3 +145,81 @@ def test_ppo_ptx_kill9_resume_is_bit_exact(tiny, tmp_path):
     assert a["kl_ctl"] == b["kl_ctl"] and a["prompt_order"] == b["prompt_order"]
     for k in a["ema"]:
         assert torch.equal(a["ema"][k], b["ema"][k])
+
+
+# ------------------------------------------------------------------------------ interrupted saves
+
+_SAVE_SCRIPT = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    import torch
+    from instructrl import models, train_utils
+    from instructrl.models import build_gpt2, save_model_folder
+    from instructrl.tokenizer import build_char_tokenizer
+
+    where, out = sys.argv[1], Path(sys.argv[2])
+
+    def die(*a, **k):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if where == "checkpoint_write":  # part of the new state.pt written, then kill -9
+        def half(obj, f, *a, **k):
+            f.write(b"PK" + b"x" * 4096)
+            f.flush()
+            die()
+        torch.save = half
+        train_utils.save_checkpoint(out, {"step": 2})
+    elif where == "checkpoint_rename":  # the whole new file written, killed before the rename
+        os.fsync = die
+        train_utils.save_checkpoint(out, {"step": 2})
+    else:
+        tok = build_char_tokenizer()
+        model = build_gpt2(tok, 1, 16, 2, 128, seed=1)
+        if where == "model_write":  # killed while the weights are half written
+            real = model.save_pretrained
+            def partial(d, **k):
+                real(d, **k)
+                p = Path(d) / "model.safetensors"
+                p.write_bytes(p.read_bytes()[:100])
+                die()
+            model.save_pretrained = partial
+        else:  # "model_rename": every file written, killed before the rename
+            models._fsync_tree = die
+        save_model_folder(model, tok, out)
+    print("not killed")
+''')
+
+
+def _kill_during(where: str, out: Path):
+    r = subprocess.run([sys.executable, "-c", _SAVE_SCRIPT, where, str(out)], capture_output=True, text=True, env=ENV,
+                       timeout=120)
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("where", ["checkpoint_write", "checkpoint_rename"])
+def test_kill9_during_checkpoint_save_keeps_the_previous_one(tmp_path, where):
+    from instructrl.train_utils import save_checkpoint
+
+    ckpt = tmp_path / "run.checkpoint"
+    save_checkpoint(ckpt, {"step": 1})
+    _kill_during(where, ckpt)
+    assert torch.load(ckpt / "state.pt", weights_only=False) == {"step": 1}
+    assert [p.name for p in ckpt.iterdir() if not p.name.startswith(".")] == ["state.pt"]
+    save_checkpoint(ckpt, {"step": 3})  # and the next save works
+    assert torch.load(ckpt / "state.pt", weights_only=False) == {"step": 3}
+
+
+@pytest.mark.parametrize("where", ["model_write", "model_rename"])
+def test_kill9_during_output_save_keeps_the_previous_folder(tmp_path, where):
+    from instructrl.models import load_policy
+
+    tok = build_char_tokenizer()
+    old = build_gpt2(tok, 1, 16, 2, 128, seed=0)
+    save_model_folder(old, tok, tmp_path / "model")
+    _kill_during(where, tmp_path / "model")
+    loaded, _ = load_policy(tmp_path / "model")  # the old folder, whole
+    for a, b in zip(old.parameters(), loaded.parameters()):
+        assert torch.equal(a, b)
+    # Nothing else that looks like a model folder: only hidden temp folders may be left behind.
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["model"]
+    save_model_folder(build_gpt2(tok, 1, 16, 2, 128, seed=2), tok, tmp_path / "model")  # a later save replaces it

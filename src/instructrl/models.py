@@ -116,7 +116,9 @@ def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> P
 def replace_dir(src: Path, dst: Path) -> None:
     """Atomically put `src` at `dst` (the old `dst`, if any, is removed only after the rename)."""
     src, dst = Path(src), Path(dst)
-    if dst.exists():
+    if dst.exists() and _exchange(src, dst):  # one atomic swap: `dst` is always the old or the new folder
+        shutil.rmtree(src, ignore_errors=True)  # (now the old one)
+    elif dst.exists():  # no renameat2: two renames; a crash between them leaves the old folder at `.NAME.old-PID`
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
         os.replace(src, dst)
@@ -129,6 +131,19 @@ def replace_dir(src: Path, dst: Path) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0
 
 
 def _fsync_tree(path: Path) -> None:

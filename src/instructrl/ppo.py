@@ -49,6 +49,7 @@ sequence-classification folder), ``config.yaml``, ``log.csv``, ``metrics.json`` 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -81,6 +82,7 @@ from instructrl.losses import (
     ptx_loss,
 )
 from instructrl.models import (
+    _fsync_tree,
     load_policy,
     load_reward_model,
     n_params,
@@ -99,6 +101,7 @@ from instructrl.train_utils import (
     make_optimizer,
     progress as progress_bar,
     run_fingerprint,
+    save_checkpoint,
     seed_everything,
     set_lr,
     write_json,
@@ -332,8 +335,9 @@ def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
 
 
 def _prepare_out(out: Path, model_dirs: list[Path], fingerprint: str, overwrite: bool, resume: bool) -> None:
-    """Refuse an output folder that holds something else (train_utils.guard_run_dir), never write
-    into an input model folder, and start empty unless resuming."""
+    """Refuse an output folder that holds something else (train_utils.guard_run_dir) and never write
+    into an input model folder. Nothing is removed here: `_clear_out` empties `out` only once every
+    input has been read and checked, so a bad input never costs an existing output."""
     out_r = out.resolve()
     for p in model_dirs:
         p = p.resolve()
@@ -344,9 +348,21 @@ def _prepare_out(out: Path, model_dirs: list[Path], fingerprint: str, overwrite:
             raise InstructRLError(f"nothing to resume: {out / 'checkpoint' / 'state.pt'} does not exist")
         return
     guard_run_dir(out, "ppo", fingerprint, overwrite)
+
+
+def _clear_out(out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+
+
+def _can_resume(out: Path, fingerprint: str) -> bool:
+    """For resume="auto" (the pipeline): a checkpoint of this very run exists in `out`."""
+    try:
+        info = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (out / "checkpoint" / "state.pt").exists() and info.get("fingerprint") == fingerprint
 
 
 def _rng_state(gens: dict) -> dict:
@@ -355,10 +371,14 @@ def _rng_state(gens: dict) -> dict:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path / "state.pt")
+    save_checkpoint(path, state)  # temp file, fsync, rename: a kill -9 leaves the previous one whole
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _fmt(v) -> str:
@@ -398,6 +418,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     inputs = {"policy": policy, "reward": reward, "prompts": prompts, "ptx_data": ptx_data if cfg.ptx_coef > 0 else None,
               "score_fn": getattr(score_fn, "__qualname__", None) if score_fn is not None else None}
     fingerprint = run_fingerprint("ppo", cfg, inputs)
+    if resume == "auto":
+        resume = _can_resume(out, fingerprint)
     _prepare_out(out, [Path(policy), Path(reward)], fingerprint, overwrite, resume)
     seed_everything(cfg.seed)
     device = pick_device("auto")
@@ -443,6 +465,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             log.warning("ptx_seq_len %d exceeds the context %d; using %d", ptx_len, n_ctx, n_ctx)
             ptx_len = n_ctx
 
+    if not resume:  # every input is read and checked: only now replace what `out` held
+        _clear_out(out)
     opt_policy = make_optimizer(policy_model, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
     opt_value = make_optimizer(value_model, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
@@ -453,6 +477,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     order = PromptOrder(len(prompt_texts), cfg.seed)
     ema = ({n: p.detach().clone() for n, p in policy_model.named_parameters()} if cfg.ema_decay > 0 else None)
     update, episodes, bad_streak, elapsed0 = 0, 0, 0, 0.0
+    last_row: dict = {}
 
     # Resume: the full training state of the last checkpoint; log rows after it are dropped.
     ckpt_dir = out / "checkpoint"
@@ -472,6 +497,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         for k, g in gens.items():
             g.set_state(st["rng"][k])
         update, episodes, bad_streak, elapsed0 = st["update"], st["episodes"], st["bad_streak"], st["elapsed"]
+        last_row = st.get("last_row", {})
         changed = sorted(k for k, v in to_dict(cfg).items() if st["cfg"].get(k) != v)
         if changed:
             log.warning("resuming with a changed config: %s", ", ".join(changed))
@@ -502,13 +528,12 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                 "opt_policy": opt_policy.state_dict(), "opt_value": opt_value.state_dict(),
                 "kl_ctl": kl_ctl.state_dict(), "prompt_order": order.state_dict(), "ema": ema,
                 "rng": _rng_state(gens), "update": update, "episodes": episodes, "bad_streak": bad_streak,
-                "elapsed": elapsed0 + time.time() - t_start, "cfg": to_dict(cfg)}
+                "elapsed": elapsed0 + time.time() - t_start, "cfg": to_dict(cfg), "last_row": last_row}
 
     log.info("PPO%s: policy %.2fM params, %d prompts, %d updates of %d episodes on %s",
              "-ptx" if cfg.ptx_coef > 0 else "", n_params(policy_model) / 1e6, len(prompt_texts),
              n_updates, cfg.batch_size, device)
     stopped = None
-    last_row: dict = {}
     bar = progress_bar(n_updates, "ppo-ptx" if cfg.ptx_coef > 0 else "ppo", unit="update",
                        disable=None if progress is None else not progress)
     bar.update(update)
@@ -675,8 +700,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     write_json(stage / RUN_FILE, run_info)
     shutil.copy2(log_path, stage / "log.csv")
     for name in ("checkpoint", "tensorboard"):
-        if (out / name).exists():
-            os.replace(out / name, stage / name)
+        if (out / name).exists():  # hard links (a copy where links fail): `out` stays resumable until the swap
+            shutil.copytree(out / name, stage / name, copy_function=_link_or_copy)
+    _fsync_tree(stage)
     replace_dir(stage, out)
     if stopped:
         log.warning("%s (saved to %s)", stopped, out)
