@@ -5,6 +5,10 @@ Stages run in order, each writing an ordinary folder or file under the run folde
     world/ -> base_small/ (+ base_large/) -> sft/ -> comparisons.jsonl (+ comparisons_heldout.jsonl)
     -> rm/ -> ppo/ -> ppo_ptx/ -> metrics.json, report.html
 
+Resume: re-running the same command after a crash or kill continues each unfinished training stage
+from its last checkpoint (`resume="auto"`: only a checkpoint of the very same stage, config and
+inputs is used; a stale one is discarded).
+
 Caching: each stage records `stage.json` (the hash of its config and of its inputs' hashes, its
 metrics, its wall time) when it completes. A rerun skips a stage whose hash matches, so a changed
 late-stage setting redoes only that stage and what follows. Base models are also cached across run
@@ -59,7 +63,9 @@ class Stages:
         self.n = n_total
         self.t0 = time.time()
 
-    def run(self, name: str, path: Path, h: str, fn):
+    def run(self, name: str, path: Path, h: str, fn, keep: bool = False):
+        """Run `fn` unless `path` holds this stage's result for hash `h`. `keep`: do not clear an
+        unfinished `path` first (the stage resumes from a checkpoint inside it)."""
         self.i += 1
         info = _done(path, h)
         head = f"[{self.i}/{self.n}] {name}"
@@ -69,7 +75,7 @@ class Stages:
             return info["metrics"]
         print(f"{head} ... (elapsed {time.time() - self.t0:.0f}s)", flush=True)
         t = time.time()
-        if path.exists() and path.is_dir() and path.suffix == "":
+        if path.exists() and path.is_dir() and path.suffix == "" and not keep:
             shutil.rmtree(path)
         metrics = fn() or {}
         dt = time.time() - t
@@ -89,7 +95,8 @@ def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Pa
     def fn():
         if not (_done(cached, h)):
             t = time.time()
-            m = pretrain.run(cfg, str(world_dir / "pretrain.jsonl"), str(cached), val_data=str(world_dir / "pretrain_val.jsonl"), overwrite=True)
+            m = pretrain.run(cfg, str(world_dir / "pretrain.jsonl"), str(cached), val_data=str(world_dir / "pretrain_val.jsonl"),
+                             overwrite=True, resume=True)  # continues an interrupted pretraining of this hash
             _mark(cached, h, m, time.time() - t)
         else:
             print(f"    using cached base model {cached}", flush=True)
@@ -143,7 +150,8 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     h_sft = C.config_hash("sft", h_small, cfg.sft)
     st.run("sft", sft_dir, h_sft, lambda: sft.run(
         cfg.sft, model=str(out / "base_small"), data=str(world_dir / "demonstrations.jsonl"), out=str(sft_dir),
-        val_data=str(world_dir / "sft_val.jsonl"), ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True))
+        val_data=str(world_dir / "sft_val.jsonl"), ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True,
+        resume="auto"))
 
     # 4. Comparisons: K samples per RM prompt from SFT, ranked by training labelers; a held-out
     #    labelers' set on separate prompts measures how the RM generalises to new people.
@@ -165,7 +173,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     h_rm = C.config_hash("rm", h_comp, h_comp_ho, cfg.rm)
     m_rm = st.run("rm", rm_dir, h_rm, lambda: rm.run(
         cfg.rm, model=str(sft_dir), data=str(comp), out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"),
-        heldout_data=str(comp_ho), overwrite=True))
+        heldout_data=str(comp_ho), overwrite=True, resume="auto"))
     metrics["rm.val_accuracy"] = m_rm.get("val_accuracy")
     metrics["rm.heldout_labeler_accuracy"] = m_rm.get("heldout_labeler_accuracy")
 
@@ -175,7 +183,8 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         h = C.config_hash("ppo", h_sft, h_rm, pcfg, ptx)
         st.run(name, d, h, lambda: ppo.run(
             pcfg, policy=str(sft_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
-            ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True))
+            ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
+            resume="auto"), keep=True)
         return d
 
     ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False)

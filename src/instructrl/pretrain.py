@@ -26,6 +26,7 @@ from instructrl.data.readers import read_pretrain_texts
 from instructrl.errors import InstructRLError
 from instructrl.models import build_gpt2, n_params, save_model_folder
 from instructrl.tokenizer import build_char_tokenizer
+from instructrl.train_utils import MAX_BAD_STEPS, BadStepGuard, rng_state, save_checkpoint, set_rng_state
 
 
 def token_stream(tokenizer, texts: list[str]) -> torch.Tensor:
@@ -96,16 +97,20 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
     gen = torch.Generator().manual_seed(cfg.seed)
     step, history, elapsed = 0, [], 0.0
 
-    # 2. Resume: model, optimizer, step, data RNG and history.
+    # 2. Resume: model, optimizer, step, data RNG (the position in the stream), RNGs, history, log.
+    log_rows = []
+    guard = BadStepGuard("pretrain", ckpt_dir, MAX_BAD_STEPS)
     if resume and (ckpt_dir / "state.pt").exists():
         state = torch.load(ckpt_dir / "state.pt", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        if "rng" in state:
+            set_rng_state(state["rng"])
+        else:  # a checkpoint from before full RNG state was saved
+            torch.set_rng_state(state["torch_rng"])
         step, history, elapsed = state["step"], state["history"], state["elapsed"]
-
-    log_rows = []
+        log_rows = state.get("log_rows", [])
     t0 = time.time() - elapsed
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {n_params(model) / 1e6:.2f}M", disable=quiet, dynamic_ncols=True)
     while step < cfg.max_steps:
@@ -118,8 +123,10 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        good = guard.ok(step + 1, loss.item(), grad_norm)  # NaN/inf: skipped, and the run stops after N
+        if good:
+            opt.step()
         step += 1
         row = {"step": step, "loss": loss.item(), "lr": lr, "time_s": time.time() - t0}
 
@@ -132,8 +139,8 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
             bar.set_postfix(loss=f"{row['loss']:.3f}")
         log_rows.append(row)
         bar.update(1)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-            _save_checkpoint(ckpt_dir, model, opt, gen, step, history, time.time() - t0)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and good:
+            _save_checkpoint(ckpt_dir, model, opt, gen, step, history, time.time() - t0, log_rows)
     bar.close()
 
     # 5. Save the base model as a plain HF folder with its config and logs.
@@ -157,10 +164,8 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
     return metrics
 
 
-def _save_checkpoint(ckpt_dir: Path, model, opt, gen, step, history, elapsed):
-    import os
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt_dir / "state.pt.tmp"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "data_rng": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "step": step, "history": history, "elapsed": elapsed}, tmp)
-    os.replace(tmp, ckpt_dir / "state.pt")
+def _save_checkpoint(ckpt_dir: Path, model, opt, gen, step, history, elapsed, log_rows=()):
+    """Atomically (temp file, fsync, rename): a kill -9 mid-save leaves the previous checkpoint whole."""
+    save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(), "data_rng": gen.get_state(),
+                               "rng": rng_state(), "step": step, "history": history, "elapsed": elapsed,
+                               "log_rows": list(log_rows)})

@@ -61,6 +61,7 @@ from instructrl.train_utils import (
 from instructrl.train_utils import (
     BadStepGuard,
     checkpoint_dir,
+    fit_max_len,
     load_checkpoint,
     remove_checkpoint,
     rng_state,
@@ -248,6 +249,7 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
     rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
     rm = lora.prepare(rm, cfg, model, task="SEQ_CLS")  # gradient checkpointing, LoRA (head trained in full)
     rm.to(dev).train()
+    cfg = fit_max_len(cfg, rm)  # a record longer than the context: DataError (file, line) or truncation
     pad = tok.pad_token_id
 
     # 2. Read and tokenize everything now: a bad line fails here, before any output exists.

@@ -62,6 +62,7 @@ from instructrl.train_utils import (
 from instructrl.train_utils import (
     BadStepGuard,
     checkpoint_dir,
+    fit_max_len,
     load_checkpoint,
     remove_checkpoint,
     rng_state,
@@ -240,6 +241,7 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     set_dropout(policy, cfg.dropout)
     policy = lora.prepare(policy, cfg, model)  # gradient checkpointing, LoRA adapters (if configured)
     policy.to(dev).train()
+    cfg = fit_max_len(cfg, policy)  # a record longer than the context: DataError (file, line) or truncation
 
     # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
     demos = read_demonstrations(data)

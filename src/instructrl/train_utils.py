@@ -249,6 +249,20 @@ def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, 
     return files
 
 
+def fit_max_len(cfg, model):
+    """`cfg` with `max_len` no longer than the model's context (logged when it is cut): a record
+    longer than that is then a DataError naming its file and line (or is truncated, per
+    `cfg.truncation`) instead of an indexing failure inside the model."""
+    import dataclasses
+
+    conf = getattr(model, "config", None)
+    n_ctx = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None)
+    if isinstance(n_ctx, int) and n_ctx > 0 and cfg.max_len > n_ctx:
+        log.info("max_len %d exceeds the model's context of %d tokens; using %d", cfg.max_len, n_ctx, n_ctx)
+        return dataclasses.replace(cfg, max_len=n_ctx)
+    return cfg
+
+
 def to_device(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
