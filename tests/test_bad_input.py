@@ -263,6 +263,11 @@ def test_negative_learning_rate(capsys, env):
     fails(capsys, env, ppo(env, "--set", "value_lr=-1"), "value_lr must be > 0")
 
 
+def test_out_of_range_reliability_settings(capsys, env):
+    fails(capsys, env, sft(env, env["demos"], "--set", "checkpoint_every=-5"), "checkpoint_every must be >= 0")
+    fails(capsys, env, rm(env, env["ranks"], "--set", "max_bad_steps=0"), "max_bad_steps must be >= 1")
+
+
 def test_mistyped_config_value(capsys, env):
     fails(capsys, env, rm(env, env["ranks"], "--set", "epochs=two"), "epochs", "expected an integer")
 

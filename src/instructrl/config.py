@@ -312,8 +312,11 @@ def validate(cfg, prefix: str = "") -> None:
             continue
         if (fl.name in ("lr", "value_lr") or fl.name.endswith("batch_size") or fl.name in ("max_steps", "epochs", "total_episodes", "n_layer", "n_embd", "n_head", "seq_len", "max_len", "max_new_tokens")) and isinstance(v, (int, float)) and v <= 0:
             raise ConfigError(f"{name} must be > 0, got {v}")
-        if fl.name in ("kl_coef", "ptx_coef", "dropout", "ptx_fraction", "weight_decay", "ema_decay") and isinstance(v, (int, float)) and v < 0:
+        if fl.name in ("kl_coef", "ptx_coef", "dropout", "ptx_fraction", "weight_decay", "ema_decay",
+                       "checkpoint_every", "save_every") and isinstance(v, (int, float)) and v < 0:
             raise ConfigError(f"{name} must be >= 0, got {v}")
+        if fl.name == "max_bad_steps" and isinstance(v, int) and v < 1:
+            raise ConfigError(f"{name} must be >= 1, got {v}")
     if isinstance(cfg, PPOConfig) and cfg.batch_size % cfg.minibatch_size:
         raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
     if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):
