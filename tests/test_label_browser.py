@@ -72,14 +72,14 @@ def server(tmp_path):
 
 
 def test_rank_two_tasks_in_headless_chromium(driver, server, tmp_path):
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     db, link, tasks = server
-    wait = WebDriverWait(driver, 30)
+    wait = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,))  # page reloads
 
     def task_id():
         return int(driver.find_element(By.ID, "task-id").get_attribute("data-task"))

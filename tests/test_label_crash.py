@@ -42,6 +42,7 @@ def start_server(db, tasks, log):
         try:
             urllib.request.urlopen(base + "/", timeout=2)
         except urllib.error.HTTPError as e:
+            e.close()
             if e.code == 401:  # up (and refusing a request without a token)
                 return proc, base
         except OSError:
