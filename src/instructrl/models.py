@@ -330,6 +330,8 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 def token_scores(model, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
     """Per-token scalar outputs (B, T) of a 1-label classification model (the value function)."""
+    if getattr(getattr(model, "module", model), "is_token_scores_wrapper", False):  # distributed.TokenScores (DDP/FSDP)
+        return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
     view_of = getattr(model, "adapter_view_of", None)  # lora.ReferenceView: the model with its adapters off
     if view_of is not None:
         with torch.no_grad(), view_of.disable_adapter():

@@ -62,7 +62,7 @@ from typing import Callable
 
 import torch
 
-from instructrl import lora
+from instructrl import distributed, lora
 from instructrl.config import PPOConfig, save_config, to_dict
 from instructrl.data.readers import read_pretrain_texts, read_prompts
 from instructrl.errors import ConfigError, InstructRLError, ModelFolderError
@@ -407,7 +407,10 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     Returns the final metrics (also written to ``out/metrics.json``).
     """
     t_start = time.time()
-    out = Path(out)
+    # accelerate launch / torchrun: DDP, FSDP or DeepSpeed through Accelerate; otherwise a no-op.
+    # Only rank 0 writes the real output folder; the others write into a private temporary one.
+    dist = distributed.setup(cfg.mixed_precision)
+    out = Path(dist.private_out(str(out)))
     if cfg.temperature <= 0:
         raise ConfigError("ppo temperature must be > 0 (PPO samples from the policy)")
     if cfg.ptx_coef > 0 and not ptx_data:
@@ -422,7 +425,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         resume = _can_resume(out, fingerprint)
     _prepare_out(out, [Path(policy), Path(reward)], fingerprint, overwrite, resume)
     seed_everything(cfg.seed)
-    device = pick_device("auto")
+    device = dist.device(pick_device("auto"))
 
     # 1. Models: trainable policy, frozen reference, frozen RM, trainable value model (from the RM).
     policy_model, tok = load_policy(policy)
@@ -469,9 +472,12 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         _clear_out(out)
     opt_policy = make_optimizer(policy_model, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
     opt_value = make_optimizer(value_model, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    # The DDP/FSDP views train; the plain models sample, score and are saved.
+    train_policy, opt_policy = dist.prepare(policy_model, opt_policy)
+    train_value, opt_value = dist.prepare_scorer(value_model, opt_value)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
-    gens = {"sample": torch.Generator(device=device).manual_seed(cfg.seed),
+    gens = {"sample": torch.Generator(device=device).manual_seed(cfg.seed + dist.rank * distributed.RANK_SEED_STRIDE),
             "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
             "ptx": torch.Generator().manual_seed(cfg.seed + 2)}
     order = PromptOrder(len(prompt_texts), cfg.seed)
@@ -548,7 +554,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         set_lr(opt_value, cfg.value_lr * lr_scale)
 
         # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
-        batch_prompts = [prompt_texts[i] for i in order.next(cfg.batch_size)]
+        #    Distributed: batch_size prompts per process, each its own share of the global batch.
+        batch_prompts = dist.shard([prompt_texts[i] for i in order.next(cfg.batch_size * dist.world_size)])[0]
 
         # 2-3. Rollout and evaluation (no grad): old log-probs, reference, values, scores.
         ro = collect_rollout(policy_model, ref_model, value_model, rm_model, tok, batch_prompts, cfg,
@@ -610,14 +617,14 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                         continue  # only dropped episodes in this minibatch
                     ptx_ids = (ptx_windows(ptx_stream, cfg.ptx_batch_size, ptx_len, gens["ptx"]).to(device)
                                if ptx_stream is not None else None)
-                    loss, stats = minibatch_loss(policy_model, value_model, mb, cfg, ptx_ids)
+                    loss, stats = minibatch_loss(train_policy, train_value, mb, cfg, ptx_ids)
                     opt_policy.zero_grad(set_to_none=True)
                     opt_value.zero_grad(set_to_none=True)
                     finite = bool(torch.isfinite(loss))
                     if finite:
-                        loss.backward()
-                        gn = torch.nn.utils.clip_grad_norm_(policy_params, cfg.max_grad_norm)
-                        gv = torch.nn.utils.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                        dist.backward(loss)
+                        gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                        gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
                         finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
                     if not finite:  # never step on NaN/inf: the weights stay the last good ones
                         what = "loss" if not torch.isfinite(loss) else f"gradient norm (policy {gn.item()}, value {gv.item()})"
@@ -645,7 +652,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                        value_grad_norm=mean.get("value_grad_norm"))
 
             # 6. KL controller (a no-op for the paper's fixed β) with the batch's mean KL per response.
-            kl_ctl.update(kl_mean, cfg.batch_size)
+            kl_ctl.update(dist.mean(kl_mean), cfg.batch_size)  # the same beta on every process
 
             # 7. EMA of the policy weights (the saved model when ema_decay > 0).
             if ema is not None and acc:
@@ -657,6 +664,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         now = time.time()
         row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
                    time_train=now - t_train, time_total=now - t0)
+        row = dist.mean_dict(row)  # every logged number is the mean over processes
         logger.log(**row)
         if tb is not None:
             for k, v in row.items():

@@ -32,7 +32,7 @@ import shutil
 
 import torch
 
-from instructrl import lora, losses
+from instructrl import distributed, lora, losses
 from instructrl.data.collate import encode_demonstration, encode_ranking, pad_right
 from instructrl.data.readers import read_demonstrations, read_rankings
 from instructrl.errors import DataError
@@ -244,6 +244,10 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
     guard_run_dir(out, "rm", fingerprint, overwrite)
     seed_everything(cfg.seed)
     dev = pick_device(device or "auto")
+    # accelerate launch / torchrun: DDP, FSDP or DeepSpeed through Accelerate; otherwise a no-op.
+    dist = distributed.setup(cfg.mixed_precision)
+    dev = dist.device(dev)
+    out = dist.private_out(out)  # only rank 0 writes the real output folder
 
     # 1. The RM: the (SFT) model with its unembedding replaced by a fresh scalar head; dropout off.
     rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
@@ -267,9 +271,11 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
     train_set = [encoded[i] for i in train_idx]
     val_set = [encoded[i] for i in val_idx]
     order_rng = random.Random(cfg.seed)
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    global_batch = cfg.batch_size * dist.world_size  # batch_size is per process
+    steps_per_epoch = math.ceil(len(train_set) / global_batch)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = make_optimizer(rm, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
+    train_rm, optimizer = dist.prepare_scorer(rm, optimizer)  # the DDP/FSDP view trains; `rm` evaluates and saves
 
     stage = staging_dir(out)
     try:
@@ -294,7 +300,7 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
             order = list(range(len(train_set)))
             order_rng.shuffle(order)
             epoch_stats = []
-            for b0 in range(0, len(order), cfg.batch_size):
+            for b0 in range(0, len(order), global_batch):
                 if step < start_step:  # done before the checkpoint we resumed from
                     step += 1
                     bar.update(1)
@@ -305,16 +311,26 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
                 lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup, cosine to 10%
                 set_lr(optimizer, lr)
                 # 4a. batch_size prompts -> sum(K) sequences; group/rank say which prompt and place.
-                batch = [train_set[i] for i in order[b0:b0 + cfg.batch_size]]
+                #     Distributed: each process takes its share of the global batch of prompts.
+                batch, w = dist.shard([train_set[i] for i in order[b0:b0 + global_batch]])
                 ids, attn, group, rank = collate_prompts(batch, pad)
                 # 4b. ONE forward pass over all of them: exactly K per prompt; score at the EOS.
-                scores = sequence_scores(rm, ids.to(dev), attn.to(dev))
+                scores = sequence_scores(train_rm, ids.to(dev), attn.to(dev))
                 # 4c. All C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
                 loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
+                if dist.distributed:  # the mean over all processes' prompts (DDP averages gradients)
+                    n_local = w * float(stats["num_groups"])
+                    n_global = dist.sum(n_local)
+                    loss = loss * (n_local * dist.world_size / max(n_global, 1.0))
+                    pairs = w * float(stats["num_pairs"])
+                    n_pairs = max(dist.sum(pairs), 1.0)
+                    stats = {"accuracy": dist.sum(float(stats["accuracy"]) * pairs) / n_pairs,
+                             "margin": dist.sum(float(stats["margin"]) * pairs) / n_pairs}
+                dist.backward(loss)
+                grad_norm = dist.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
                 step += 1
-                loss_value = float(loss.detach())
+                loss_value = float(loss.detach()) / dist.world_size if dist.distributed else float(loss.detach())
+                loss_value = dist.sum(loss_value)
                 good = guard.ok(step, loss_value, grad_norm)  # NaN/inf: skip (and stop after N)
                 if good:
                     optimizer.step()

@@ -38,7 +38,7 @@ import shutil
 
 import torch
 
-from instructrl import lora, losses
+from instructrl import distributed, lora, losses
 from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
 from instructrl.errors import ConfigError
@@ -235,6 +235,10 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     guard_run_dir(out, "sft", fingerprint, overwrite)
     seed_everything(cfg.seed)
     dev = pick_device(device or "auto")
+    # accelerate launch / torchrun: DDP, FSDP or DeepSpeed through Accelerate; otherwise a no-op.
+    dist = distributed.setup(cfg.mixed_precision)
+    dev = dist.device(dev)
+    out = dist.private_out(out)  # only rank 0 writes the real output folder
 
     # 1. Model and tokenizer. Dropout is the one thing SFT turns on ([IG]: residual dropout 0.2).
     policy, tok = load_policy(model)
@@ -265,12 +269,14 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
         order = list(range(len(examples)))
         order_rng.shuffle(order)
         rows = plan_rows(examples, order, cfg.packing, cfg.max_len)
-        micro = [rows[i:i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
+        n = cfg.batch_size * dist.world_size  # a global micro-batch; each process takes its share
+        micro = [rows[i:i + n] for i in range(0, len(rows), n)]
         plan.append([micro[i:i + cfg.grad_accum] for i in range(0, len(micro), cfg.grad_accum)])
     total_steps = sum(len(p) for p in plan)
     eval_every = cfg.eval_every if cfg.eval_every > 0 else None
 
     optimizer = make_optimizer(policy, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
+    train_policy, optimizer = dist.prepare(policy, optimizer)  # the DDP/FSDP view trains; `policy` samples and saves
     ptx_gen = torch.Generator().manual_seed(cfg.seed + 1)
     stage = staging_dir(out)
     try:
@@ -330,26 +336,30 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
                 lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup ([IG] App. C)
                 set_lr(optimizer, lr)
                 # 4a. Collate; weigh each micro-batch by its share of the step's response tokens.
-                batches = [collate_rows(examples, rows, tok.pad_token_id) for rows in micro_batches]
-                step_tokens = sum(int(b["loss_mask"][:, 1:].sum()) for b in batches)
+                #     Distributed: this process's share of each micro-batch, the token count summed
+                #     over processes, and the loss × world size (DDP averages gradients).
+                shards = [dist.shard(rows) for rows in micro_batches]
+                batches = [collate_rows(examples, rows, tok.pad_token_id) for rows, _ in shards]
+                step_tokens = int(dist.sum(sum(int(b["loss_mask"][:, 1:].sum()) * w for b, (_, w) in zip(batches, shards))))
                 loss_sum, ptx_sum, n_tokens = 0.0, 0.0, 0
-                for b in batches:
+                for b, (_, w) in zip(batches, shards):
                     b = {k: v.to(dev) for k, v in b.items()}
-                    weight = int(b["loss_mask"][:, 1:].sum()) / max(step_tokens, 1)
+                    weight = w * int(b["loss_mask"][:, 1:].sum()) / max(step_tokens, 1)
                     # 4b. Forward + loss on response tokens only, backward (gradients accumulate).
-                    loss = lm_loss(policy, b)
-                    ((1.0 - cfg.ptx_fraction) * loss * weight).backward()
+                    loss = lm_loss(train_policy, b)
+                    dist.backward((1.0 - cfg.ptx_fraction) * loss * weight * dist.world_size)
                     loss_sum += float(loss.detach()) * weight
                     n_tokens += int(b["input_ids"].ne(tok.pad_token_id).sum())
                     # 4c. Pretraining windows (full-sequence NLL), mixed into the same step.
                     if windows is not None:
                         pb = {k: v.to(dev) for k, v in ptx_batch(windows, n_ptx, ptx_gen, tok.pad_token_id).items()}
-                        ptx = lm_loss(policy, pb)
-                        (cfg.ptx_fraction * ptx / len(batches)).backward()
+                        ptx = lm_loss(train_policy, pb)  # the same windows on every process
+                        dist.backward(cfg.ptx_fraction * ptx / len(batches))
                         ptx_sum += float(ptx.detach()) / len(batches)
                         n_tokens += int(pb["loss_mask"].sum())
                 # 4d. Clip and step.
-                grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+                loss_sum, n_tokens = dist.sum(loss_sum), dist.sum(n_tokens)
+                grad_norm = dist.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
                 step += 1
                 good = guard.ok(step, loss_sum + ptx_sum, grad_norm)  # NaN/inf: skip (and stop after N)
                 if good:
