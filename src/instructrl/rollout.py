@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
+from instructrl import fast_decode
 from instructrl.models import position_ids_from_mask
+
+#: Rollout optimizations (same math): a static preallocated KV cache and a fused GPT-2 decode
+#: step (`fast_decode`), and a prefill that computes logits for the last prompt position only.
+#: False runs the generic transformers path everywhere (the reference for equality tests).
+FAST = True
 
 
 @dataclass
@@ -73,10 +79,15 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
     attn = prompt_mask.long()
     pos = position_ids_from_mask(attn)
     cache = DynamicCache()
-    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True)
+    fast = FAST and fast_decode.supports(model)
+    extra = {"logits_to_keep": 1} if fast else {}
+    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True, **extra)
     next_logits = out.logits[:, -1, :].float()
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None) or cache
     next_pos = pos[:, -1] + 1
+    decoder = fast_decode.StaticGPT2Decoder(model, cache, prompt_mask, max_new_tokens) if fast else None
+    if decoder is not None:
+        del cache, out
 
     tokens, lps, masks = [], [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -96,6 +107,10 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
         done = done | (tok == eos_token_id)
         if bool(done.all()):
             break
+        if decoder is not None:
+            next_logits = decoder.step(tok, next_pos).float()
+            next_pos = next_pos + 1
+            continue
         attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=device)], dim=1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None], cache=cache, use_cache=True)
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None) or cache

@@ -1,0 +1,67 @@
+"""Generation: instructrl's rollout sampler vs transformers' `model.generate`, same model and work.
+
+    python benchmarks/bench_generation.py
+
+Batch 64 of the synthetic prompts, 24 and 128 new tokens, plain sampling at T = 1 (generate:
+do_sample, top_k 0, top_p 1), fp32, 2 threads, in one process, alternating, median of
+BENCH_REPS (3). Figure: generated tokens/s (rows x steps actually run).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fixtures  # noqa: E402
+from _common import reps, save  # noqa: E402
+
+
+def main():
+    import torch
+
+    torch.set_num_threads(2)
+    from instructrl import rollout
+    from instructrl.models import load_policy
+
+    cache = fixtures.build()
+    model, tok = load_policy(cache / "policy")
+    prompts = [r["prompt"] for r in fixtures.read_jsonl(cache / "prompts.jsonl")][:64]
+    ids, mask = rollout.encode_prompts(tok, prompts)
+
+    def ours(n):
+        g = torch.Generator().manual_seed(0)
+        t = time.perf_counter()
+        s = rollout.sample(model, ids, mask, n, tok.eos_token_id, tok.pad_token_id, 1.0, g)
+        return s.response_ids.numel() / (time.perf_counter() - t)
+
+    def peer(n):
+        torch.manual_seed(0)
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask.long(), max_new_tokens=n, do_sample=True,
+                                 temperature=1.0, top_k=0, top_p=1.0, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id)
+        return (out.shape[0] * (out.shape[1] - ids.shape[1])) / (time.perf_counter() - t)
+
+    ours(8), peer(8)  # warm up
+    lines, res = [], {}
+    for n in (24, 128):
+        o, p = [], []
+        for i in range(reps()):
+            o.append(ours(n))
+            p.append(peer(n))
+            print(f"{n} tokens run {i}: ours {o[-1]:.0f}, generate {p[-1]:.0f} tokens/s", flush=True)
+        mo, mp = statistics.median(o), statistics.median(p)
+        res[n] = {"ours": o, "peer": p}
+        lines.append(f"generation-{n}: ours={mo:.0f} peer={mp:.0f} ratio={mo / mp:.2f} tokens/s")
+    save("generation", res)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

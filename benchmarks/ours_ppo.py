@@ -1,0 +1,124 @@
+"""Our side of the PPO benchmark: instructrl's PPO update loop on the shared synthetic setup.
+
+Drives instructrl.ppo's own pieces in the order ``ppo.run`` does (collect_rollout ->
+compute_advantages -> shuffled minibatches of minibatch_loss, AdamW, grad clipping) without the
+run folder, logging and checkpoint I/O, so that the figures are the training work only.
+
+    python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
+        [--slow] [--json OUT]
+
+``--slow`` turns every rollout optimization off (``instructrl.rollout.FAST = False``): the
+PPO per-update losses must match those of the default run (checked by the benchmark and by
+tests/test_rollout_fast.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fixtures  # noqa: E402
+
+
+def flops_per_token(n_layer, d, vocab, ctx, backward=False, lm_head=True):
+    """Forward matmul FLOPs of one GPT-2 token at context `ctx` (2 per multiply-add), x3 with backward."""
+    per_layer = 2 * (4 * d * d + 8 * d * d) + 2 * 2 * ctx * d  # qkv+proj, mlp, QK^T and AV
+    f = n_layer * per_layer + (2 * d * vocab if lm_head else 2 * d)
+    return f * (3 if backward else 1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--episodes", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--minibatch", type=int, default=16)
+    ap.add_argument("--response", type=int, default=24)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--slow", action="store_true", help="every optimization off (reference run)")
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(a.threads)
+    from instructrl import rollout
+    from instructrl.config import PPOConfig
+    from instructrl.models import load_policy, load_reward_model, load_tokenizer  # noqa: F401
+    from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, _slice
+    from instructrl.train_utils import make_optimizer
+
+    rollout.FAST = not a.slow
+    cache = fixtures.build()
+    tok = load_tokenizer(cache / "policy")
+    prompts = [r["prompt"] for r in fixtures.read_jsonl(cache / "prompts.jsonl")]
+    cfg = PPOConfig(total_episodes=a.episodes, batch_size=a.batch, minibatch_size=a.minibatch, ppo_epochs=1,
+                    max_new_tokens=a.response, temperature=1.0, warmup_updates=0, seed=a.seed)
+    torch.manual_seed(a.seed)
+    (policy, _), (ref, _) = load_policy(cache / "policy"), load_policy(cache / "policy")
+    (value, _), (rm, _) = load_reward_model(cache / "rm"), load_reward_model(cache / "rm")
+    for m in (policy, ref, value, rm):
+        m.eval()
+    for m in (ref, rm):
+        m.requires_grad_(False)
+    opt_p = make_optimizer(policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    opt_v = make_optimizer(value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    g_sample = torch.Generator().manual_seed(cfg.seed)
+    g_mb = torch.Generator().manual_seed(cfg.seed + 1)
+    pp, vp = list(policy.parameters()), list(value.parameters())
+
+    t_gen = t_score = t_update = 0.0
+    gen_tokens = 0
+    flops = 0.0
+    losses = []
+    c = policy.config
+    t_start = time.perf_counter()
+    for u in range(a.episodes // a.batch):
+        batch = [prompts[(u * a.batch + i) % len(prompts)] for i in range(a.batch)]
+        ro = collect_rollout(policy, ref, value, rm, tok, batch, cfg, g_sample)
+        t0 = time.perf_counter()
+        ro = compute_advantages(ro, cfg, cfg.kl_coef)
+        B, T = ro.input_ids.shape
+        R = T - ro.n_prompt
+        gen_tokens += int(ro.response_mask.sum())
+        # FLOPs: generation (prompt + R steps at growing context), 4 scoring forwards, training
+        # forward+backward of policy and value over the minibatches.
+        ctx = T / 2
+        flops += B * T * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx)  # sampling
+        flops += B * T * (2 * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx)
+                          + 2 * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, lm_head=False))
+        flops += B * T * (flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, backward=True)
+                          + flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, backward=True, lm_head=False))
+        perm = torch.randperm(a.batch, generator=g_mb)
+        for j in range(a.batch // a.minibatch):
+            mb = _slice(ro, perm[j * a.minibatch:(j + 1) * a.minibatch])
+            loss, stats = minibatch_loss(policy, value, mb, cfg)
+            opt_p.zero_grad(set_to_none=True)
+            opt_v.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(pp, cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(vp, cfg.max_grad_norm)
+            opt_p.step()
+            opt_v.step()
+            losses.append([float(stats["policy_loss"]), float(stats["value_loss"])])
+        t_gen += ro.time_gen
+        t_score += ro.time_score
+        t_update += time.perf_counter() - t0
+    total = time.perf_counter() - t_start
+    res = {"side": "ours", "fast": not a.slow, "episodes": a.episodes, "time_s": total,
+           "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
+           "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,
+           "flop_per_s": flops / total, "peak_rss_mb": fixtures.peak_rss_mb(), "losses": losses}
+    out = json.dumps(res)
+    if a.json:
+        Path(a.json).write_text(out)
+    print(json.dumps({k: v for k, v in res.items() if k != "losses"}))
+    return res
+
+
+if __name__ == "__main__":
+    main()
