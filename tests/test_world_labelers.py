@@ -55,7 +55,10 @@ def test_noisy_labelers_still_prefer_better_responses():
     p = "Q: What is 12 + 7?\nA:"
     rng = random.Random(1)
     wins = sum(lab.compare(p, " 19", " 64", rng) for _ in range(400)) / 400
-    assert 0.9 < wins < 1.0
+    assert wins > 0.9
+    # close calls stay noisy: two wrong answers a little apart in gold score
+    close = sum(lab.compare(p, " 25", " 64", rng) for _ in range(400)) / 400
+    assert 0.5 < close < 0.95
 
 
 def test_brevity_bias():
@@ -80,6 +83,13 @@ def test_sft_like_responses(family):
     assert a == b
 
 
+def test_synthetic_items_are_easier_than_real_sft_samples(items, sft_items):
+    """The synthetic SFT-like responses spread more in quality than a tiny SFT model's samples,
+    so labelers agree more on them: calibration must use real samples (see sft_items)."""
+    train, _ = make_labeler_pool(0)
+    assert agreement(train[0], train[1], items, random.Random(1)) > agreement(train[0], train[1], sft_items, random.Random(1))
+
+
 def test_sft_like_responses_span_quality(items):
     scores = [gold_score(p, r) for p, rs in items for r in rs]
     assert 0.3 < sum(scores) / len(scores) < 0.7
@@ -100,8 +110,24 @@ def test_agreement_definition():
         agreement(perfect, perfect, [(p, [" tac", " tac"])], random.Random(0))
 
 
-def test_agreement_is_calibrated_to_the_paper(items):
+@pytest.fixture(scope="module")
+def sft_items():
+    """Real SFT samples: 300 RM prompts with their K samples from the default pipeline's SFT model.
+
+    Made by `instructrl pipeline --preset default` (comparisons.jsonl, first 300 lines, rankings
+    dropped). The labelers' noise is calibrated on these, since the paper's 72.6% was measured on
+    ranking SFT-model outputs.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "sft_samples_default.jsonl"
+    return [(r["prompt"], r["responses"]) for r in map(json.loads, path.read_text().splitlines())]
+
+
+def test_agreement_is_calibrated_to_the_paper(sft_items):
     """InstructGPT: training labelers agree with each other 72.6 +- 1.5% of the time."""
+    items = sft_items
     train, held = make_labeler_pool(0)
     a = agreement(train[0], train[1], items, random.Random(1))
     assert 0.70 <= a <= 0.76, a

@@ -5,7 +5,7 @@ A labeler's utility for a response is
     gold_score + noise * N(0, 1) - brevity_bias * len(response) / 100 + position_bias * [first]
 
 and a ranking sorts the K responses by utility (best first). ``noise`` is calibrated so that two
-labelers agree on ~73% of the response pairs of SFT-like samples, as the InstructGPT paper
+labelers agree on ~73% of the response pairs of real SFT-model samples, as the InstructGPT paper
 measured between its training labelers (72.6 +- 1.5%). Training and held-out labelers are
 different people (disjoint ids, independently drawn traits).
 """
@@ -23,8 +23,12 @@ from . import styles
 from .judge import gold_score
 from .tasks import Example, as_rng, make_example, sample_examples
 
-# Calibrated (tests/test_world_labelers.py): pairwise agreement on SFT-like samples ~0.73 (paper: 72.6%).
-DEFAULT_NOISE = 0.29
+# Calibrated (tests/test_world_labelers.py) on real samples of the default pipeline's SFT model
+# (tests/fixtures/sft_samples_default.jsonl): pairwise agreement ~0.73 (paper: 72.6%). Those
+# samples are close in gold score (mostly wrong answers of the right form), so the noise that gives
+# the paper's agreement on them is small; on the synthetic `sft_like_responses`, which spread more
+# in quality, the same labelers agree ~0.9.
+DEFAULT_NOISE = 0.04
 
 
 @lru_cache(maxsize=200_000)
