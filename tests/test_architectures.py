@@ -20,12 +20,7 @@ from instructrl.rollout import encode_prompts, forward_logprobs, sample
 from tiny_hf import ARCHS, CHAT_DEMOS, DEMOS, PROMPTS, RANKINGS, make_model_folder, write_jsonl
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,28 +11,23 @@ import pytest
 import torch
 
 from instructrl.cli import main
-from instructrl.models import build_gpt2, reward_model_from_causal_lm, save_model_folder
+from instructrl.models import build_gpt2, save_model_folder
 from instructrl.tokenizer import build_char_tokenizer
+
+from tiny_hf import char_gpt2_folder, reward_folder
 
 GOOD_DEMO = {"prompt": "Q: Reverse the word 'cat'.\nA:", "response": " tac"}
 GOOD_RANK = {"prompt": "Q: Reverse the word 'cat'.\nA:", "responses": [" tac", " cat", " act"], "ranking": [0, 2, 1]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
-    tok = build_char_tokenizer()
-    base = save_model_folder(build_gpt2(tok, 1, 16, 2, 128, seed=0), tok, root / "base")
-    rm, rm_tok = reward_model_from_causal_lm(base, seed=1)
-    rm_dir = save_model_folder(rm, rm_tok, root / "rm")
+    base = char_gpt2_folder(root / "base")
+    rm_dir = reward_folder(base, root / "rm", seed=1)
     demos = root / "demos.jsonl"
     demos.write_text(json.dumps(GOOD_DEMO) + "\n" + json.dumps({"prompt": "Q: hi\nA:", "response": " hello"}) + "\n")
     ranks = root / "ranks.jsonl"
@@ -45,7 +40,7 @@ def env(tmp_path_factory):
     (prev / "config.json").write_text('{"old": true}')
     (prev / "notes.txt").write_text("results of last week")
     return {"root": root, "base": str(base), "rm": str(rm_dir), "demos": str(demos), "ranks": str(ranks),
-            "prompts": str(prompts), "prev": prev, "tok": tok}
+            "prompts": str(prompts), "prev": prev}
 
 
 def _snapshot(folder):

@@ -12,26 +12,18 @@ from instructrl import compare
 from instructrl.config import CompareConfig
 from instructrl.data.readers import read_rankings
 from instructrl.errors import DataError, InstructRLError
-from instructrl.models import build_gpt2, save_model_folder
-from instructrl.tokenizer import build_char_tokenizer
 from instructrl.world.labelers import make_labeler_pool
 from instructrl.world.tasks import sample_examples
 
+from tiny_hf import char_gpt2_folder
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
-    tok = build_char_tokenizer()
-    path = tmp_path_factory.mktemp("policy") / "model"
-    save_model_folder(build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=128), tok, path)
-    return path
+    return char_gpt2_folder(tmp_path_factory.mktemp("policy") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -80,8 +80,8 @@ def test_export_trains_a_reward_model(setup, tmp_path):
 
     from instructrl import rm
     from instructrl.config import RMConfig
-    from instructrl.models import build_gpt2, save_model_folder
-    from instructrl.tokenizer import build_char_tokenizer
+
+    from tiny_hf import char_gpt2_folder
 
     db, tok, client, _ = setup
     for name in ("alice", "bob"):
@@ -89,8 +89,7 @@ def test_export_trains_a_reward_model(setup, tmp_path):
             client.post(f"/l/{tok[name]}/api/submit", json={"task": t["task"], "ranking": [0, [1, 2]]})
     out = tmp_path / "rankings.jsonl"
     assert db.export(out) == 4
-    tk = build_char_tokenizer()
-    save_model_folder(build_gpt2(tk, n_layer=1, n_embd=16, n_head=2, n_positions=64), tk, tmp_path / "base")
+    char_gpt2_folder(tmp_path / "base", n_positions=64)
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -21,12 +21,7 @@ peft = pytest.importorskip("peft")
 LORA = dict(lora_r=4, lora_alpha=8.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

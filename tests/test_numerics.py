@@ -14,23 +14,17 @@ from safetensors.torch import load_file
 from instructrl import pretrain, rm, sft
 from instructrl.cli import main
 from instructrl.config import PretrainConfig, SFTConfig
-from instructrl.models import build_gpt2, save_model_folder
-from instructrl.tokenizer import build_char_tokenizer
+
+from tiny_hf import char_gpt2_folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("num")
-    tok = build_char_tokenizer()
-    base = save_model_folder(build_gpt2(tok, 1, 16, 2, 128, seed=0), tok, root / "base")
+    base = char_gpt2_folder(root / "base")
     words = ["cat", "dog", "sun", "map", "red", "owl", "fig", "jam", "kit", "log", "mud", "nap"]
     (root / "demos.jsonl").write_text("".join(
         json.dumps({"prompt": f"Q: Reverse '{w}'.\nA:", "response": " " + w[::-1]}) + "\n" for w in words))

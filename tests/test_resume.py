@@ -23,8 +23,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from instructrl.models import build_gpt2, reward_model_from_causal_lm, save_model_folder
+from instructrl.models import build_gpt2, save_model_folder
 from instructrl.tokenizer import build_char_tokenizer
+
+from tiny_hf import char_gpt2_folder, reward_folder
 
 TIMING_KEYS = {"time_s", "tokens_per_s", "prompts_per_s", "time_gen", "time_score", "time_train", "time_total"}
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0")
@@ -34,10 +36,8 @@ ENV.pop("INSTRUCTRL_PROGRESS", None)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    tok = build_char_tokenizer()
-    base = save_model_folder(build_gpt2(tok, 1, 16, 2, 128, seed=0), tok, root / "base")
-    rm, rm_tok = reward_model_from_causal_lm(base, seed=1)
-    rm_dir = save_model_folder(rm, rm_tok, root / "rm_init")
+    base = char_gpt2_folder(root / "base")
+    rm_dir = reward_folder(base, root / "rm_init", seed=1)
     words = ["cat", "dog", "sun", "map", "red", "owl", "fig", "jam", "kit", "log", "mud", "nap", "oak", "pie",
              "rug", "sky", "tap", "van", "wax", "yak", "zip", "bee", "cow", "elk"]
     demos = [{"prompt": f"Q: Reverse the word '{w}'.\nA:", "response": " " + w[::-1]} for w in words]

@@ -13,30 +13,17 @@ from instructrl import rm
 from instructrl.config import RMConfig
 from instructrl.data.readers import read_rankings
 from instructrl.errors import DataError, InstructRLError
-from instructrl.models import build_gpt2, load_reward_model, save_model_folder, sequence_scores
-from instructrl.tokenizer import build_char_tokenizer
+from instructrl.models import load_reward_model, sequence_scores
+
+from tiny_hf import char_gpt2_folder, write_jsonl
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one intra-op thread is as fast, and far faster when other processes share the CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tok = build_char_tokenizer()
-    path = tmp_path_factory.mktemp("base") / "model"
-    save_model_folder(build_gpt2(tok, n_layer=1, n_embd=32, n_head=2, n_positions=256), tok, path)
-    return path
+    return char_gpt2_folder(tmp_path_factory.mktemp("base") / "model", n_embd=32, n_positions=256)
 
 
 def toy_rankings(n: int, seed: int = 0) -> list[dict]:

@@ -14,8 +14,10 @@ from instructrl import sft
 from instructrl.config import SFTConfig
 from instructrl.data.collate import encode_prompt_response
 from instructrl.errors import DataError, InstructRLError
-from instructrl.models import build_gpt2, reward_model_from_causal_lm, save_model_folder
+from instructrl.models import build_gpt2
 from instructrl.tokenizer import build_char_tokenizer
+
+from tiny_hf import char_gpt2_folder, reward_folder, write_jsonl
 
 DEMOS = [
     ("Q: Reverse the word 'cat'.\nA:", " tac"),
@@ -29,18 +31,7 @@ DEMOS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one intra-op thread is as fast, and far faster when other processes share the CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +40,8 @@ def tok():
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory, tok):
-    path = tmp_path_factory.mktemp("base") / "model"
-    save_model_folder(build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=128), tok, path)
-    return path
+def base(tmp_path_factory):
+    return char_gpt2_folder(tmp_path_factory.mktemp("base") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +150,7 @@ def test_packing_grad_accum_and_ptx_run(tmp_path, base, files):
 
 
 def test_select_by_rm(tmp_path, base, files, tok):
-    rm, rm_tok = reward_model_from_causal_lm(base)
-    save_model_folder(rm, rm_tok, tmp_path / "rm")
+    reward_folder(base, tmp_path / "rm")
     m = sft.run(small_cfg(select_by="rm", rm_dir=str(tmp_path / "rm"), max_new_tokens=8),
                 str(base), str(files.demos), str(tmp_path / "sft"), val_data=str(files.val))
     scores = [e["val_rm_score"] for e in m["evals"]]

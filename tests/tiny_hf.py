@@ -4,6 +4,9 @@ Each folder is what an engineer would bring: `config.json` + `model.safetensors`
 loaded by path. Tokenizers are small ones trained here on a few sentences (byte-level BPE as GPT-2 /
 Llama-3 / Qwen2 / GPT-NeoX use, or a Metaspace WordPiece), some without a pad token, one with a
 chat template.
+
+Also the tests' tiny GPT-2 with the world's character tokenizer (`char_gpt2_folder`), a reward
+model folder made from a causal LM (`reward_folder`) and a JSONL writer (`write_jsonl`).
 """
 
 from __future__ import annotations
@@ -91,8 +94,27 @@ def make_model_folder(name: str, root, seed: int = 0) -> Path:
     return out
 
 
+def char_gpt2_folder(path, n_embd: int = 16, n_positions: int = 128, seed: int = 0) -> Path:
+    """Write a tiny random-init GPT-2 (1 layer, 2 heads) with the world's character tokenizer to `path`."""
+    from instructrl.models import build_gpt2, save_model_folder
+    from instructrl.tokenizer import build_char_tokenizer
+
+    tok = build_char_tokenizer()
+    return save_model_folder(build_gpt2(tok, n_layer=1, n_embd=n_embd, n_head=2, n_positions=n_positions, seed=seed),
+                             tok, path)
+
+
+def reward_folder(causal_lm, path, seed: int = 0) -> Path:
+    """Write a reward model made from the causal-LM folder `causal_lm` (its backbone, a fresh head) to `path`."""
+    from instructrl.models import reward_model_from_causal_lm, save_model_folder
+
+    rm, rm_tok = reward_model_from_causal_lm(causal_lm, seed=seed)
+    return save_model_folder(rm, rm_tok, path)
+
+
 def write_jsonl(path, rows) -> Path:
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    """One line per row: a dict as JSON, a string as it is (e.g. a malformed line)."""
+    Path(path).write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     return Path(path)
 
 
