@@ -13,6 +13,7 @@ import torch
 from instructrl import losses as L
 from instructrl import ppo
 from instructrl.config import PPOConfig
+from instructrl.data.stream import token_stream
 from instructrl.errors import InstructRLError
 from instructrl.models import (
     build_gpt2,
@@ -24,32 +25,24 @@ from instructrl.models import (
 from instructrl.rollout import forward_logprobs
 from instructrl.tokenizer import build_char_tokenizer
 
+from tiny_hf import char_gpt2_folder, reward_folder, write_jsonl
+
 PROMPTS = ["Q: say a.\nA:", "Q: hi\nA:", "Q: reverse 'ab'.\nA:", "Q: 1+1?\nA:", "Q: count\nA:", "Q: ok?\nA:"]
 
 
 def _write_prompts(path, prompts):
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    return path
+    return write_jsonl(path, [{"prompt": p} for p in prompts])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run ~10x faster on one thread when the machine's cores are shared (OpenMP spinning)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A tiny SFT folder, an RM folder made from it, a prompts file and pretraining text."""
     root = tmp_path_factory.mktemp("ppo")
-    tok = build_char_tokenizer()
-    model = build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=128, seed=0)
-    sft = save_model_folder(model, tok, root / "sft")
-    rm, rm_tok = reward_model_from_causal_lm(sft, seed=1)
-    rm_dir = save_model_folder(rm, rm_tok, root / "rm")
+    sft = char_gpt2_folder(root / "sft")
+    rm_dir = reward_folder(sft, root / "rm", seed=1)
     prompts = _write_prompts(root / "prompts.jsonl", PROMPTS)
     ptx = root / "pretrain.txt"
     ptx.write_text("the cat sat on the mat.\n\nQ: what is 2+2?\nA: 4\n\nhello world, hello again.\n")
@@ -128,7 +121,7 @@ def test_ptx_gradient_is_ppo_plus_gamma_nll(folders):
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
     mb = ppo._slice(ro, torch.arange(8))
-    stream = ppo.pack_texts(tok, ["the cat sat on the mat.", "hello world"])
+    stream = token_stream(tok, ["the cat sat on the mat.", "hello world"])
     ptx_ids = ppo.ptx_windows(stream, 3, 12, torch.Generator().manual_seed(0))
     assert ptx_ids.shape == (3, 13)
     params = list(policy.parameters())

@@ -65,6 +65,7 @@ import torch
 from instructrl import distributed, lora
 from instructrl.config import PPOConfig, save_config, to_dict
 from instructrl.data.readers import read_pretrain_texts, read_prompts
+from instructrl.data.stream import random_windows, repeat_to_fit, token_stream
 from instructrl.errors import ConfigError, InstructRLError, ModelFolderError
 from instructrl.losses import (
     AdaptiveKLController,
@@ -186,23 +187,13 @@ class PromptOrder:
         self._perm = self._shuffle()
 
 
-def pack_texts(tokenizer, texts: list[str]) -> torch.Tensor:
-    """All documents as one 1-D token stream, each followed by EOS."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(enc)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
-
-
 def ptx_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
-    """(batch_size, seq_len + 1) windows at random offsets of the stream (inputs + shifted labels)."""
+    """(batch_size, seq_len + 1) windows at random offsets of the stream (inputs + shifted labels).
+
+    A short corpus is repeated so that one window fits.
+    """
     length = seq_len + 1
-    if len(stream) < length:  # a short corpus: repeat it so that one window fits
-        stream = stream.repeat(math.ceil(length / max(1, len(stream))) + 1)
-    starts = torch.randint(0, len(stream) - length + 1, (batch_size,), generator=generator)
-    return torch.stack([stream[s:s + length] for s in starts.tolist()])
+    return random_windows(repeat_to_fit(stream, length), batch_size, length, generator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,7 +454,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
 
     ptx_stream, ptx_len = None, cfg.ptx_seq_len
     if cfg.ptx_coef > 0:
-        ptx_stream = pack_texts(tok, read_pretrain_texts(ptx_data))
+        ptx_stream = token_stream(tok, read_pretrain_texts(ptx_data))
         if n_ctx and ptx_len > n_ctx:
             log.warning("ptx_seq_len %d exceeds the context %d; using %d", ptx_len, n_ctx, n_ctx)
             ptx_len = n_ctx

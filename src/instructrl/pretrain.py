@@ -23,28 +23,19 @@ from tqdm.auto import tqdm
 
 from instructrl.config import PretrainConfig, save_config
 from instructrl.data.readers import read_pretrain_texts
+from instructrl.data.stream import random_windows as stream_windows
+from instructrl.data.stream import token_stream
 from instructrl.errors import InstructRLError
 from instructrl.models import build_gpt2, n_params, save_model_folder
 from instructrl.tokenizer import build_char_tokenizer
 from instructrl.train_utils import MAX_BAD_STEPS, BadStepGuard, rng_state, save_checkpoint, set_rng_state
 
 
-def token_stream(tokenizer, texts: list[str]) -> torch.Tensor:
-    """All documents as one 1-D stream: doc tokens followed by EOS, concatenated."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(enc)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
-
-
 def random_windows(stream: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    """(batch_size, length) windows starting at random offsets of the stream."""
+    """(batch_size, length) windows starting at random offsets of the stream (never the last offset)."""
     if len(stream) <= length:
         raise InstructRLError(f"pretraining text has {len(stream)} tokens, fewer than one window of {length + 1}")
-    starts = torch.randint(0, len(stream) - length, (batch_size,), generator=generator)
-    return torch.stack([stream[s:s + length] for s in starts.tolist()])
+    return stream_windows(stream, batch_size, length, generator, last_start=False)
 
 
 def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:

@@ -41,6 +41,7 @@ import torch
 from instructrl import distributed, lora, losses
 from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
+from instructrl.data.stream import token_stream
 from instructrl.errors import ConfigError
 from instructrl.models import load_policy, load_reward_model, n_params, pick_device, save_model_folder, set_dropout
 from instructrl.rm import score_texts
@@ -157,14 +158,12 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
 
 def ptx_windows(tokenizer, texts: list[str], length: int) -> torch.Tensor:
     """Pretraining documents joined by EOS into one stream, cut into windows of `length` tokens."""
-    stream: list[int] = []
-    for t in texts:
-        stream += tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    stream = token_stream(tokenizer, texts)
     n = len(stream) // length
     if n == 0:  # a tiny corpus: one padded window is better than none
         ids, _ = pad_right([stream[:length]], tokenizer.pad_token_id)
         return ids
-    return torch.tensor(stream[: n * length], dtype=torch.long).view(n, length)
+    return stream[: n * length].view(n, length)
 
 
 def ptx_batch(windows: torch.Tensor, n: int, gen: torch.Generator, pad_id: int) -> dict:
