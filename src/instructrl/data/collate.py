@@ -145,30 +145,27 @@ def _as_lists(seqs) -> list[list[int]]:
     return [s.tolist() if isinstance(s, torch.Tensor) else list(s) for s in seqs]
 
 
-def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad on the right: ``(ids (B, T) long, attention_mask (B, T) bool)``; T = the longest sequence."""
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     seqs = _as_lists(seqs)
     t = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), t), int(pad_id), dtype=torch.long)
     mask = torch.zeros((len(seqs), t), dtype=torch.bool)
     for b, s in enumerate(seqs):
         if s:
-            ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[b, : len(s)] = True
+            cols = slice(t - len(s), t) if left else slice(0, len(s))
+            ids[b, cols] = torch.tensor(s, dtype=torch.long)
+            mask[b, cols] = True
     return ids, mask
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad on the right: ``(ids (B, T) long, attention_mask (B, T) bool)``; T = the longest sequence."""
+    return _pad(seqs, pad_id, left=False)
 
 
 def pad_left(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad on the left (for generation): ``(ids (B, T) long, attention_mask (B, T) bool)``."""
-    seqs = _as_lists(seqs)
-    t = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), t), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(seqs), t), dtype=torch.bool)
-    for b, s in enumerate(seqs):
-        if s:
-            ids[b, t - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[b, t - len(s):] = True
-    return ids, mask
+    return _pad(seqs, pad_id, left=True)
 
 
 def _pad_id(tokenizer, pad_id: int | None) -> int:
