@@ -90,6 +90,13 @@ def create_app(db: LabelDB | str) -> Flask:
             abort(401)
         return lab
 
+    def own_view_or_404(lab: Labeler, task_id: int):
+        """The labeler's own view of a task (task, their answer); 404 for any task not assigned to them."""
+        try:
+            return db.own_view(lab, task_id)
+        except LabelError:
+            abort(404)
+
     def wants_json() -> bool:
         return "/api/" in request.path
 
@@ -142,10 +149,7 @@ def create_app(db: LabelDB | str) -> Flask:
     @app.get("/l/<token>/task/<int:task_id>")
     def view_task(token, task_id):
         lab = labeler_or_401(token)
-        try:
-            task, answer = db.own_view(lab, task_id)
-        except LabelError:
-            abort(404)
+        task, answer = own_view_or_404(lab, task_id)
         return page(lab, token, task, answer)
 
     def _form_task() -> int:
@@ -208,10 +212,7 @@ def create_app(db: LabelDB | str) -> Flask:
     @app.get("/l/<token>/api/task/<int:task_id>")
     def api_task(token, task_id):
         lab = labeler_or_401(token)
-        try:
-            task, answer = db.own_view(lab, task_id)
-        except LabelError:
-            abort(404)
+        task, answer = own_view_or_404(lab, task_id)
         return jsonify(_task_json(task, lab, answer))
 
     @app.post("/l/<token>/api/submit")
