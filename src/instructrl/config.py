@@ -196,11 +196,12 @@ class PipelineConfig:
     world: WorldConfig = f(WorldConfig(), "The simulated world.")
     base_small: PretrainConfig = f(PretrainConfig(), "The small base model (the world's GPT-3 1.3B).")
     base_large: PretrainConfig = f(
-        PretrainConfig(n_layer=4, n_embd=144, n_head=4), "The large base model (>= 8x the small one's parameters).")
+        PretrainConfig(n_layer=2, n_embd=200, n_head=4), "The large base model (>= 8x the small one's parameters).")
     train_large: bool = f(True, "Pretrain the large base and compare the aligned small model with it.")
     sft: SFTConfig = f(SFTConfig(), "Supervised fine-tuning on demonstrations.")
     compare: CompareConfig = f(CompareConfig(), "Comparison collection.")
     rm: RMConfig = f(RMConfig(), "Reward model.")
+    rm_init: str = f("sft", "Initialise the RM from 'sft' (the policy's SFT model) or 'base_large' (the larger base, as the paper uses one 6B RM for every policy size; needs train_large).")
     ppo: PPOConfig = f(PPOConfig(), "PPO (ptx_coef is ignored: that is ppo_ptx).")
     ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=1.0), "PPO-ptx.")
     eval: EvalConfig = f(EvalConfig(), "Evaluation.")

@@ -170,9 +170,14 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
 
     # 5. Reward model, K-wise loss, bias shifted so demonstrations score mean 0.
     rm_dir = out / "rm"
-    h_rm = C.config_hash("rm", h_comp, h_comp_ho, cfg.rm)
+    if cfg.rm_init not in ("sft", "base_large"):
+        raise InstructRLError(f"rm_init must be 'sft' or 'base_large', got {cfg.rm_init!r}")
+    if cfg.rm_init == "base_large" and not cfg.train_large:
+        raise InstructRLError("rm_init=base_large needs train_large=true")
+    rm_from = out / "base_large" if cfg.rm_init == "base_large" else sft_dir
+    h_rm = C.config_hash("rm", h_comp, h_comp_ho, cfg.rm, cfg.rm_init)
     m_rm = st.run("rm", rm_dir, h_rm, lambda: rm.run(
-        cfg.rm, model=str(sft_dir), data=str(comp), out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"),
+        cfg.rm, model=str(rm_from), data=str(comp), out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"),
         heldout_data=str(comp_ho), overwrite=True, resume="auto"))
     metrics["rm.val_accuracy"] = m_rm.get("val_accuracy")
     metrics["rm.heldout_labeler_accuracy"] = m_rm.get("heldout_labeler_accuracy")
