@@ -155,8 +155,9 @@ def cmd_eval(args) -> int:
     pairs = None
     if args.pairs:
         pairs = [tuple(p.split(":", 1)) for p in args.pairs]
+    reference = models.get(args.reference, args.reference)  # a model name or a folder
     m = evaluate.run(cfg, models=models, out=args.out, prompts=args.prompts, benchmarks=args.benchmarks,
-                     pretrain_val=args.pretrain_val, reference=args.reference, rm=args.rm, pairs=pairs)
+                     pretrain_val=args.pretrain_val, reference=reference, rm=args.rm, pairs=pairs)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -307,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="Models to evaluate, e.g. sft=runs/x/sft ppo=runs/x/ppo.")
     p.add_argument("--prompts", required=True, help="Held-out prompts JSONL.")
     p.add_argument("--pairs", nargs="*", default=None, metavar="A:B", help="Win-rate pairs (default: every model vs the reference).")
-    p.add_argument("--reference", default=None, help="Name of the KL reference model (e.g. sft).")
+    p.add_argument("--reference", default=None, help="The KL reference (the SFT model): one of the --models names, or a folder.")
     p.add_argument("--rm", default=None, help="RM folder: judge for real models outside the world, and best-of-n.")
     p.add_argument("--benchmarks", default=None, help="Benchmark items JSONL (alignment tax).")
     p.add_argument("--pretrain-val", default=None, help="Held-out pretraining text (alignment tax).")
