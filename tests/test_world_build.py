@@ -182,6 +182,9 @@ def test_bad_sizes_and_missing_world(tmp_path):
         build_world(tmp_path / "x", n_sft=-1)
     with pytest.raises(ConfigError):
         build_world(tmp_path / "x", seed="zero")
+    # more prompts than the families can make distinct: a config error, not a crash
+    with pytest.raises(ConfigError, match="distinct prompts"):
+        build_world(tmp_path / "x", n_eval=10, n_sft=10, n_sft_val=10, n_rm=9000, n_ppo=9000, corpus_chars=5000, n_benchmark=10)
     with pytest.raises(InstructRLError):
         load_world(tmp_path / "does-not-exist")
     (tmp_path / "half").mkdir()

@@ -91,7 +91,13 @@ def build_world(
     splits = {}
     for name, n in (("eval", n_eval), ("sft_val", n_sft_val), ("sft", n_sft), ("rm", n_rm),
                     ("ppo", n_ppo)):
-        splits[name] = sample_examples(n, _rng(seed, name), exclude=seen, unique=True)
+        try:
+            splits[name] = sample_examples(n, _rng(seed, name), exclude=seen, unique=True)
+        except ValueError as e:
+            total = n_eval + n_sft_val + n_sft + n_rm + n_ppo
+            raise ConfigError(
+                f"the world cannot make {total} distinct prompts across its splits (the {name} split ran "
+                f"out: {e}); some families have few distinct prompts — ask for fewer prompts") from None
     eval_prompts = {ex.prompt for ex in splits["eval"]}
 
     style_rng = _rng(seed, "demo_style")
