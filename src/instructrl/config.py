@@ -66,6 +66,7 @@ class PretrainConfig:
     eval_every: int = f(500, "Evaluate held-out loss every N steps.")
     eval_batches: int = f(10, "Batches of held-out text per evaluation.")
     checkpoint_every: int = f(1000, "Save a resumable checkpoint every N steps (0: never).")
+    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
     seed: int = f(0, "Seed for init and data order.")
 
 
@@ -98,6 +99,7 @@ class SFTConfig:
     grad_clip: float = f(1.0, "Gradient-norm clipping.")
     checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N optimizer steps to <out>.checkpoint/ (0: never); --resume continues from it.")
     max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
+    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
     seed: int = f(0, "Seed.")
 
 
@@ -135,6 +137,7 @@ class RMConfig:
     grad_clip: float = f(1.0, "Gradient-norm clipping.")
     checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N steps to <out>.checkpoint/ (0: never); --resume continues from it.")
     max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
+    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
     seed: int = f(0, "Seed.")
 
 
@@ -176,6 +179,7 @@ class PPOConfig:
     gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
     mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
     offload_frozen: bool = f(False, "Keep the frozen reference policy and reward model on the CPU and run them there (slower, frees accelerator memory); with LoRA the reference is the policy with its adapter off and costs no memory.")
+    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
     seed: int = f(0, "Seed.")
 
 
@@ -318,6 +322,10 @@ def validate(cfg, prefix: str = "") -> None:
             raise ConfigError(f"{name} must be >= 0, got {v}")
         if fl.name == "max_bad_steps" and isinstance(v, int) and v < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
+        if fl.name == "report_to" and isinstance(v, list):
+            bad = [x for x in v if str(x).strip().lower() not in ("tensorboard", "wandb", "mlflow", "none")]
+            if bad:
+                raise ConfigError(f"{name}: unknown tracker(s) {bad}; choose from tensorboard, wandb, mlflow, none")
     if isinstance(cfg, PPOConfig) and cfg.batch_size % cfg.minibatch_size:
         raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
     if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):
@@ -403,9 +411,20 @@ def save_config(cfg, run_dir, name: str = "config.yaml") -> Path:
     return p
 
 
+#: Fields that change where a run reports, never what it computes: left out of config_hash, so that
+#: changing them neither invalidates a cached stage nor makes a checkpoint "a different run".
+NOT_HASHED = ("report_to",)
+
+
+def _hashed(d):
+    if isinstance(d, dict):
+        return {k: _hashed(v) for k, v in d.items() if k not in NOT_HASHED}
+    return d
+
+
 def config_hash(*parts) -> str:
     """Stable short hash of configs / input fingerprints, for stage caching."""
-    blob = json.dumps([to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True, default=str)
+    blob = json.dumps([_hashed(to_dict(p)) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -139,6 +139,10 @@ def save_adapter(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
             (tmp / EXTRA_FILE).write_text(json.dumps({"instructrl_score_bias": bias}))
         for name, content in (extra or {}).items():
             p = tmp / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+                continue
             p.write_text(json.dumps(content, indent=2) if isinstance(content, (dict, list)) else str(content))
         os.chmod(tmp, 0o755)
         replace_dir(tmp, out_dir)

@@ -84,8 +84,8 @@ def n_params(model) -> int:
 def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
     """Write a complete HF folder atomically: a temp folder beside `out_dir`, then a rename.
 
-    A crash mid-save leaves no folder that looks complete. `extra` maps file names to text/dicts
-    (e.g. the resolved config) written into the folder before the rename.
+    A crash mid-save leaves no folder that looks complete. `extra` maps file names (or relative
+    paths) to text/dicts/bytes (e.g. the resolved config) written into the folder before the rename.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,10 @@ def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> P
             gen.eos_token_id = tokenizer.eos_token_id
         for name, content in (extra or {}).items():
             p = tmp / name
-            if isinstance(content, (dict, list)):
+            p.parent.mkdir(parents=True, exist_ok=True)  # "tensorboard/events..." (train_utils.tree_files)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            elif isinstance(content, (dict, list)):
                 p.write_text(json.dumps(content, indent=2))
             else:
                 p.write_text(str(content))

@@ -95,6 +95,7 @@ from instructrl.models import (
     token_scores,
 )
 from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+from instructrl.tracking import require_trackers
 from instructrl.train_utils import (
     RUN_FILE,
     MetricsLogger,
@@ -105,6 +106,7 @@ from instructrl.train_utils import (
     save_checkpoint,
     seed_everything,
     set_lr,
+    stage_trackers,
     write_json,
 )
 
@@ -412,6 +414,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     inputs = {"policy": policy, "reward": reward, "prompts": prompts, "ptx_data": ptx_data if cfg.ptx_coef > 0 else None,
               "score_fn": getattr(score_fn, "__qualname__", None) if score_fn is not None else None}
     fingerprint = run_fingerprint("ppo", cfg, inputs)
+    require_trackers(cfg.report_to if dist.is_main else [])  # a missing wandb/mlflow: before `out` is touched
     if resume == "auto":
         resume = _can_resume(out, fingerprint)
     _prepare_out(out, [Path(policy), Path(reward)], fingerprint, overwrite, resume)
@@ -505,20 +508,16 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         log.info("resumed from %s at update %d (%d episodes)", ckpt_dir, update, episodes)
     else:
         kept = []
-    logger = MetricsLogger(log_path, LOG_COLUMNS)
+    # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only). On resume the kept
+    # rows are logged again into a fresh tensorboard/, which then holds exactly the rows of log.csv.
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)
+    logger = MetricsLogger(log_path, LOG_COLUMNS, tracker=stage_trackers(cfg, out, "ppo", dist.is_main, out),
+                           step_field="update")
     for r in kept:
         logger.log(**r)
     save_config(cfg, out)
     run_info = {"stage": "ppo", "fingerprint": fingerprint, "inputs": {k: v for k, v in inputs.items()}}
     write_json(out / RUN_FILE, run_info)
-
-    tb = None
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # optional: needs the tensorboard package
-
-        tb = SummaryWriter(str(out / "tensorboard"))
-    except Exception:
-        pass
 
     def checkpoint_state() -> dict:
         return {"policy": policy_model.state_dict(), "value_model": value_model.state_dict(),
@@ -651,16 +650,12 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                     for n, p in policy_model.named_parameters():
                         ema[n].mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
 
-        # 8. Log the update (CSV, TensorBoard, progress bar).
+        # 8. Log the update (CSV, trackers such as TensorBoard, progress bar).
         now = time.time()
         row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
                    time_train=now - t_train, time_total=now - t0)
         row = dist.mean_dict(row)  # every logged number is the mean over processes
-        logger.log(**row)
-        if tb is not None:
-            for k, v in row.items():
-                if isinstance(v, (int, float)) and k not in ("update",) and not math.isnan(float(v)):
-                    tb.add_scalar(f"ppo/{k}", v, update)
+        logger.log(**row)  # and to the trackers (tags ppo/<column>, at this update)
         last_row = row
         bar.update(1)
         bar.set_postfix(score=_fmt(row.get("score")), kl=_fmt(row.get("kl")))
@@ -677,8 +672,6 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             break
     bar.close()
     logger.close()
-    if tb is not None:
-        tb.close()
 
     # 9. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
     # in `out/value_model/`, with config, log, metrics and the resume checkpoint, in one rename.
@@ -698,9 +691,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     write_json(stage / "metrics.json", metrics)
     write_json(stage / RUN_FILE, run_info)
     shutil.copy2(log_path, stage / "log.csv")
-    for name in ("checkpoint", "tensorboard"):
+    for name in ("checkpoint", "tensorboard", "wandb", "mlruns"):
         if (out / name).exists():  # hard links (a copy where links fail): `out` stays resumable until the swap
-            shutil.copytree(out / name, stage / name, copy_function=_link_or_copy)
+            shutil.copytree(out / name, stage / name, symlinks=True, copy_function=_link_or_copy)
     _fsync_tree(stage)
     replace_dir(stage, out)
     if stopped:

@@ -28,7 +28,9 @@ from instructrl.data.stream import token_stream
 from instructrl.errors import InstructRLError
 from instructrl.models import build_gpt2, n_params, save_model_folder
 from instructrl.tokenizer import build_char_tokenizer
+from instructrl.tracking import require_trackers
 from instructrl.train_utils import MAX_BAD_STEPS, BadStepGuard, rng_state, save_checkpoint, set_rng_state
+from instructrl.train_utils import folder_files, stage_trackers, staging_dir
 
 
 def random_windows(stream: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -102,6 +104,12 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
             torch.set_rng_state(state["torch_rng"])
         step, history, elapsed = state["step"], state["history"], state["elapsed"]
         log_rows = state.get("log_rows", [])
+    # TensorBoard/wandb/MLflow (cfg.report_to) in a staging folder, carried into `out` at the end.
+    require_trackers(cfg.report_to)
+    stage = staging_dir(out)
+    tracker = stage_trackers(cfg, stage, "pretrain", name=out)
+    for r in log_rows:
+        tracker.log({k: v for k, v in r.items() if k != "step"}, r["step"])
     t0 = time.time() - elapsed
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {n_params(model) / 1e6:.2f}M", disable=quiet, dynamic_ncols=True)
     while step < cfg.max_steps:
@@ -129,10 +137,12 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
         elif step % 50 == 0:
             bar.set_postfix(loss=f"{row['loss']:.3f}")
         log_rows.append(row)
+        tracker.log({k: v for k, v in row.items() if k != "step"}, step)
         bar.update(1)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and good:
             _save_checkpoint(ckpt_dir, model, opt, gen, step, history, time.time() - t0, log_rows)
     bar.close()
+    tracker.close()
 
     # 5. Save the base model as a plain HF folder with its config and logs.
     metrics = {
@@ -148,9 +158,11 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
     import yaml
     from instructrl.config import to_dict
     save_model_folder(model, tokenizer, out, extra={"metrics.json": metrics, "log.csv": csv,
-                                                     "config.yaml": yaml.safe_dump(to_dict(cfg), sort_keys=False)})
+                                                     "config.yaml": yaml.safe_dump(to_dict(cfg), sort_keys=False),
+                                                     **folder_files(stage)})
+    import shutil
+    shutil.rmtree(stage, ignore_errors=True)
     if ckpt_dir.exists():
-        import shutil
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return metrics
 

@@ -56,6 +56,7 @@ from instructrl.train_utils import (
     run_fingerprint,
     seed_everything,
     set_lr,
+    stage_trackers,
     staging_dir,
 )
 from instructrl.train_utils import (
@@ -279,7 +280,10 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
 
     stage = staging_dir(out)
     try:
-        logger = MetricsLogger(stage / "log.csv", LOG_FIELDS)
+        # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only), in the staging
+        # folder; run_files carries them into the final folder.
+        logger = MetricsLogger(stage / "log.csv", LOG_FIELDS,
+                               tracker=stage_trackers(cfg, stage, "rm", dist.is_main, out))
         ckpt_dir = checkpoint_dir(out)
         guard = BadStepGuard("rm", ckpt_dir, cfg.max_bad_steps)
         # Resume: weights, optimizer, RNGs, log rows. The prompt order is replayed from the seeded

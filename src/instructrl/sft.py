@@ -58,6 +58,7 @@ from instructrl.train_utils import (
     run_fingerprint,
     seed_everything,
     set_lr,
+    stage_trackers,
     staging_dir,
 )
 from instructrl.train_utils import (
@@ -279,7 +280,10 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     ptx_gen = torch.Generator().manual_seed(cfg.seed + 1)
     stage = staging_dir(out)
     try:
-        logger = MetricsLogger(stage / "log.csv", LOG_FIELDS)
+        # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only), in the staging
+        # folder; run_files carries them into the final folder.
+        logger = MetricsLogger(stage / "log.csv", LOG_FIELDS,
+                               tracker=stage_trackers(cfg, stage, "sft", dist.is_main, out))
         evals: list[dict] = []
         best = {"value": None, "state": None, "step": 0, "epoch": 0}
         ckpt_dir = checkpoint_dir(out)

@@ -91,10 +91,14 @@ class MetricsLogger:
 
     CSV columns are fixed by `fields` (a value for an unknown key is an error, a missing one is an
     empty cell), so the file can be tailed or loaded with pandas while a run goes on.
+    `tracker` (tracking.make_trackers: TensorBoard, wandb, MLflow) gets every row's numbers too,
+    at the row's `step_field` value; `close()` closes it.
     """
 
-    def __init__(self, path, fields: list[str]):
+    def __init__(self, path, fields: list[str], tracker=None, step_field: str = "step"):
         self.path = Path(path)
+        self.tracker = tracker
+        self.step_field = step_field
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fields = list(fields)
         self.jsonl = self.path.suffix == ".jsonl"
@@ -116,16 +120,35 @@ class MetricsLogger:
         else:
             self._writer.writerow(row)
         self._fh.flush()
+        if self.tracker:
+            step = row.get(self.step_field)
+            try:
+                step = int(step)
+            except (TypeError, ValueError):
+                step = len(self.rows)
+            # Rows restored from a CSV on resume (PPO) hold numbers as text: the trackers get numbers.
+            self.tracker.log({k: _number(v) for k, v in row.items() if k != self.step_field}, step)
 
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _number(v):
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 def _plain(v):
@@ -240,13 +263,46 @@ def staging_dir(out) -> Path:
 def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, metrics: dict) -> dict:
     """The non-weight files of a finished run, as `extra` for models.save_model_folder:
     config.yaml (the resolved config), run.json (what made it), metrics.json, and every file the
-    run wrote into its staging folder (log.csv ...)."""
+    run wrote into its staging folder (log.csv ...; tracker folders such as tensorboard/, as bytes)."""
     save_config(cfg, stage_dir)
     files = {p.name: p.read_text(encoding="utf-8") for p in sorted(stage_dir.iterdir()) if p.is_file()}
+    files.update(folder_files(stage_dir))
     files[RUN_FILE] = {"stage": stage, "fingerprint": fingerprint,
                        "inputs": {k: (str(v) if v is not None else None) for k, v in inputs.items()}}
     files["metrics.json"] = json.loads(json.dumps(metrics, default=_plain))
     return files
+
+
+def tree_files(root, name: str) -> dict:
+    """Every plain file under `root` as `{"name/relative/path": bytes}` (symlinks skipped), for the
+    `extra` of models.save_model_folder: how a tracker's folder (tensorboard/ ...) joins a run folder."""
+    root = Path(root)
+    files = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for n in sorted(names):
+            p = Path(dirpath) / n
+            if p.is_file() and not p.is_symlink():
+                files[f"{name}/{p.relative_to(root).as_posix()}"] = p.read_bytes()
+    return files
+
+
+def folder_files(stage_dir) -> dict:
+    """tree_files of every sub-folder of `stage_dir` (the trackers' tensorboard/, wandb/, mlruns/)."""
+    files = {}
+    for p in sorted(Path(stage_dir).iterdir()):
+        if p.is_dir() and not p.is_symlink():
+            files.update(tree_files(p, p.name))
+    return files
+
+
+def stage_trackers(cfg, run_dir, stage: str, is_main: bool = True, name: str = ""):
+    """The trackers `cfg.report_to` asks for (tracking.make_trackers), writing under `run_dir`, with
+    tags `<stage>/<column>`; none on processes other than rank 0 (only rank 0 logs)."""
+    from instructrl.config import to_dict
+    from instructrl.tracking import make_trackers
+
+    kinds = getattr(cfg, "report_to", ["none"]) if is_main else ["none"]
+    return make_trackers(kinds, run_dir, to_dict(cfg), run_name=f"{stage}-{Path(str(name)).name}" if name else stage, prefix=f"{stage}/")
 
 
 def fit_max_len(cfg, model):
