@@ -58,7 +58,7 @@ def cmd_pipeline(args) -> int:
     from instructrl import pipeline
 
     cfg = C.load_config(C.PipelineConfig, args.config, args.overrides, preset=args.preset or "default")
-    pipeline.run(cfg, out=args.out, preset_name=args.preset or "default", overwrite=args.overwrite, open_report=False)
+    pipeline.run(cfg, out=args.out, preset_name=args.preset or "default", overwrite=args.overwrite)
     return 0
 
 

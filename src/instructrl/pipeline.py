@@ -56,8 +56,7 @@ def _mark(path: Path, h: str, metrics: dict, t: float) -> None:
 class Stages:
     """Bookkeeping for the run: cached execution, timings and a one-line progress display."""
 
-    def __init__(self, out: Path, n_total: int):
-        self.out = out
+    def __init__(self, n_total: int):
         self.times: dict[str, float] = {}
         self.i = 0
         self.n = n_total
@@ -106,8 +105,7 @@ def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Pa
     return stages.run(name, dest, h, fn), h
 
 
-def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "default", overwrite: bool = False,
-        open_report: bool = False) -> dict:
+def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "default", overwrite: bool = False) -> dict:
     from instructrl import compare, ppo, rm, sft
     from instructrl.evaluate import evaluate_models
     from instructrl.report import write_report
@@ -116,16 +114,13 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
 
     out = Path(out) if out else Path("runs") / f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    prev = out / "config.yaml"
-    if prev.exists() and not overwrite and not (out / "pipeline.json").exists():
-        pass
     if (out / "pipeline.json").exists():
         old = json.loads((out / "pipeline.json").read_text())
         if old.get("world_hash") != C.config_hash("world", cfg.world, cfg.seed) and not overwrite:
             raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
     C.save_config(cfg, out)
     n_total = 9 + (1 if cfg.train_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
-    st = Stages(out, n_total)
+    st = Stages(n_total)
     t_start = time.time()
     metrics: dict = {}
 

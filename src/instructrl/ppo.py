@@ -89,7 +89,6 @@ from instructrl.models import (
     n_params,
     pick_device,
     replace_dir,
-    save_model_folder,
     sequence_scores,
     set_dropout,
     token_scores,

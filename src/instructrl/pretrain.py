@@ -12,7 +12,6 @@ cosine decay to 10% of the peak LR. Resumable: `checkpoint/` holds model, optimi
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from instructrl.config import PretrainConfig, save_config
+from instructrl.config import PretrainConfig
 from instructrl.data.readers import read_pretrain_texts
 from instructrl.data.stream import random_windows as stream_windows
 from instructrl.data.stream import token_stream

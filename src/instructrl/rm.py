@@ -41,7 +41,6 @@ from instructrl.models import (
     n_params,
     pick_device,
     reward_model_from_causal_lm,
-    save_model_folder,
     sequence_scores,
 )
 from instructrl.train_utils import (

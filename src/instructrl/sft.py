@@ -32,7 +32,6 @@ Where we depart from it (or fill a gap):
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 
@@ -43,7 +42,7 @@ from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
 from instructrl.data.stream import token_stream
 from instructrl.errors import ConfigError
-from instructrl.models import load_policy, load_reward_model, n_params, pick_device, save_model_folder, set_dropout
+from instructrl.models import load_policy, load_reward_model, n_params, pick_device, set_dropout
 from instructrl.rm import score_texts
 from instructrl.rollout import generate
 from instructrl.train_utils import (

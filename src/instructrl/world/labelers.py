@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from . import styles
 from .judge import gold_score
-from .tasks import Example, as_rng, make_example, sample_examples
+from .tasks import Example, as_rng, sample_examples
 
 # Calibrated (tests/test_world_labelers.py) on real samples of the default pipeline's SFT model
 # (tests/fixtures/sft_samples_default.jsonl): pairwise agreement ~0.73 (paper: 72.6%). Those

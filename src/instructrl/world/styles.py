@@ -16,7 +16,6 @@ from .tasks import (
     IDK,
     REFUSAL,
     Example,
-    base_answer,
     make_example,
     unknown_country,
     _CITY_END,
