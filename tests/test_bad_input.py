@@ -303,3 +303,32 @@ def test_resume_with_nothing_to_resume(capsys, env, tmp_path):
     env = {**env, "root": tmp_path, "prev": tmp_path}
     fails(capsys, env, ["rm", "--model", env["base"], "--data", env["ranks"], "--out", str(tmp_path / "r"), "--resume"],
           "nothing to resume", "r.checkpoint")
+
+
+def test_second_run_into_the_same_out_folder_is_refused(tmp_path):
+    """Two runs writing one output folder at once would delete each other's logs mid-run."""
+    import subprocess
+    import sys
+
+    from instructrl.errors import InstructRLError
+    from instructrl.train_utils import run_files, staging_dir
+
+    out = tmp_path / "sft"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        d = out.parent / f".{out.name}.running"
+        d.mkdir()
+        (d / "owner.pid").write_text(str(other.pid))
+        (d / "log.csv").write_text("step\n")
+        with pytest.raises(InstructRLError, match=f"process {other.pid}.*is writing"):
+            staging_dir(out)
+        assert (d / "log.csv").exists()  # the other run's files are left alone
+    finally:
+        other.kill()
+        other.wait()
+    # Once that process is gone, the stale folder is replaced; the lock never reaches the output.
+    d = staging_dir(out)
+    assert not (d / "log.csv").exists() and (d / "owner.pid").exists()
+    from instructrl.config import SFTConfig
+
+    assert "owner.pid" not in run_files(d, SFTConfig(), "sft", "f", {}, {})

@@ -84,11 +84,25 @@ class Stages:
         return metrics
 
 
-def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Path, world_hash: str, dest: Path):
-    """Pretrain a base model once per (world, config); copy it into the run folder."""
+def _corpus_hash(world_dir: Path) -> str:
+    """Content hash of the pretraining corpus (all a base model sees): the base models are cached by
+    it, so changing how many demonstrations or RM prompts the world has does not retrain them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("pretrain.jsonl", "pretrain_val.jsonl"):
+        h.update(name.encode())
+        with open(world_dir / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Path, dest: Path):
+    """Pretrain a base model once per (corpus, config); copy it into the run folder."""
     from instructrl import pretrain
 
-    h = C.config_hash("pretrain", world_hash, cfg)
+    h = C.config_hash("pretrain", _corpus_hash(world_dir), cfg)
     cached = cache_root() / "base" / h
 
     def fn():
@@ -134,15 +148,15 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     (out / "pipeline.json").write_text(json.dumps({"world_hash": world_hash, "preset": preset_name}))
 
     # 2. Base models ("GPT-3"): small, and large (>= 8x the parameters).
-    m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, world_hash, out / "base_small")
+    m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, out / "base_small")
     metrics["params.base"] = m_small.get("params")
     if cfg.train_large:
-        m_large, _ = _cached_base(st, "base_large", cfg.base_large, world_dir, world_hash, out / "base_large")
+        m_large, _ = _cached_base(st, "base_large", cfg.base_large, world_dir, out / "base_large")
         metrics["params.base_large"] = m_large.get("params")
 
     # 3. SFT on demonstrations.
     sft_dir = out / "sft"
-    h_sft = C.config_hash("sft", h_small, cfg.sft)
+    h_sft = C.config_hash("sft", world_hash, h_small, cfg.sft)
     st.run("sft", sft_dir, h_sft, lambda: sft.run(
         cfg.sft, model=str(out / "base_small"), data=str(world_dir / "demonstrations.jsonl"), out=str(sft_dir),
         val_data=str(world_dir / "sft_val.jsonl"), ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True,

@@ -254,10 +254,40 @@ def staging_dir(out) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     d = out.parent / f".{out.name}.running"
+    owner = _run_owner()
+    lock = d / "owner.pid"
+    if lock.exists():
+        try:
+            other = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            other = 0
+        if other and other != owner and _alive(other):
+            raise InstructRLError(
+                f"another run (process {other}) is writing {out} right now; wait for it to finish, stop it, "
+                f"or choose another --out (if no such run is going on, delete {d})")
+        if other == owner:  # a second process of this same distributed launch: rank 0 set it up
+            return d
     if d.exists():
         shutil.rmtree(d)
-    d.mkdir()
+    d.mkdir(exist_ok=True)
+    lock.write_text(str(owner))
     return d
+
+
+def _run_owner() -> int:
+    """The process that owns a run: the launcher (parent) for the ranks of a distributed launch
+    (torchrun / accelerate / mp.spawn set RANK), this process otherwise."""
+    return os.getppid() if "RANK" in os.environ and "WORLD_SIZE" in os.environ else os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, metrics: dict) -> dict:
@@ -265,7 +295,8 @@ def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, 
     config.yaml (the resolved config), run.json (what made it), metrics.json, and every file the
     run wrote into its staging folder (log.csv ...; tracker folders such as tensorboard/, as bytes)."""
     save_config(cfg, stage_dir)
-    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(stage_dir.iterdir()) if p.is_file()}
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(stage_dir.iterdir())
+             if p.is_file() and p.name != "owner.pid"}
     files.update(folder_files(stage_dir))
     files[RUN_FILE] = {"stage": stage, "fingerprint": fingerprint,
                        "inputs": {k: (str(v) if v is not None else None) for k, v in inputs.items()}}
