@@ -33,11 +33,19 @@ def quick_run(tmp_path_factory):
 def test_quick_pipeline_files_and_metrics(quick_run):
     out, stdout = quick_run
     for name in ("world/world.json", "base_small/config.json", "sft/config.json", "comparisons.jsonl", "rm/config.json",
-                 "ppo/config.json", "ppo_ptx/config.json", "metrics.json", "report.html", "config.yaml"):
+                 "ppo/config.json", "ppo_ptx/config.json", "metrics.json", "report.html", "config.yaml",
+                 "round1/rm/config.json", "round1/ppo/config.json", "comparisons_round2.jsonl"):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
-    for k in REQUIRED:
+    for k in REQUIRED + ["round1.rm.val_accuracy", "winrate.ppo_round1_vs_sft", "gold.ppo_round1"]:
         assert k in m, k
+    # Round 2's RM learns from the SFT comparisons and from round 1's PPO samples ranked by the labelers.
+    n1 = sum(1 for _ in open(out / "comparisons.jsonl"))
+    n2 = sum(1 for _ in open(out / "comparisons_round2.jsonl"))
+    assert n1 > 0 and n2 > 0
+    rm_run = json.loads((out / "rm" / "run.json").read_text())
+    assert [os.path.basename(p) for p in rm_run["inputs"]["data"]] == ["comparisons.jsonl", "comparisons_round2.jsonl"]
+    assert "round 1 RM" in (out / "report.html").read_text()
     for k, v in m.items():
         if k.startswith("winrate.") or k.startswith("hhh.") or k.startswith("gold.") or k.startswith("rm.") or k == "labelers.agreement":
             assert 0.0 <= v <= 1.0, (k, v)
@@ -59,5 +67,6 @@ def test_quick_pipeline_rerun_is_cached(quick_run):
     r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(out),
                         "--set", "eval.n_prompts=50"], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    for stage in ("world", "base_small", "sft", "compare", "rm", "ppo", "ppo_ptx"):
+    for stage in ("world", "base_small", "sft", "compare", "round1/rm", "round1/ppo", "compare_round2", "rm", "ppo",
+                  "ppo_ptx"):
         assert f"{stage}: cached" in r.stdout, (stage, r.stdout[-2000:])

@@ -255,3 +255,16 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     # Not one colour: many distinct colours, and a good share of non-white pixels (text and plots).
     assert len(np.unique((flat[::97] * 255).astype(int), axis=0)) > 50
     assert (flat.min(axis=1) < 0.9).mean() > 0.05
+
+
+def test_headline_says_when_the_gold_judge_disagrees_with_the_labelers(tmp_path):
+    m = {"winrate.ppo_ptx_vs_sft": 0.53, "winrate_ci95.ppo_ptx_vs_sft": [0.51, 0.55],
+         "gold_winrate.ppo_ptx_vs_sft": 0.49, "gold_winrate_ci95.ppo_ptx_vs_sft": [0.48, 0.51],
+         "length.ppo_ptx": 9.9, "length.sft": 11.0}
+    page = write_report(tmp_path, m, tmp_path / "r.html").read_text()
+    assert "Yes by the labelers, not by the gold judge." in page and "Yes, RLHF works here." not in page
+    assert "gold judge disagrees" in page and "shorter (9.9 vs 11.0 characters)" in page
+    # Both agree: the plain verdict, no caveat.
+    m.update({"gold_winrate.ppo_ptx_vs_sft": 0.56, "gold_winrate_ci95.ppo_ptx_vs_sft": [0.53, 0.59]})
+    page = write_report(tmp_path, m, tmp_path / "r2.html").read_text()
+    assert "Yes, RLHF works here." in page and "disagrees" not in page

@@ -200,3 +200,23 @@ def test_ranking_metrics_by_hand():
     sp = torch.nn.functional.softplus
     assert m["loss"] == pytest.approx(float((sp(torch.tensor(-2.0)) + sp(torch.tensor(-1.0)) + sp(torch.tensor(1.0))) / 3))
     assert sum(b["count"] for b in m["calibration"]) == 3
+
+
+def test_several_data_files_train_as_one_set(tmp_path, base):
+    """Iterated RLHF passes every round's comparisons: two files give the model one concatenated file gives."""
+    from safetensors.torch import load_file
+
+    rows = toy_rankings(16)
+    a = write_jsonl(tmp_path / "a.jsonl", rows[:9])
+    b = write_jsonl(tmp_path / "b.jsonl", rows[9:])
+    both = write_jsonl(tmp_path / "both.jsonl", rows)
+    cfg = RMConfig(batch_size=4, lr=3e-3, max_len=64)
+    m2 = rm.run(cfg, str(base), [str(a), str(b)], str(tmp_path / "two"), verbose=False)
+    m1 = rm.run(cfg, str(base), str(both), str(tmp_path / "one"), verbose=False)
+    assert m2["val_accuracy"] == m1["val_accuracy"] and m2["train_loss"] == m1["train_loss"]
+    w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    with pytest.raises(DataError, match="b.jsonl"):  # a bad line in the second file names that file
+        bad = write_jsonl(tmp_path / "b.jsonl", rows[9:] + [{"prompt": "Q: x?\nA:", "responses": [" a"], "ranking": [0]}])
+        rm.run(cfg, str(base), [str(a), str(bad)], str(tmp_path / "bad"), verbose=False)
+    assert not (tmp_path / "bad").exists()

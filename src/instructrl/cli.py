@@ -120,7 +120,8 @@ def cmd_rm(args) -> int:
     from instructrl import rm
 
     cfg = _load(C.RMConfig, args, "rm")
-    m = rm.run(cfg, model=args.model, data=args.data, out=args.out, demonstrations=args.demonstrations,
+    data = args.data[0] if len(args.data) == 1 else args.data
+    m = rm.run(cfg, model=args.model, data=data, out=args.out, demonstrations=args.demonstrations,
                heldout_data=args.heldout_data, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2, default=str))
     return 0
@@ -285,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _stage_parser(sub, "rm", C.RMConfig, "Train a reward model with the K-wise ranking loss.", "rm")
     p.add_argument("--model", required=True, help="Causal-LM folder to initialise from (the SFT model).")
-    p.add_argument("--data", required=True, help="Rankings JSONL (K-wise, pairwise, HH, chat chosen/rejected...).")
+    p.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                   help="Rankings JSONL (K-wise, pairwise, HH, chat chosen/rejected...); several files are read as one set.")
     p.add_argument("--demonstrations", default=None, help="Demonstrations whose mean score is shifted to 0 after training.")
     p.add_argument("--heldout-data", default=None, help="Rankings by held-out labelers, for generalisation accuracy.")
     p.add_argument("--out", required=True, help="Output RM folder.")

@@ -206,6 +206,7 @@ class PipelineConfig:
     compare: CompareConfig = f(CompareConfig(), "Comparison collection.")
     rm: RMConfig = f(RMConfig(), "Reward model.")
     rm_init: str = f("sft", "Initialise the RM from 'sft' (the policy's SFT model) or 'base_large' (the larger base, as the paper uses one 6B RM for every policy size; needs train_large).")
+    rlhf_rounds: int = f(1, "Rounds of RLHF (iterated RLHF: new comparisons on the current policy's samples, as Stiennon et al. collected theirs in batches and Gao et al. study). Round 1: labelers rank SFT samples -> RM -> PPO. Each later round: labelers rank samples of the previous round's PPO policy on the same RM prompts, a fresh RM (from rm_init) trains on all comparisons so far, and PPO restarts from SFT against it. Earlier rounds' RM and PPO stay in round<r>/ and are evaluated as ppo_round<r>; rm/, ppo/, ppo_ptx/ are the last round's.")
     ppo: PPOConfig = f(PPOConfig(), "PPO (ptx_coef is ignored: that is ppo_ptx).")
     ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=1.0), "PPO-ptx.")
     eval: EvalConfig = f(EvalConfig(), "Evaluation.")

@@ -5,6 +5,11 @@ Stages run in order, each writing an ordinary folder or file under the run folde
     world/ -> base_small/ (+ base_large/) -> sft/ -> comparisons.jsonl (+ comparisons_heldout.jsonl)
     -> rm/ -> ppo/ -> ppo_ptx/ -> metrics.json, report.html
 
+With `rlhf_rounds` R > 1 (iterated RLHF), rounds 1..R-1 write round<r>/rm/ and round<r>/ppo/, and
+round r >= 2 starts with comparisons_round<r>.jsonl: the training labelers rank samples of round
+r-1's PPO policy on the RM prompts; its RM trains on every comparisons file so far. rm/, ppo/ and
+ppo_ptx/ are always the last round's.
+
 Resume: re-running the same command after a crash or kill continues each unfinished training stage
 from its last checkpoint (`resume="auto"`: only a checkpoint of the very same stage, config and
 inputs is used; a stale one is discarded).
@@ -13,7 +18,7 @@ Caching: each stage records `stage.json` (the hash of its config and of its inpu
 metrics, its wall time) when it completes. A rerun skips a stage whose hash matches, so a changed
 late-stage setting redoes only that stage and what follows. Base models are also cached across run
 folders under `$INSTRUCTRL_CACHE_DIR` (default `~/.cache/instructrl`) by their hash, since they are
-the slowest part and depend only on the world and their own config.
+the slowest part and depend only on the pretraining corpus and their own config.
 """
 
 from __future__ import annotations
@@ -133,7 +138,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         if old.get("world_hash") != C.config_hash("world", cfg.world, cfg.seed) and not overwrite:
             raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
     C.save_config(cfg, out)
-    n_total = 9 + (1 if cfg.train_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
+    n_total = 9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
     st = Stages(n_total)
     t_start = time.time()
     metrics: dict = {}
@@ -177,41 +182,67 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         labelers="world", world_seed=w.seed, pool="heldout"))
     metrics["labelers.agreement"] = labeler_agreement(comp, w.seed)
 
-    # 5. Reward model, K-wise loss, bias shifted so demonstrations score mean 0.
-    rm_dir = out / "rm"
+    # 5-6. RLHF rounds: reward model (K-wise loss, bias shifted so demonstrations score mean 0),
+    #      then PPO and PPO-ptx from the SFT policy against it. Round r > 1 first has the labelers
+    #      rank samples of round r-1's PPO policy: the behaviours PPO found that the RM over-rates
+    #      (reward hacking) get labelled, and the next RM learns from them.
     if cfg.rm_init not in ("sft", "base_large"):
         raise InstructRLError(f"rm_init must be 'sft' or 'base_large', got {cfg.rm_init!r}")
     if cfg.rm_init == "base_large" and not cfg.train_large:
         raise InstructRLError("rm_init=base_large needs train_large=true")
+    if cfg.rlhf_rounds < 1:
+        raise InstructRLError(f"rlhf_rounds must be >= 1, got {cfg.rlhf_rounds}")
     rm_from = out / "base_large" if cfg.rm_init == "base_large" else sft_dir
-    h_rm = C.config_hash("rm", h_comp, h_comp_ho, cfg.rm, cfg.rm_init)
-    m_rm = st.run("rm", rm_dir, h_rm, lambda: rm.run(
-        cfg.rm, model=str(rm_from), data=str(comp), out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"),
-        heldout_data=str(comp_ho), overwrite=True, resume="auto"))
-    metrics["rm.val_accuracy"] = m_rm.get("val_accuracy")
-    metrics["rm.heldout_labeler_accuracy"] = m_rm.get("heldout_labeler_accuracy")
+    data_files, h_data = [comp], h_comp
+    earlier_rounds: dict[str, Path] = {}  # eval name -> that round's PPO policy
+    h_prev_ppo = ""
 
-    # 6. PPO and PPO-ptx from the SFT policy against the RM.
-    def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool):
+    def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h_rm: str):
         d = out / name
         h = C.config_hash("ppo", h_sft, h_rm, pcfg, ptx)
         st.run(name, d, h, lambda: ppo.run(
             pcfg, policy=str(sft_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
             ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
             resume="auto"), keep=True)
-        return d
+        return d, h
 
-    ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False)
-    ppo_stage("ppo_ptx", cfg.ppo_ptx, True)
+    for r in range(1, cfg.rlhf_rounds + 1):
+        last = r == cfg.rlhf_rounds
+        prefix = "" if last else f"round{r}/"
+        if r > 1:
+            prev_ppo = earlier_rounds[f"ppo_round{r - 1}"]
+            comp_r = out / f"comparisons_round{r}.jsonl"
+            cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * r)
+            h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg)
+            st.run(f"compare_round{r}", comp_r, h_comp_r, lambda: compare.run(
+                cmp_cfg, model=str(prev_ppo), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp_r),
+                labelers="world", world_seed=w.seed, pool="train"))
+            data_files.append(comp_r)
+            h_data = C.config_hash(h_data, h_comp_r)
+        rm_dir = out / f"{prefix}rm"
+        h_rm = C.config_hash("rm", h_data, h_comp_ho, cfg.rm, cfg.rm_init)
+        m_rm = st.run(f"{prefix}rm", rm_dir, h_rm, lambda: rm.run(
+            cfg.rm, model=str(rm_from), data=[str(p) for p in data_files] if len(data_files) > 1 else str(comp),
+            out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"), heldout_data=str(comp_ho),
+            overwrite=True, resume="auto"))
+        key = "rm" if last else f"round{r}.rm"
+        metrics[f"{key}.val_accuracy"] = m_rm.get("val_accuracy")
+        metrics[f"{key}.heldout_labeler_accuracy"] = m_rm.get("heldout_labeler_accuracy")
+        if not last:  # an earlier round only needs the PPO policy whose samples the next round labels
+            d, h_prev_ppo = ppo_stage(f"{prefix}ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
+            earlier_rounds[f"ppo_round{r}"] = d
+
+    ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
+    ppo_stage("ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
     sweep_dirs = {}
     for beta in cfg.sweeps.get("kl_coef", []) or []:
-        sweep_dirs[f"beta={beta}"] = ppo_stage(f"sweeps/ppo_beta_{beta}", dataclasses.replace(cfg.ppo, ptx_coef=0.0, kl_coef=float(beta)), False)
+        sweep_dirs[f"beta={beta}"] = ppo_stage(f"sweeps/ppo_beta_{beta}", dataclasses.replace(cfg.ppo, ptx_coef=0.0, kl_coef=float(beta)), False, rm_dir, h_rm)[0]
     for gamma in cfg.sweeps.get("ptx_coef", []) or []:
-        sweep_dirs[f"gamma={gamma}"] = ppo_stage(f"sweeps/ppo_ptx_gamma_{gamma}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=float(gamma)), True)
+        sweep_dirs[f"gamma={gamma}"] = ppo_stage(f"sweeps/ppo_ptx_gamma_{gamma}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=float(gamma)), True, rm_dir, h_rm)[0]
 
     # 7. Evaluation on held-out prompts: win rates (held-out labelers), gold, KL, tax, HHH.
-    models = {"base": out / "base_small", "sft": sft_dir, "ppo": out / "ppo", "ppo_ptx": out / "ppo_ptx"}
-    pairs = [("sft", "base"), ("ppo", "sft"), ("ppo_ptx", "sft")]
+    models = {"base": out / "base_small", "sft": sft_dir, "ppo": out / "ppo", "ppo_ptx": out / "ppo_ptx", **earlier_rounds}
+    pairs = [("sft", "base"), ("ppo", "sft"), ("ppo_ptx", "sft")] + [(name, "sft") for name in earlier_rounds]
     if cfg.train_large:
         models["base_large"] = out / "base_large"
         pairs.append(("ppo_ptx", "base_large"))
@@ -230,6 +261,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     metrics["time_s.total"] = round(time.time() - t_start, 2)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
     logs = {n: str(out / n / "log.csv") for n in ("ppo", "ppo_ptx") if (out / n / "log.csv").exists()}
+    logs.update({n: str(d / "log.csv") for n, d in earlier_rounds.items() if (d / "log.csv").exists()})
     logs.update({"sft": str(sft_dir / "log.csv"), "rm": str(rm_dir / "log.csv")})
     extra = {"sweeps": sweep_metrics, "sweep_logs": {n: str(d / "log.csv") for n, d in sweep_dirs.items()}} if sweep_dirs else None
     write_report(out, metrics, out / "report.html", samples=samples, logs=logs, extra_plots=extra)

@@ -59,6 +59,7 @@ _COLORS = {
     "sft": "#3e7cb1",
     "ppo": "#e07a1f",
     "ppo_ptx": "#2f9e44",
+    "ppo_round1": "#c92a2a",
 }
 _PALETTE = ["#3e7cb1", "#e07a1f", "#2f9e44", "#c92a2a", "#7048e8", "#0c8599", "#e8590c", "#5c940d"]
 
@@ -152,6 +153,9 @@ def _label(name: str) -> str:
     m = re.fullmatch(r"bon(\d+)", name)
     if m:
         return f"best-of-{m.group(1)}"
+    m = re.fullmatch(r"ppo_round(\d+)", name)
+    if m:
+        return f"PPO (round {m.group(1)})"
     return MODEL_LABELS.get(name, name)
 
 
@@ -317,8 +321,12 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
             k2, w2 = other[0]
             lo2, hi2 = _ci(metrics, "winrate", k2)
             ci += f"; {w2.split(' vs ')[0]}: {_pct(metrics[f'winrate.{k2}'])} ({_verdict(metrics[f'winrate.{k2}'], lo2, hi2)[1]})"
+        g = _num(metrics.get(f"gold_winrate.{k}"))
+        glo, ghi = _ci(metrics, "gold_winrate", k)
+        gcls, gverdict = _verdict(g, glo, ghi)
         if cls == "good":
-            sentences.append(f"<b>Yes, RLHF works here.</b> {judge.capitalize()} prefer {a}'s answers to SFT's "
+            lead = "Yes, RLHF works here." if gcls in ("good", "na") else "Yes by the labelers, not by the gold judge."
+            sentences.append(f"<b>{lead}</b> {judge.capitalize()} prefer {a}'s answers to SFT's "
                              f"{_pct(wr)} of the time{ci}.")
         elif cls == "bad":
             sentences.append(f"<b>No: RLHF made things worse here.</b> {judge.capitalize()} prefer {a} to SFT only "
@@ -326,6 +334,18 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
         else:
             sentences.append(f"<b>Not clearly.</b> {judge.capitalize()} prefer {a} to SFT {_pct(wr)} of the time{ci}: "
                              "the interval includes 50%.")
+        # The labelers are noisy and have tastes (brevity...): say so when the hidden gold judge disagrees.
+        if g is not None and gcls != cls:
+            gci = f" (95% CI {_pct(glo)}–{_pct(ghi)})" if glo is not None else ""
+            txt = (f"<b>The hidden gold judge disagrees:</b> by gold score {a} wins {_pct(g)}{gci}, "
+                   f"{_e(gverdict)}.")
+            name = k.split("_vs_")[0]
+            la, ls = _num(metrics.get(f"length.{name}")), _num(metrics.get("length.sft"))
+            if gcls in ("even", "bad") and cls == "good" and la is not None and ls is not None and la < ls:
+                txt += (f" The labelers' preference likely comes from their tastes rather than better answers: "
+                        f"{a}'s answers are shorter ({la:.1f} vs {ls:.1f} characters), and the simulated labelers "
+                        "have a mild taste for brevity that decides between answers of equal quality.")
+            sentences.append(txt)
     wr = _num(metrics.get("winrate.sft_vs_base"))
     if wr is not None:
         lo, hi = _ci(metrics, "winrate", "sft_vs_base")
@@ -679,6 +699,11 @@ def _labelers_section(metrics: dict) -> str:
     rows = [[_e(t), _pct(metrics.get(k), 1), _e(p)] for k, t, p in rows_def if k in metrics]
     if not rows:
         return _note("No labelers.agreement / rm.* accuracy keys in the metrics.")
+    # Iterated RLHF: the RM of each earlier round (trained on fewer comparisons, none of its PPO's samples).
+    for k in sorted(k for k in metrics if re.fullmatch(r"round\d+\.rm\.(val_accuracy|heldout_labeler_accuracy)", k)):
+        r, what = k.split(".")[0][5:], k.split(".")[-1]
+        rows.append([_e(f"round {r} RM: " + ("accuracy on held-out comparisons" if what == "val_accuracy"
+                                             else "accuracy on held-out labelers")), _pct(metrics.get(k), 1), ""])
     plt = _plt()
     present = [(k, t, p) for k, t, p in rows_def if _num(metrics.get(k)) is not None]
     body = _table(["measure", "this run", "InstructGPT paper"], rows)

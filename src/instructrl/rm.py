@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+from pathlib import Path
 
 import torch
 
@@ -226,9 +227,11 @@ def format_calibration(table: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None, heldout_data: str | None = None,
-        overwrite: bool = False, *, device: str | None = None, verbose: bool = True, resume: bool | str = False) -> dict:
-    """Train a reward model from the causal LM in folder `model` on the rankings in `data`; write it to `out`.
+def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | None = None,
+        heldout_data: str | None = None, overwrite: bool = False, *, device: str | None = None, verbose: bool = True,
+        resume: bool | str = False) -> dict:
+    """Train a reward model from the causal LM in folder `model` on the rankings in `data` (one file or
+    several, read in order as one set: e.g. the comparisons of each round of iterated RLHF); write it to `out`.
 
     Every `cfg.checkpoint_every` steps the full training state goes to `<out>.checkpoint/state.pt`;
     `resume=True` continues from it (an error if there is none or it is another run's), "auto"
@@ -257,7 +260,8 @@ def run(cfg, model: str, data: str, out: str, demonstrations: str | None = None,
     pad = tok.pad_token_id
 
     # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
-    rankings = read_rankings_for_training(data)
+    rankings = [r for path in ([data] if isinstance(data, (str, Path)) else data)
+                for r in read_rankings_for_training(path)]
     encoded = encode_rankings(tok, rankings, cfg.max_len, cfg.truncation)
     demo_seqs = []
     if demonstrations:

@@ -199,7 +199,12 @@ class Timer:
 
 def run_fingerprint(stage: str, cfg, inputs: dict) -> str:
     """A short hash of the stage, its config and its inputs (paths resolved): what makes a run 'the same'."""
-    resolved = {k: (str(Path(v).resolve()) if isinstance(v, (str, Path)) and v else v) for k, v in inputs.items()}
+    def res(v):
+        if isinstance(v, (list, tuple)):
+            return [res(x) for x in v]
+        return str(Path(v).resolve()) if isinstance(v, (str, Path)) and v else v
+
+    resolved = {k: res(v) for k, v in inputs.items()}
     return config_hash(cfg, {"stage": stage, "inputs": resolved})
 
 
@@ -299,7 +304,8 @@ def run_files(stage_dir: Path, cfg, stage: str, fingerprint: str, inputs: dict, 
              if p.is_file() and p.name != "owner.pid"}
     files.update(folder_files(stage_dir))
     files[RUN_FILE] = {"stage": stage, "fingerprint": fingerprint,
-                       "inputs": {k: (str(v) if v is not None else None) for k, v in inputs.items()}}
+                       "inputs": {k: (None if v is None else [str(x) for x in v] if isinstance(v, (list, tuple))
+                                      else str(v)) for k, v in inputs.items()}}
     files["metrics.json"] = json.loads(json.dumps(metrics, default=_plain))
     return files
 
