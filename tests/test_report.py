@@ -268,3 +268,13 @@ def test_headline_says_when_the_gold_judge_disagrees_with_the_labelers(tmp_path)
     m.update({"gold_winrate.ppo_ptx_vs_sft": 0.56, "gold_winrate_ci95.ppo_ptx_vs_sft": [0.53, 0.59]})
     page = write_report(tmp_path, m, tmp_path / "r2.html").read_text()
     assert "Yes, RLHF works here." in page and "disagrees" not in page
+
+
+def test_headline_follows_the_rlhf_rounds(tmp_path):
+    m = {"winrate.ppo_vs_sft": 0.52, "winrate_ci95.ppo_vs_sft": [0.49, 0.54],
+         "winrate.ppo_round1_vs_sft": 0.44, "winrate_ci95.ppo_round1_vs_sft": [0.42, 0.46],
+         "hhh.over_refusal.ppo_round1": 0.278, "hhh.over_refusal.ppo": 0.098, "round1.rm.val_accuracy": 0.56,
+         "rm.val_accuracy": 0.57, "gold.ppo_round1": 0.42, "gold.ppo": 0.47}
+    page = write_report(tmp_path, m, tmp_path / "r.html").read_text()
+    assert "round 1: 44% vs SFT, over-refusal 27.8% → round 2 (final): 52% vs SFT, over-refusal 9.8%" in page
+    assert "PPO (round 1)" in page and "round 1 RM" in page

@@ -371,6 +371,16 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
     if golds:
         chain = " → ".join(f"{_e(_label(m))} {g:.2f}" for m, g in golds)
         sentences.append(f"Mean gold score (the hidden judge, 0–1): {chain}.")
+    rounds = sorted((int(k[len("winrate.ppo_round"):-len("_vs_sft")]), metrics[k]) for k in metrics
+                    if re.fullmatch(r"winrate\.ppo_round\d+_vs_sft", k) and _num(metrics[k]) is not None)
+    if rounds and _num(metrics.get("winrate.ppo_vs_sft")) is not None:
+        def _state(name, wr):
+            orf = _num(metrics.get(f"hhh.over_refusal.{name}"))
+            return f"{_pct(wr)} vs SFT" + (f", over-refusal {_pct(orf, 1)}" if orf is not None else "")
+        steps = [f"round {r}: {_state(f'ppo_round{r}', wr)}" for r, wr in rounds]
+        steps.append(f"round {rounds[-1][0] + 1} (final): {_state('ppo', metrics['winrate.ppo_vs_sft'])}")
+        sentences.append("Iterated RLHF — each round's labelers rank the previous PPO policy's samples, so the "
+                         "next RM sees what that policy exploited. PPO " + " → ".join(steps) + ".")
     kls = [(m, _num(metrics.get(f"kl.{m}"))) for m in ("ppo", "ppo_ptx") if _num(metrics.get(f"kl.{m}")) is not None]
     if kls:
         sentences.append("KL to SFT per response: " + ", ".join(f"{_label(m)} {v:.2f} nats" for m, v in kls) + ".")
