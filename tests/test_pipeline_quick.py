@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -70,3 +71,25 @@ def test_quick_pipeline_rerun_is_cached(quick_run):
     for stage in ("world", "base_small", "sft", "compare", "round1/rm", "round1/ppo", "compare_round2", "rm", "ppo",
                   "ppo_ptx"):
         assert f"{stage}: cached" in r.stdout, (stage, r.stdout[-2000:])
+
+
+def test_quick_pipeline_one_round_is_round_one_of_two(quick_run):
+    """rlhf_rounds=1 is the paper's single round: its RM and PPO are exactly round 1 of the 2-round run."""
+    out, _ = quick_run
+    env = dict(os.environ, INSTRUCTRL_CACHE_DIR=str(out.parent / "cache"))
+    one = out.parent / "one_round"
+    shutil.copytree(out, one)  # the shared stages (world ... comparisons) come from cache
+    r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(one),
+                        "--set", "rlhf_rounds=1", "--set", "eval.n_prompts=50"], capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "compare: cached" in r.stdout and "compare_round2" not in r.stdout
+    m = json.loads((one / "metrics.json").read_text())
+    assert "winrate.ppo_round1_vs_sft" not in m and "round1.rm.val_accuracy" not in m
+    # what the 2-round run left there is gone: nothing in the folder belongs to another run
+    assert not (one / "round1").exists() and not (one / "comparisons_round2.jsonl").exists()
+    stage = lambda d: json.loads((d / "stage.json").read_text())["hash"]  # noqa: E731
+    assert stage(one / "rm") == stage(out / "round1" / "rm") and stage(one / "ppo") == stage(out / "round1" / "ppo")
+    assert "ppo: cached" not in r.stdout  # ppo/ held round 2's policy: recomputed, now equal to round 1's
+    a = (one / "rm" / "model.safetensors").read_bytes()
+    assert a == (out / "round1" / "rm" / "model.safetensors").read_bytes()

@@ -232,6 +232,14 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
             d, h_prev_ppo = ppo_stage(f"{prefix}ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
             earlier_rounds[f"ppo_round{r}"] = d
 
+    # Outputs of more rounds than this run has (an earlier run in this folder with a larger rlhf_rounds)
+    # would look like part of this one: remove them.
+    for p in list(out.glob("round*")) + list(out.glob("comparisons_round*.jsonl*")):
+        digits = "".join(ch for ch in p.name.split(".")[0] if ch.isdigit())
+        r_old = int(digits) if digits else 0
+        if (p.is_dir() and r_old >= cfg.rlhf_rounds) or (p.is_file() and r_old > cfg.rlhf_rounds):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
     ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
     ppo_stage("ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
     sweep_dirs = {}
