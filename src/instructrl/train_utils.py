@@ -254,12 +254,16 @@ def staging_dir(out) -> Path:
     """A hidden scratch folder beside `out` for logs written during the run (moved in at the end).
 
     The final folder appears only when the run succeeds (models.save_model_folder is atomic), so a
-    failed run never leaves something that looks like a finished one.
+    failed run never leaves something that looks like a finished one. `owner.pid` in it names the
+    process that owns the run: a second run into the same `out` while that process lives is an
+    error (it would delete the first one's logs); a leftover of a dead run is replaced.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     d = out.parent / f".{out.name}.running"
-    owner = _run_owner()
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # torchrun / accelerate / mp.spawn ranks
+    # The process that owns the run: the launcher (the ranks' parent) of a distributed launch, else this one.
+    owner = os.getppid() if launched else os.getpid()
     lock = d / "owner.pid"
     if lock.exists():
         try:
@@ -270,19 +274,13 @@ def staging_dir(out) -> Path:
             raise InstructRLError(
                 f"another run (process {other}) is writing {out} right now; wait for it to finish, stop it, "
                 f"or choose another --out (if no such run is going on, delete {d})")
-        if other == owner:  # a second process of this same distributed launch: rank 0 set it up
+        if other == owner and launched:  # another rank of this same launch has set it up
             return d
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(exist_ok=True)
     lock.write_text(str(owner))
     return d
-
-
-def _run_owner() -> int:
-    """The process that owns a run: the launcher (parent) for the ranks of a distributed launch
-    (torchrun / accelerate / mp.spawn set RANK), this process otherwise."""
-    return os.getppid() if "RANK" in os.environ and "WORLD_SIZE" in os.environ else os.getpid()
 
 
 def _alive(pid: int) -> bool:
