@@ -84,3 +84,14 @@ def test_pretrain_tiny_and_load_with_plain_transformers(tmp_path):
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "instructrl.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "pipeline" in r.stdout
+
+
+def test_pipeline_help_shows_what_runs_without_a_preset(capsys):
+    """`instructrl pipeline` runs the default preset: its --help shows those values, not the bare dataclass's."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["pipeline", "--help"])
+    out = capsys.readouterr().out
+    default = C.load_config(C.PipelineConfig, preset="default")
+    assert default.sft.epochs != C.PipelineConfig().sft.epochs  # the check below means something
+    assert f"  sft.epochs = {default.sft.epochs}\n" in out and f"  rlhf_rounds = {default.rlhf_rounds}\n" in out
+    assert "values of the 'default' preset" in out

@@ -19,9 +19,11 @@ from instructrl import config as C
 from instructrl.errors import InstructRLError
 
 
-def _fields_epilog(cls, section: str | None = None) -> str:
-    rows = C.describe_fields(cls)
-    lines = [f"config fields (override with --set KEY=VALUE{'; preset section: ' + section if section else ''}):"]
+def _fields_epilog(cls, section: str | None = None, preset: str | None = None) -> str:
+    """The config fields with their help; `preset`: show that preset's values (what runs without --preset)."""
+    rows = C.describe_fields(cls, obj=C.load_config(cls, preset=preset) if preset else None)
+    where = f"; values of the '{preset}' preset, used when no --preset is given" if preset else ""
+    lines = [f"config fields (override with --set KEY=VALUE{'; preset section: ' + section if section else ''}{where}):"]
     for name, default, help_ in rows:
         head = f"  {name}" + (f" = {default}" if default != "" else "")
         lines.append(head)
@@ -38,8 +40,8 @@ def _add_config_args(p: argparse.ArgumentParser, presets: bool = True) -> None:
                    help="Override one config field (repeatable), e.g. --set lr=1e-4.")
 
 
-def _stage_parser(sub, name: str, cls, help_: str, section: str | None = None):
-    p = sub.add_parser(name, help=help_, description=help_, epilog=_fields_epilog(cls, section),
+def _stage_parser(sub, name: str, cls, help_: str, section: str | None = None, preset: str | None = None):
+    p = sub.add_parser(name, help=help_, description=help_, epilog=_fields_epilog(cls, section, preset),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(p)
     return p
@@ -242,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _stage_parser(sub, "pipeline", C.PipelineConfig,
-                      "The whole world end to end: world -> base models -> SFT -> comparisons -> RM -> PPO -> PPO-ptx -> eval -> report.")
+                      "The whole world end to end: world -> base models -> SFT -> comparisons -> RM -> PPO -> PPO-ptx -> eval -> report.",
+                      preset="default")
     p.add_argument("--out", default=None, help="Run folder (default: a fresh folder under runs/).")
     p.add_argument("--overwrite", action="store_true", help="Reuse/replace a run folder that holds a different run.")
     p.set_defaults(func=cmd_pipeline)

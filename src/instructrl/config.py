@@ -429,10 +429,11 @@ def config_hash(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, help) for every field, nested dataclasses flattened (for --help)."""
+def describe_fields(cls, prefix: str = "", obj=None) -> list[tuple[str, str, str]]:
+    """(dotted name, default, help) for every field, nested dataclasses flattened (for --help).
+    Defaults are those of `obj` (an instance of `cls`, e.g. loaded from a preset), else `cls()`'s."""
     rows = []
-    obj = cls()
+    obj = cls() if obj is None else obj
     types_ = _field_types(cls)
     for fl in dataclasses.fields(cls):
         if dataclasses.is_dataclass(types_[fl.name]):
