@@ -57,7 +57,7 @@ def build_world(
     n_ppo: int = 2000,
     n_eval: int = 1000,
     corpus_chars: int = 2_000_000,
-    n_benchmark: int = 400,
+    n_benchmark: int = 1000,
     pretrain_val_chars: int | None = None,
 ) -> dict:
     """Build the world into ``out_dir`` and return the summary written to ``world.json``
