@@ -51,7 +51,7 @@ def test_default_build_files_and_speed(world):
     assert len(_read(d / "rm_prompts.jsonl")) == 2000
     assert len(_read(d / "ppo_prompts.jsonl")) == 2000
     assert len(_read(d / "eval_prompts.jsonl")) == 1000
-    assert len(_read(d / "benchmarks.jsonl")) == 400
+    assert len(_read(d / "benchmarks.jsonl")) == 1000
     texts = [r["text"] for r in _read(d / "pretrain.jsonl")]
     assert 2_000_000 <= sum(map(len, texts)) < 2_001_000
     assert all(0 < len(t) < 400 for t in texts)
