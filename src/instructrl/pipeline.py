@@ -131,6 +131,13 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     from instructrl.world.build import build_world
     from instructrl.world.judge import gold_score
 
+    # Settings that would only fail late: check them before any work.
+    if cfg.rm_init not in ("sft", "base_large"):
+        raise InstructRLError(f"rm_init must be 'sft' or 'base_large', got {cfg.rm_init!r}")
+    if cfg.rm_init == "base_large" and not cfg.train_large:
+        raise InstructRLError("rm_init=base_large needs train_large=true")
+    if cfg.rlhf_rounds < 1:
+        raise InstructRLError(f"rlhf_rounds must be >= 1, got {cfg.rlhf_rounds}")
     out = Path(out) if out else Path("runs") / f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     if (out / "pipeline.json").exists():
@@ -186,12 +193,6 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     #      then PPO and PPO-ptx from the SFT policy against it. Round r > 1 first has the labelers
     #      rank samples of round r-1's PPO policy: the behaviours PPO found that the RM over-rates
     #      (reward hacking) get labelled, and the next RM learns from them.
-    if cfg.rm_init not in ("sft", "base_large"):
-        raise InstructRLError(f"rm_init must be 'sft' or 'base_large', got {cfg.rm_init!r}")
-    if cfg.rm_init == "base_large" and not cfg.train_large:
-        raise InstructRLError("rm_init=base_large needs train_large=true")
-    if cfg.rlhf_rounds < 1:
-        raise InstructRLError(f"rlhf_rounds must be >= 1, got {cfg.rlhf_rounds}")
     rm_from = out / "base_large" if cfg.rm_init == "base_large" else sft_dir
     data_files, h_data = [comp], h_comp
     earlier_rounds: dict[str, Path] = {}  # eval name -> that round's PPO policy
