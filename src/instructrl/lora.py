@@ -125,7 +125,7 @@ def save_adapter(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
     import shutil
     import tempfile
 
-    from instructrl.models import replace_dir
+    from instructrl.models import replace_dir, write_extra_files
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -137,13 +137,7 @@ def save_adapter(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
         bias = getattr(model.config, "instructrl_score_bias", None)
         if bias is not None:  # the RM's bias shift is not part of the adapter weights
             (tmp / EXTRA_FILE).write_text(json.dumps({"instructrl_score_bias": bias}))
-        for name, content in (extra or {}).items():
-            p = tmp / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                p.write_bytes(content)
-                continue
-            p.write_text(json.dumps(content, indent=2) if isinstance(content, (dict, list)) else str(content))
+        write_extra_files(tmp, extra)
         os.chmod(tmp, 0o755)
         replace_dir(tmp, out_dir)
     except BaseException:

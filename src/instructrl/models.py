@@ -81,6 +81,20 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def write_extra_files(folder: Path, extra: dict | None) -> None:
+    """Write `extra` ({relative path: bytes / dict or list (as JSON) / text}) into `folder`, making
+    sub-folders as needed ("tensorboard/events...", from train_utils.tree_files)."""
+    for name, content in (extra or {}).items():
+        p = Path(folder) / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        elif isinstance(content, (dict, list)):
+            p.write_text(json.dumps(content, indent=2))
+        else:
+            p.write_text(str(content))
+
+
 def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
     """Write a complete HF folder atomically: a temp folder beside `out_dir`, then a rename.
 
@@ -98,15 +112,7 @@ def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> P
         if gen is not None and tokenizer is not None:
             gen.pad_token_id = tokenizer.pad_token_id
             gen.eos_token_id = tokenizer.eos_token_id
-        for name, content in (extra or {}).items():
-            p = tmp / name
-            p.parent.mkdir(parents=True, exist_ok=True)  # "tensorboard/events..." (train_utils.tree_files)
-            if isinstance(content, bytes):
-                p.write_bytes(content)
-            elif isinstance(content, (dict, list)):
-                p.write_text(json.dumps(content, indent=2))
-            else:
-                p.write_text(str(content))
+        write_extra_files(tmp, extra)
         _fsync_tree(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; a model folder should be readable like any other
         replace_dir(tmp, out_dir)
