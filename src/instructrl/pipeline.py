@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import time
 from datetime import datetime
@@ -103,11 +104,11 @@ def _corpus_hash(world_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Path, dest: Path):
+def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Path, corpus_hash: str, dest: Path):
     """Pretrain a base model once per (corpus, config); copy it into the run folder."""
     from instructrl import pretrain
 
-    h = C.config_hash("pretrain", _corpus_hash(world_dir), cfg)
+    h = C.config_hash("pretrain", corpus_hash, cfg)
     cached = cache_root() / "base" / h
 
     def fn():
@@ -160,10 +161,11 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     (out / "pipeline.json").write_text(json.dumps({"world_hash": world_hash, "preset": preset_name}))
 
     # 2. Base models ("GPT-3"): small, and large (>= 8x the parameters).
-    m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, out / "base_small")
+    corpus_hash = _corpus_hash(world_dir)
+    m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, corpus_hash, out / "base_small")
     metrics["params.base"] = m_small.get("params")
     if cfg.train_large:
-        m_large, _ = _cached_base(st, "base_large", cfg.base_large, world_dir, out / "base_large")
+        m_large, _ = _cached_base(st, "base_large", cfg.base_large, world_dir, corpus_hash, out / "base_large")
         metrics["params.base_large"] = m_large.get("params")
 
     # 3. SFT on demonstrations.
@@ -235,10 +237,10 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
 
     # Outputs of more rounds than this run has (an earlier run in this folder with a larger rlhf_rounds)
     # would look like part of this one: remove them.
-    for p in list(out.glob("round*")) + list(out.glob("comparisons_round*.jsonl*")):
-        digits = "".join(ch for ch in p.name.split(".")[0] if ch.isdigit())
-        r_old = int(digits) if digits else 0
-        if (p.is_dir() and r_old >= cfg.rlhf_rounds) or (p.is_file() and r_old > cfg.rlhf_rounds):
+    for p in out.iterdir():
+        m = re.fullmatch(r"round(\d+)", p.name) if p.is_dir() else \
+            re.fullmatch(r"comparisons_round(\d+)\.jsonl(\.stage\.json)?", p.name)
+        if m and int(m.group(1)) >= cfg.rlhf_rounds + (0 if p.is_dir() else 1):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
