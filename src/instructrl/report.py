@@ -371,8 +371,8 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
     if golds:
         chain = " → ".join(f"{_e(_label(m))} {g:.2f}" for m, g in golds)
         sentences.append(f"Mean gold score (the hidden judge, 0–1): {chain}.")
-    rounds = sorted((int(k[len("winrate.ppo_round"):-len("_vs_sft")]), metrics[k]) for k in metrics
-                    if re.fullmatch(r"winrate\.ppo_round\d+_vs_sft", k) and _num(metrics[k]) is not None)
+    rounds = sorted((int(m.group(1)), metrics[k]) for k in metrics
+                    if (m := re.fullmatch(r"winrate\.ppo_round(\d+)_vs_sft", k)) and _num(metrics[k]) is not None)
     if rounds and _num(metrics.get("winrate.ppo_vs_sft")) is not None:
         def _state(name, wr):
             orf = _num(metrics.get(f"hhh.over_refusal.{name}"))
@@ -710,8 +710,11 @@ def _labelers_section(metrics: dict) -> str:
     if not rows:
         return _note("No labelers.agreement / rm.* accuracy keys in the metrics.")
     # Iterated RLHF: the RM of each earlier round (trained on fewer comparisons, none of its PPO's samples).
-    for k in sorted(k for k in metrics if re.fullmatch(r"round\d+\.rm\.(val_accuracy|heldout_labeler_accuracy)", k)):
-        r, what = k.split(".")[0][5:], k.split(".")[-1]
+    for k in sorted(metrics):
+        m = re.fullmatch(r"round(\d+)\.rm\.(val_accuracy|heldout_labeler_accuracy)", k)
+        if not m:
+            continue
+        r, what = m.groups()
         rows.append([_e(f"round {r} RM: " + ("accuracy on held-out comparisons" if what == "val_accuracy"
                                              else "accuracy on held-out labelers")), _pct(metrics.get(k), 1), ""])
     plt = _plt()
