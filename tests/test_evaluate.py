@@ -340,3 +340,87 @@ def test_evaluate_models_on_world_prompts(tmp_path, folders):
         assert 0 <= m[f"winrate.{key}"] <= 1 and 0 <= m[f"gold_winrate.{key}"] <= 1
     fams = samples["families"]
     assert len(set(fams)) >= min(6, len(set(e.family for e in exs)))
+
+
+# --------------------------------------------------------------------------------------------
+# Diagnostics: what the RM sees (best-of-n by the gold judge, per-family ranking accuracy)
+# --------------------------------------------------------------------------------------------
+
+
+def test_oracle_best_of_n_by_hand():
+    judge_mod, _labelers, _tasks = _world()
+    p1, p2 = "Q: What is 2 + 3?\nA:", "Q: Reverse the word 'cat'.\nA:"
+    texts = [[" 5", " 7", " banana"], [" tac", " cat"]]
+    g = [[judge_mod.gold_score(p1, t) for t in texts[0]], [judge_mod.gold_score(p2, t) for t in texts[1]]]
+    assert g[0][0] == 1.0 and g[1][0] == 1.0 and max(g[0][1:]) < 1.0  # the gold answers are the best
+    sampled, oracle = ev.oracle_best_of_n([p1, p2], texts)
+    assert sampled == pytest.approx(sum(g[0] + g[1]) / 5)  # every sample counts once
+    assert oracle == pytest.approx(1.0)                     # the gold judge picks " 5" and " tac"
+    assert ev.oracle_best_of_n([p1], [[" 7"]]) == pytest.approx((g[0][1], g[0][1]))  # n = 1: nothing to pick
+
+
+def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
+    judge_mod, _labelers, _tasks = _world()
+    from instructrl.data.readers import Ranking
+
+    add, rev = "Q: What is 2 + 3?\nA:", "Q: Reverse the word 'cat'.\nA:"
+    rankings = [
+        Ranking(add, [" 5", " 6", " I can't help with that."], [0, 1, 2]),  # labeler: right > near > refusal
+        Ranking(rev, [" cat", " tac"], [0, 1]),                              # labeler got this one wrong
+    ]
+    rm_out = {add: [0.3, 0.9, -1.0], rev: [0.5, 0.5]}  # RM: 6 > 5 (wrong), both > refusal (right); rev: a tie
+
+    def fake_rm_scores(rm, tok, prompts, responses, batch_size=64):
+        seen = {}
+        out = []
+        for p in prompts:
+            out.append(rm_out[p][seen.get(p, 0)])
+            seen[p] = seen.get(p, 0) + 1
+        return torch.tensor(out)
+
+    monkeypatch.setattr(ev, "rm_scores", fake_rm_scores)
+    acc = ev.ranking_accuracy_by_family(None, None, rankings)
+    # add: pairs (5>6) RM wrong, (5>ref) right, (6>ref) right -> 2/3; gold: 1.0 > g(6) > g(refusal) -> 3/3.
+    assert acc["add"]["pairs"] == 3 and acc["add"]["rm"] == pytest.approx(2 / 3) and acc["add"]["gold"] == 1.0
+    # reverse: one pair, the RM ties (half); the gold judge prefers " tac", the labeler " cat" -> 0.
+    assert acc["reverse"] == {"rm": 0.5, "gold": 0.0, "pairs": 1}
+    assert acc["all"]["pairs"] == 4 and acc["all"]["rm"] == pytest.approx((2 + 0.5) / 4)
+    assert acc["all"]["gold"] == pytest.approx(3 / 4)
+
+
+def test_evaluate_models_world_diagnostics(tmp_path, folders):
+    _judge, _labelers, tasks = _world()
+    exs = tasks.sample_examples(16, random.Random(1))
+    prompts = _write_jsonl(tmp_path / "eval_prompts.jsonl", [{"prompt": e.prompt} for e in exs])
+    ranks = _write_jsonl(tmp_path / "ho.jsonl", [{"prompt": e.prompt, "responses": [e.answer, " no idea at all", " 7"],
+                                                  "ranking": [0, 2, 1]} for e in exs[:6]])
+    cfg = EvalConfig(n_prompts=16, max_new_tokens=6, batch_size=8, bootstrap=20, best_of_n=3)
+    models = {"sft": folders["sft"], "ppo": folders["ppo"]}
+    m, _ = ev.evaluate_models(models, "sft", prompts, cfg=cfg, rm_folder=folders["rm"], heldout_rankings_path=ranks)
+    assert m["bon.gold_sampled"] <= m["bon.gold_oracle"] + 1e-9 and m["bon.gold"] <= m["bon.gold_oracle"] + 1e-9
+    fams = {e.family for e in exs}
+    for name in models:  # per-family gold averages back to the overall gold, weighted by family size
+        total = sum(m[f"gold_family.{f}.{name}"] * sum(e.family == f for e in exs) for f in fams)
+        assert total / len(exs) == pytest.approx(m[f"gold.{name}"])
+    assert 0 <= m["rm_family.all.rm"] <= 1 and 0 <= m["rm_family.all.gold"] <= 1
+    assert {k.split(".")[1] for k in m if k.startswith("rm_family.")} == {e.family for e in exs[:6]} | {"all"}
+
+
+def test_heldout_rankings_need_world_prompts_and_an_rm(tmp_path, folders):
+    from instructrl.errors import InstructRLError
+
+    _judge, _labelers, tasks = _world()
+    ex = tasks.sample_examples(2, random.Random(2))
+    world_prompts = _write_jsonl(tmp_path / "w.jsonl", [{"prompt": e.prompt} for e in ex])
+    plain = _write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hello there:"}])
+    ranks = _write_jsonl(tmp_path / "r.jsonl", [{"prompt": "Not a world prompt:", "responses": [" a", " b"],
+                                                 "ranking": [0, 1]}])
+    cfg = EvalConfig(n_prompts=2, max_new_tokens=4, batch_size=2, bootstrap=10)
+    with pytest.raises(InstructRLError, match="not the world's"):
+        ev.evaluate_models({"sft": folders["sft"]}, "sft", plain, cfg=cfg, rm_folder=folders["rm"],
+                           heldout_rankings_path=ranks)
+    with pytest.raises(InstructRLError, match="--rm"):
+        ev.evaluate_models({"sft": folders["sft"]}, "sft", world_prompts, cfg=cfg, heldout_rankings_path=ranks)
+    with pytest.raises(InstructRLError, match=r"r\.jsonl: 1 ranking"):
+        ev.evaluate_models({"sft": folders["sft"]}, "sft", world_prompts, cfg=cfg, rm_folder=folders["rm"],
+                           heldout_rankings_path=ranks)

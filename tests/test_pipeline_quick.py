@@ -38,8 +38,12 @@ def test_quick_pipeline_files_and_metrics(quick_run):
                  "round1/rm/config.json", "round1/ppo/config.json", "comparisons_round2.jsonl"):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
-    for k in REQUIRED + ["round1.rm.val_accuracy", "winrate.ppo_round1_vs_sft", "gold.ppo_round1"]:
+    for k in REQUIRED + ["round1.rm.val_accuracy", "winrate.ppo_round1_vs_sft", "gold.ppo_round1",
+                         "bon.gold", "bon.gold_sampled", "bon.gold_oracle", "rm_family.all.rm", "rm_family.all.gold",
+                         "gold_family.harmful.sft", "gold_family.harmful.ppo_ptx"]:
         assert k in m, k
+    assert m["bon.n"] == 4 and m["bon.gold_sampled"] - 1e-9 <= m["bon.gold_oracle"] and m["bon.gold"] <= m["bon.gold_oracle"] + 1e-9
+    assert 'id="families"' in (out / "report.html").read_text()
     # Round 2's RM learns from the SFT comparisons and from round 1's PPO samples ranked by the labelers.
     n1 = sum(1 for _ in open(out / "comparisons.jsonl"))
     n2 = sum(1 for _ in open(out / "comparisons_round2.jsonl"))
@@ -48,7 +52,7 @@ def test_quick_pipeline_files_and_metrics(quick_run):
     assert [os.path.basename(p) for p in rm_run["inputs"]["data"]] == ["comparisons.jsonl", "comparisons_round2.jsonl"]
     assert "round 1 RM" in (out / "report.html").read_text()
     for k, v in m.items():
-        if k.startswith("winrate.") or k.startswith("hhh.") or k.startswith("gold.") or k.startswith("rm.") or k == "labelers.agreement":
+        if k.startswith(("winrate.", "hhh.", "gold.", "rm.", "gold_family.", "rm_family.", "bon.gold")) or k == "labelers.agreement":
             assert 0.0 <= v <= 1.0, (k, v)
         if k.startswith("winrate."):
             lo, hi = m["winrate_ci95." + k[len("winrate."):]]

@@ -278,3 +278,33 @@ def test_headline_follows_the_rlhf_rounds(tmp_path):
     page = write_report(tmp_path, m, tmp_path / "r.html").read_text()
     assert "round 1: 44% vs SFT, over-refusal 27.8% → round 2 (final): 52% vs SFT, over-refusal 9.8%" in page
     assert "PPO (round 1)" in page and "round 1 RM" in page
+
+
+def _diagnostic_metrics() -> dict:
+    m = {"winrate.ppo_vs_sft": 0.52, "winrate_ci95.ppo_vs_sft": [0.49, 0.54],
+         "gold_winrate.ppo_vs_sft": 0.48, "gold_winrate_ci95.ppo_vs_sft": [0.46, 0.50],
+         "gold.sft": 0.49, "gold.ppo": 0.47, "bon.n": 16, "bon.kl": 1.84, "bon.gold": 0.45,
+         "bon.gold_sampled": 0.43, "bon.gold_oracle": 0.68, "bon.rm_score": 0.3,
+         "rm_family.all.rm": 0.532, "rm_family.all.gold": 0.754}
+    for fam, (s, p, r, g) in {"count": (0.61, 0.63, 0.43, 0.87), "harmful": (1.0, 0.79, 0.86, 0.74)}.items():
+        m.update({f"gold_family.{fam}.sft": s, f"gold_family.{fam}.ppo": p,
+                  f"rm_family.{fam}.rm": r, f"rm_family.{fam}.gold": g})
+    return m
+
+
+def test_families_section_and_what_stands_in_the_way(tmp_path):
+    page = write_report(tmp_path, _diagnostic_metrics(), tmp_path / "r.html").read_text()
+    assert 'id="families"' in page and "Where RLHF gains and loses" in page
+    assert "+0.020" in page and "-0.210" in page               # PPO − SFT per family
+    assert "43.0% (≈ chance or worse)" in page and "86.0%" in page
+    # The RM's best-of-16 closes (0.45 − 0.43) / (0.68 − 0.43) = 8% of the gap to the gold judge's pick.
+    assert "closes 8% of that gap" in page
+    assert "What stands in the way is the reward model." in page and "at or below chance on count" in page
+    assert "harmful" not in page.split("at or below chance on")[1].split("—")[0]
+    # When the gold judge sees a gain, no "what stands in the way".
+    m = _diagnostic_metrics()
+    m.update({"gold_winrate.ppo_vs_sft": 0.6, "gold_winrate_ci95.ppo_vs_sft": [0.57, 0.63]})
+    assert "What stands in the way" not in write_report(tmp_path, m, tmp_path / "r2.html").read_text()
+    # Without per-family keys: a note, no crash.
+    page = write_report(tmp_path, {"gold.sft": 0.5}, tmp_path / "r3.html").read_text()
+    assert "per-family scores need the world" in page

@@ -160,7 +160,8 @@ def cmd_eval(args) -> int:
         pairs = [tuple(p.split(":", 1)) for p in args.pairs]
     reference = models.get(args.reference, args.reference)  # a model name or a folder
     m = evaluate.run(cfg, models=models, out=args.out, prompts=args.prompts, benchmarks=args.benchmarks,
-                     pretrain_val=args.pretrain_val, reference=reference, rm=args.rm, pairs=pairs)
+                     pretrain_val=args.pretrain_val, reference=reference, rm=args.rm, pairs=pairs,
+                     heldout_rankings=args.heldout_rankings)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -317,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rm", default=None, help="RM folder: judge for real models outside the world, and best-of-n.")
     p.add_argument("--benchmarks", default=None, help="Benchmark items JSONL (alignment tax).")
     p.add_argument("--pretrain-val", default=None, help="Held-out pretraining text (alignment tax).")
+    p.add_argument("--heldout-rankings", default=None, metavar="FILE",
+                   help="Rankings by held-out labelers on world prompts (needs --rm): the RM's and the gold judge's "
+                        "pairwise accuracy on them, per task family (rm_family.* keys).")
     p.add_argument("--out", required=True, help="Output folder for eval.json and samples.json.")
     p.set_defaults(func=cmd_eval)
 

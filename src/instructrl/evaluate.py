@@ -13,7 +13,10 @@ Plain functions, lists and tensors in and out ([IG] §3.6, PAPER_NOTES A5):
 - :func:`benchmark_accuracy`, :func:`pretrain_nll` — the alignment tax: multiple-choice accuracy
   scored by log-probability (as the paper's few-shot evals) and held-out pretraining loss.
 - :func:`best_of_n`, :func:`best_of_n_kl` — the RM's best of n samples, whose KL to the sampling
-  policy is ``log n - (n-1)/n`` ([ST] Table 10, [GA], [AF]).
+  policy is ``log n - (n-1)/n`` ([ST] Table 10, [GA], [AF]); :func:`oracle_best_of_n` — what the
+  gold judge itself would pick from the same samples (world only: the ceiling of any RM's pick).
+- :func:`ranking_accuracy_by_family` — the RM's and the gold judge's agreement with held-out
+  labelers' rankings, per task family (world only): where the RM sees what the labelers see.
 - :func:`evaluate_models` — all of the above for a set of model folders, as the FLAT metrics of
   ``metrics.json`` (DESIGN.md, "metrics.json"); :func:`run` is the ``instructrl eval`` entry point.
 
@@ -34,6 +37,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from instructrl.errors import InstructRLError
 from instructrl.losses import best_of_n_kl  # log n - (n-1)/n, re-exported here
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,10 @@ __all__ = [
     "benchmark_accuracy",
     "pretrain_nll",
     "best_of_n",
+    "best_of_n_samples",
     "best_of_n_kl",
+    "oracle_best_of_n",
+    "ranking_accuracy_by_family",
     "DEFAULT_PAIRS",
     "evaluate_models",
     "run",
@@ -550,6 +557,24 @@ def pretrain_nll(model, tokenizer, texts: Sequence[str], seq_len: int = 128, max
 
 
 @torch.no_grad()
+def best_of_n_samples(policy, rm, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int = 48,
+                      temperature: float = 1.0, batch_size: int = 64, seed: int = 0,
+                      rm_tokenizer=None) -> tuple[list[list[str]], torch.Tensor]:
+    """``n`` samples per prompt from ``policy`` and their RM scores.
+
+    Returns ``(texts, scores)``: ``texts[i]`` the n responses to ``prompts[i]``, ``scores`` (P, n).
+    """
+    from instructrl.rollout import generate
+
+    if n < 1:
+        raise ValueError("best_of_n: n must be >= 1")
+    prompts = list(prompts)
+    rep = [p for p in prompts for _ in range(n)]
+    flat = generate(policy, tokenizer, rep, max_new_tokens, temperature, batch_size, seed)
+    scores = rm_scores(rm, rm_tokenizer or tokenizer, rep, flat, batch_size).view(len(prompts), n)
+    return [flat[i * n:(i + 1) * n] for i in range(len(prompts))], scores
+
+
 def best_of_n(policy, rm, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int = 48,
               temperature: float = 1.0, batch_size: int = 64, seed: int = 0, rm_tokenizer=None,
               return_scores: bool = False):
@@ -558,19 +583,65 @@ def best_of_n(policy, rm, tokenizer, prompts: Sequence[str], n: int, max_new_tok
     Returns the chosen responses (and, with ``return_scores``, their RM scores and the mean RM
     score of all samples, i.e. of plain sampling).
     """
-    from instructrl.rollout import generate
-
-    if n < 1:
-        raise ValueError("best_of_n: n must be >= 1")
-    prompts = list(prompts)
-    rep = [p for p in prompts for _ in range(n)]
-    texts = generate(policy, tokenizer, rep, max_new_tokens, temperature, batch_size, seed)
-    scores = rm_scores(rm, rm_tokenizer or tokenizer, rep, texts, batch_size).view(len(prompts), n)
+    texts, scores = best_of_n_samples(policy, rm, tokenizer, prompts, n, max_new_tokens, temperature,
+                                      batch_size, seed, rm_tokenizer)
     best = scores.argmax(1).tolist()
-    chosen = [texts[i * n + j] for i, j in enumerate(best)]
+    chosen = [t[j] for t, j in zip(texts, best)]
     if return_scores:
         return chosen, scores.max(1).values.tolist(), float(scores.mean())
     return chosen
+
+
+def oracle_best_of_n(prompts: Sequence[str], texts: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """What a perfect judge could pick from the same samples (world only).
+
+    ``texts[i]`` are the n samples for ``prompts[i]``. Returns ``(sampled, oracle)``: the mean gold
+    score of all samples (plain sampling) and the mean over prompts of the best gold score among
+    them (best-of-n by the gold judge itself: the ceiling any reward model's best-of-n can reach).
+    """
+    per_prompt = [gold_scores([p] * len(t), t) for p, t in zip(prompts, texts)]
+    if not per_prompt:
+        return float("nan"), float("nan")
+    sampled = float(np.mean([s for g in per_prompt for s in g]))
+    oracle = float(np.mean([max(g) for g in per_prompt]))
+    return sampled, oracle
+
+
+def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Pairwise accuracy of the RM and of the gold judge on labelers' rankings, per task family (world only).
+
+    For every pair (i, j) that the labeler ranked i above j: the RM is right when it scores i higher,
+    the gold judge when its gold score of i is higher; an exact tie counts half (the gold judge ties
+    often: two wrong answers of the right form both score 0.35). The gold judge's accuracy is what
+    a reward model that learned the judge exactly would reach on these labelers (their noise and
+    tastes decide the rest), so the gap between the two says how much of the labelers' signal the
+    RM missed. Returns ``{family or "all": {"rm": acc, "gold": acc, "pairs": n}}``.
+    """
+    from instructrl.world.judge import gold_score, parse_prompt
+
+    rankings = list(rankings)
+    prompts = [r.prompt for r in rankings for _ in r.responses]
+    responses = [x for r in rankings for x in r.responses]
+    scores = rm_scores(rm, tokenizer, prompts, responses, batch_size).tolist() if responses else []
+    tally: dict[str, list[float]] = {}
+    pos = 0
+    for r in rankings:
+        s = scores[pos:pos + len(r.responses)]
+        pos += len(r.responses)
+        g = [gold_score(r.prompt, x) for x in r.responses]
+        rank = r.ranks()
+        fam = parse_prompt(r.prompt).family
+        for w in range(len(s)):
+            for l in range(len(s)):
+                if rank[w] < rank[l]:
+                    rm_ok = 1.0 if s[w] > s[l] else 0.5 if s[w] == s[l] else 0.0
+                    gold_ok = 1.0 if g[w] > g[l] else 0.5 if g[w] == g[l] else 0.0
+                    for key in (fam, "all"):
+                        t = tally.setdefault(key, [0.0, 0.0, 0])
+                        t[0] += rm_ok
+                        t[1] += gold_ok
+                        t[2] += 1
+    return {k: {"rm": a / n, "gold": b / n, "pairs": n} for k, (a, b, n) in sorted(tally.items())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,7 +707,8 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
                     pretrain_val_path=None, cfg=None, rm_folder=None, world_seed: int = 0,
                     pairs: Iterable[tuple[str, str]] | None = None, device: str = "auto",
                     kl_models: Iterable[str] | None = None, n_sample_prompts: int = 12,
-                    progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+                    progress: Callable[[str], None] | None = None,
+                    heldout_rankings_path=None) -> tuple[dict, dict]:
     """Evaluate model folders; return ``(metrics, samples)``.
 
     ``metrics`` are the FLAT keys of metrics.json (DESIGN.md); ``samples`` is
@@ -654,7 +726,13 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     - ``kl.<m>``, ``kl_per_token.<m>`` — KL to ``sft_name`` (default: every model but the
       reference and the base models; override with ``kl_models``);
     - ``tax.benchmark.<m>``, ``tax.pretrain_nll.<m>``; ``rm_score.<m>`` with an RM;
-    - ``bon.*`` (best-of-n of the SFT policy against the RM) when ``cfg.best_of_n > 0``.
+    - ``bon.*`` (best-of-n of the SFT policy against the RM) when ``cfg.best_of_n > 0``; in the world
+      also ``bon.gold_sampled`` / ``bon.gold_oracle`` (mean gold of all n samples / of the gold
+      judge's own pick among them);
+    - ``gold_family.<family>.<m>`` — mean gold score per task family (world);
+    - ``rm_family.<family>.{rm,gold}`` and ``rm_family.all.{rm,gold}`` — how often the RM and the gold
+      judge order a held-out labeler's pairs as the labeler did, per family, given
+      ``heldout_rankings_path`` and an RM (world).
 
     """
     from instructrl.config import EvalConfig
@@ -679,6 +757,20 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         if cfg.n_benchmark:
             items = items[: cfg.n_benchmark]
     texts = read_pretrain_texts(pretrain_val_path) if pretrain_val_path else None
+    heldout_rankings = None  # read now: a bad line fails before any model runs
+    if heldout_rankings_path:
+        from instructrl.data.readers import read_rankings
+
+        if not world:
+            raise InstructRLError("--heldout-rankings: the per-family RM accuracy needs the world's prompts (the gold judge); "
+                             "these evaluation prompts are not the world's")
+        if not rm_folder:
+            raise InstructRLError("--heldout-rankings needs the RM folder too (--rm)")
+        heldout_rankings = read_rankings(heldout_rankings_path)
+        bad = [r.prompt for r in heldout_rankings if _family_of(r.prompt, None) is None]
+        if bad:
+            raise InstructRLError(f"{heldout_rankings_path}: {len(bad)} ranking(s) have prompts that are not the world's, "
+                             f"e.g. {bad[0]!r}")
 
     metrics: dict[str, Any] = {}
     meta: dict[str, Any] = {"n_prompts": len(prompts), "temperature": cfg.temperature,
@@ -727,13 +819,17 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         if rm is not None:
             _set(metrics, f"rm_score.{name}", float(rm_scores(rm, rm_tok, prompts, answers[name], cfg.batch_size).mean()))
         if cfg.best_of_n and rm is not None and name == sft_name:
-            bon, _best, mean_all = best_of_n(model, rm, tok, prompts, cfg.best_of_n, cfg.max_new_tokens, 1.0,
-                                             cfg.batch_size, cfg.seed, rm_tok, return_scores=True)
-            answers[f"bon{cfg.best_of_n}"] = bon
+            bon_texts, bon_scores = best_of_n_samples(model, rm, tok, prompts, cfg.best_of_n, cfg.max_new_tokens, 1.0,
+                                              cfg.batch_size, cfg.seed, rm_tok)
+            answers[f"bon{cfg.best_of_n}"] = [t[j] for t, j in zip(bon_texts, bon_scores.argmax(1).tolist())]
             _set(metrics, "bon.n", int(cfg.best_of_n))
             _set(metrics, "bon.kl", best_of_n_kl(cfg.best_of_n))
-            _set(metrics, "bon.rm_score", float(np.mean(_best)))
-            _set(metrics, "bon.rm_score_sampled", mean_all)
+            _set(metrics, "bon.rm_score", float(bon_scores.max(1).values.mean()))
+            _set(metrics, "bon.rm_score_sampled", float(bon_scores.mean()))
+            if world:
+                sampled, oracle = oracle_best_of_n(prompts, bon_texts)
+                _set(metrics, "bon.gold_sampled", sampled)
+                _set(metrics, "bon.gold_oracle", oracle)
         if model is not ref:
             del model
         meta["time_s"][name] = time.time() - t0
@@ -745,7 +841,11 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
             if key == "bon":
                 _set(metrics, "bon.gold", float(np.mean(gold_scores(prompts, resp))))
                 continue
-            _set(metrics, f"gold.{name}", float(np.mean(gold_scores(prompts, resp))))
+            golds = gold_scores(prompts, resp)
+            _set(metrics, f"gold.{name}", float(np.mean(golds)))
+            for fam in sorted({f for f in families if f}):
+                sel = [g for g, f in zip(golds, families) if f == fam]
+                _set(metrics, f"gold_family.{fam}.{name}", float(np.mean(sel)))
             rates = hhh_rates(prompts, families, resp)
             for k in ("refusal_harmful", "idk_unanswerable", "over_refusal", "constraint"):
                 _set(metrics, f"hhh.{k}.{name}", rates[k])
@@ -754,6 +854,12 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         for name, resp in answers.items():
             if not name.startswith("bon"):
                 _set(metrics, f"length.{name}", float(np.mean([len(r) for r in resp])))
+
+    if heldout_rankings and rm is not None:
+        say("eval: RM vs gold judge on held-out labelers' rankings, per family")
+        for fam, acc in ranking_accuracy_by_family(rm, rm_tok, heldout_rankings, cfg.batch_size).items():
+            _set(metrics, f"rm_family.{fam}.rm", acc["rm"])
+            _set(metrics, f"rm_family.{fam}.gold", acc["gold"])
 
     pair_list = list(pairs) if pairs is not None else list(DEFAULT_PAIRS)
     if cfg.best_of_n and f"bon{cfg.best_of_n}" in answers and sft_name:
@@ -804,7 +910,7 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
 
 def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val=None,
         reference: str | None = None, rm: str | None = None, pairs=None, world_seed: int = 0,
-        device: str = "auto") -> dict:
+        device: str = "auto", heldout_rankings: str | None = None) -> dict:
     """``instructrl eval``: evaluate ``models``; write ``out/eval.json`` (the flat metrics, returned)
     and ``out/samples.json`` (sample answers per model, the judge used, timings).
 
@@ -824,7 +930,8 @@ def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val
     elif "sft" in models:
         sft_name = "sft"
     metrics, samples = evaluate_models(models, sft_name, prompts, benchmarks, pretrain_val, cfg, rm_folder=rm,
-                                       world_seed=world_seed, pairs=pairs, device=device)
+                                       world_seed=world_seed, pairs=pairs, device=device,
+                                       heldout_rankings_path=heldout_rankings)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -261,7 +261,8 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     print(f"[{st.n}/{st.n}] eval ...", flush=True)
     ev, samples = evaluate_models({k: str(v) for k, v in models.items()}, "sft", str(world_dir / "eval_prompts.jsonl"),
                                   str(world_dir / "benchmarks.jsonl"), str(world_dir / "pretrain_val.jsonl"), cfg.eval,
-                                  rm_folder=str(rm_dir), world_seed=w.seed, pairs=pairs)
+                                  rm_folder=str(rm_dir), world_seed=w.seed, pairs=pairs,
+                                  heldout_rankings_path=str(comp_ho))
     metrics.update(ev)
     st.times["eval"] = time.time() - t
     sweep_metrics = {name: sweep_summary(d) for name, d in sweep_dirs.items()}

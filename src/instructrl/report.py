@@ -346,6 +346,20 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
                         f"{a}'s answers are shorter ({la:.1f} vs {ls:.1f} characters), and the simulated labelers "
                         "have a mild taste for brevity that decides between answers of equal quality.")
             sentences.append(txt)
+        # Why not (when the gold judge does not see a gain): how much of the quality differences the RM sees.
+        gap = _bon_gap(metrics)
+        if g is not None and gcls != "good" and gap:
+            sampled, picked, oracle, share = gap
+            txt = (f"<b>What stands in the way is the reward model.</b> Among {_e(metrics.get('bon.n'))} SFT samples "
+                   f"per prompt, its pick scores gold {picked:.2f}, a random sample {sampled:.2f}, the gold judge's own "
+                   f"pick {oracle:.2f}: it sees {_pct(share)} of the quality differences PPO would have to climb.")
+            r_all, g_all = _num(metrics.get("rm_family.all.rm")), _num(metrics.get("rm_family.all.gold"))
+            if r_all is not None and g_all is not None:
+                blind = [f for f in _families_in(metrics) if (_num(metrics.get(f"rm_family.{f}.rm")) or 1.0) <= 0.55]
+                txt += (f" It orders held-out labelers' pairs as they do {_pct(r_all, 1)} of the time (the gold judge: "
+                        f"{_pct(g_all, 1)})" + (f", at or below chance on {_e(', '.join(blind))}" if blind else "")
+                        + " — see <a href=\"#families\">task families</a>.")
+            sentences.append(txt)
     wr = _num(metrics.get("winrate.sft_vs_base"))
     if wr is not None:
         lo, hi = _ci(metrics, "winrate", "sft_vs_base")
@@ -680,24 +694,98 @@ def _hhh_section(metrics: dict) -> str:
     return img + _table(["model"] + [f"{t} (want {w})" for _, t, w in present], rows)
 
 
+def _bon_gap(metrics: dict) -> tuple[float, float, float, float] | None:
+    """(sampled, rm pick, gold judge pick, share of the gap the RM's pick closes) when all are known."""
+    sampled, picked, oracle = (_num(metrics.get(k)) for k in ("bon.gold_sampled", "bon.gold", "bon.gold_oracle"))
+    if None in (sampled, picked, oracle) or oracle - sampled <= 1e-9:
+        return None
+    return sampled, picked, oracle, (picked - sampled) / (oracle - sampled)
+
+
 def _bon_section(metrics: dict) -> str:
     if "bon.n" not in metrics and "bon.kl" not in metrics:
         return _note("Best-of-n was not evaluated (eval.best_of_n = 0 or no reward model).")
     n = metrics.get("bon.n")
-    rows = [[f"best-of-{_e(n)} from SFT", _fmt(metrics.get("bon.kl"), 2) + " (analytic: log n − (n−1)/n)",
+    rows = [[f"best-of-{_e(n)} from SFT (the RM picks)", _fmt(metrics.get("bon.kl"), 2) + " (analytic: log n − (n−1)/n)",
              _fmt(metrics.get("bon.gold")), _fmt(metrics.get("bon.rm_score"))]]
+    if _num(metrics.get("bon.gold_oracle")) is not None:
+        rows.append([f"best-of-{_e(n)} from SFT, picked by the gold judge (ceiling)", "—",
+                     _fmt(metrics.get("bon.gold_oracle")), ""])
+    if _num(metrics.get("bon.gold_sampled")) is not None:
+        rows.append([f"one SFT sample at T = 1 (mean of the {_e(n)})", "0", _fmt(metrics.get("bon.gold_sampled")),
+                     _fmt(metrics.get("bon.rm_score_sampled"))])
     for m in ("sft", "ppo", "ppo_ptx"):
         if any(k in metrics for k in (f"gold.{m}", f"kl.{m}")):
-            rows.append([_e(_label(m)), _fmt(metrics.get(f"kl.{m}"), 2) if m != "sft" else "0",
+            rows.append([_e(_label(m)) + (" (greedy)" if m == "sft" else ""),
+                         _fmt(metrics.get(f"kl.{m}"), 2) if m != "sft" else "0",
                          _fmt(metrics.get(f"gold.{m}")), _fmt(metrics.get(f"rm_score.{m}"))])
     key = next((k for k in metrics if k.startswith("winrate.bon")), None)
     extra = ""
     if key:
         lo, hi = _ci(metrics, "winrate", key[len("winrate."):])
         extra = _note(f"Best-of-{n} vs SFT win rate: {_pct(metrics[key], 1)} (95% CI {_pct(lo, 1)}–{_pct(hi, 1)}).")
+    gap = _bon_gap(metrics)
+    if gap:
+        sampled, picked, oracle, share = gap
+        extra += _note(f"How much the RM sees: among the same {n} samples per prompt, the gold judge's own pick scores "
+                       f"{oracle:.3f} and a random one {sampled:.3f}; the RM's pick, {picked:.3f}, closes "
+                       f"{_pct(share)} of that gap. A reward model can only steer PPO toward differences it can "
+                       "see, so this share bounds what RLHF can gain over sampling from SFT.")
     intro = _note("Best-of-n spends KL far more efficiently than RL does (Gao et al. 2022); the RM score of "
                   "SFT answers is greedy here while best-of-n samples at T = 1.")
     return _table(["policy", "KL to SFT (nats)", "gold", "RM score"], rows) + extra + intro
+
+
+def _families_in(metrics: dict) -> list[str]:
+    fams = {m.group(1) for k in metrics if (m := re.fullmatch(r"gold_family\.([^.]+)\.[^.]+", k))}
+    fams |= {m.group(1) for k in metrics if (m := re.fullmatch(r"rm_family\.([^.]+)\.(rm|gold)", k)) and m.group(1) != "all"}
+    return sorted(fams)
+
+
+def _families_section(metrics: dict) -> str:
+    fams = _families_in(metrics)
+    if not fams:
+        return _note("No gold_family.* / rm_family.* keys: per-family scores need the world's prompts.")
+    models = [m for m in MODEL_ORDER + tuple(sorted({k.split(".")[-1] for k in metrics if k.startswith("gold_family.")}
+                                                     - set(MODEL_ORDER)))
+              if any(f"gold_family.{f}.{m}" in metrics for f in fams)]
+    has_rm = any(f"rm_family.{f}.rm" in metrics for f in fams)
+    delta_of = [m for m in ("ppo", "ppo_ptx") if m in models and "sft" in models]
+    header = ["task family"] + [f"gold: {_label(m)}" for m in models] + [f"{_label(m)} − SFT" for m in delta_of]
+    if has_rm:
+        header += ["RM agrees with held-out labelers", "gold judge agrees with them"]
+    rows = []
+    for f in fams + (["all"] if has_rm else []):
+        g = {m: _num(metrics.get(f"gold_family.{f}.{m}")) for m in models}
+        if f == "all":
+            g = {m: _num(metrics.get(f"gold.{m}")) for m in models}
+        row = [_e(f if f != "all" else "all prompts")] + [_fmt(g[m]) for m in models]
+        for m in delta_of:
+            d = None if g.get(m) is None or g.get("sft") is None else g[m] - g["sft"]
+            cls = "" if d is None or abs(d) < 0.02 else (' class="good"' if d > 0 else ' class="bad"')
+            row.append(f"<span{cls}>{'' if d is None else f'{d:+.3f}'}</span>")
+        if has_rm:
+            r, gj = _num(metrics.get(f"rm_family.{f}.rm")), _num(metrics.get(f"rm_family.{f}.gold"))
+            blind = r is not None and r <= 0.55
+            row += [("<b>" if blind else "") + _pct(r, 1) + (" (≈ chance or worse)</b>" if blind else ""), _pct(gj, 1)]
+        rows.append(row)
+    body = _table(header, rows)
+    if has_rm:
+        plt = _plt()
+        present = [f for f in fams if _num(metrics.get(f"rm_family.{f}.rm")) is not None]
+        fig, ax = plt.subplots(figsize=(10, 3.0))
+        xs = range(len(present))
+        ax.bar([x - 0.2 for x in xs], [metrics[f"rm_family.{f}.rm"] for f in present], width=0.4, color="#3e7cb1",
+               label="reward model")
+        ax.bar([x + 0.2 for x in xs], [_num(metrics.get(f"rm_family.{f}.gold")) or 0.0 for f in present], width=0.4,
+               color="#ced4da", label="gold judge")
+        ax.axhline(0.5, color="#c92a2a", lw=0.8, ls=":")
+        ax.set_xticks(list(xs), present, rotation=20, fontsize=8)
+        ax.set_ylim(0.3, 1.0)
+        ax.set_ylabel("pairwise agreement")
+        ax.legend(ncol=2, loc="upper center", bbox_to_anchor=(0.5, 1.2))
+        body = _img(fig, "RM and gold judge agreement with held-out labelers per family") + body
+    return body
 
 
 def _labelers_section(metrics: dict) -> str:
@@ -1009,13 +1097,17 @@ def write_report(run_dir, metrics: dict, out_path, samples: dict | None = None,
          "pretraining text. PPO tends to pay a tax; PPO-ptx mixes pretraining gradients in to avoid it."),
         ("hhh", "Helpful, honest, harmless", _hhh_section(metrics), ""),
         ("bon", "Best-of-n", _bon_section(metrics), ""),
+        ("families", "Where RLHF gains and loses: task families", _families_section(metrics),
+         "Mean gold score per task family, and how often the final RM and the gold judge order a held-out "
+         "labeler's pairs as that labeler did (ties count half). Where the RM is near 50%, it cannot see the "
+         "quality differences the labelers rank by, and PPO can only exploit its other preferences there."),
         ("labelers", "Labelers and reward model", _labelers_section(metrics), ""),
         ("sweeps", "Sweeps", _sweeps_section(extra_plots, metrics), ""),
         ("samples", "Sample answers, side by side", _samples_section(samples), ""),
         ("timings", "Timings", _timings_section(metrics), ""),
     ]
     short = {"headline": "Headline", "scores": "Scores", "ppo": "PPO curves", "stages": "SFT & RM",
-             "hhh": "HHH", "labelers": "Labelers & RM", "samples": "Samples"}
+             "hhh": "HHH", "families": "Families", "labelers": "Labelers & RM", "samples": "Samples"}
     nav = "".join(f'<a href="#{a}">{_e(short.get(a, t.split(":")[0]))}</a>' for a, t, _, _ in sections)
     nav += '<a href="#all">All metrics</a>'
 
