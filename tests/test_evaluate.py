@@ -363,12 +363,14 @@ def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
     judge_mod, _labelers, _tasks = _world()
     from instructrl.data.readers import Ranking
 
-    add, rev = "Q: What is 2 + 3?\nA:", "Q: Reverse the word 'cat'.\nA:"
+    add, add2, rev = "Q: What is 2 + 3?\nA:", "Q: What is 50 + 5?\nA:", "Q: Reverse the word 'cat'.\nA:"
     rankings = [
         Ranking(add, [" 5", " 6", " I can't help with that."], [0, 1, 2]),  # labeler: right > near > refusal
+        Ranking(add2, [" 55", " 5"], [0, 1]),                               # labeler: the longer, right one
         Ranking(rev, [" cat", " tac"], [0, 1]),                              # labeler got this one wrong
     ]
-    rm_out = {add: [0.3, 0.9, -1.0], rev: [0.5, 0.5]}  # RM: 6 > 5 (wrong), both > refusal (right); rev: a tie
+    # RM: add 6 > 5 (wrong), both > refusal (right); add2 prefers the shorter " 5" (wrong); rev: a tie.
+    rm_out = {add: [0.3, 0.9, -1.0], add2: [0.1, 0.2], rev: [0.5, 0.5]}
 
     def fake_rm_scores(rm, tok, prompts, responses, batch_size=64):
         seen = {}
@@ -380,12 +382,16 @@ def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
 
     monkeypatch.setattr(ev, "rm_scores", fake_rm_scores)
     acc = ev.ranking_accuracy_by_family(None, None, rankings)
-    # add: pairs (5>6) RM wrong, (5>ref) right, (6>ref) right -> 2/3; gold: 1.0 > g(6) > g(refusal) -> 3/3.
-    assert acc["add"]["pairs"] == 3 and acc["add"]["rm"] == pytest.approx(2 / 3) and acc["add"]["gold"] == 1.0
+    # add: (5>6) RM wrong, (5>ref) right, (6>ref) right, (55>5) wrong -> 2/4; gold orders all four right.
+    assert acc["add"]["pairs"] == 4 and acc["add"]["rm"] == pytest.approx(2 / 4) and acc["add"]["gold"] == 1.0
     # reverse: one pair, the RM ties (half); the gold judge prefers " tac", the labeler " cat" -> 0.
-    assert acc["reverse"] == {"rm": 0.5, "gold": 0.0, "pairs": 1}
-    assert acc["all"]["pairs"] == 4 and acc["all"]["rm"] == pytest.approx((2 + 0.5) / 4)
-    assert acc["all"]["gold"] == pytest.approx(3 / 4)
+    assert {k: acc["reverse"][k] for k in ("rm", "gold", "pairs")} == {"rm": 0.5, "gold": 0.0, "pairs": 1}
+    assert acc["all"]["pairs"] == 5 and acc["all"]["rm"] == pytest.approx((2 + 0.5) / 5)
+    assert acc["all"]["gold"] == pytest.approx(4 / 5)
+    # Length, over pairs of unequal length: (5, ref), (6, ref), (55, 5) — the RM prefers the shorter in all
+    # three, the labeler in two; (5, 6) and the reverse pair are of equal length and do not count.
+    assert acc["add"]["rm_shorter"] == 1.0 and acc["add"]["labeler_shorter"] == pytest.approx(2 / 3)
+    assert acc["reverse"]["rm_shorter"] is None and acc["all"]["labeler_shorter"] == pytest.approx(2 / 3)
 
 
 def test_evaluate_models_world_diagnostics(tmp_path, folders):

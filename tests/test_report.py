@@ -288,7 +288,8 @@ def _diagnostic_metrics() -> dict:
          "rm_family.all.rm": 0.532, "rm_family.all.gold": 0.754}
     for fam, (s, p, r, g) in {"count": (0.61, 0.63, 0.43, 0.87), "harmful": (1.0, 0.79, 0.86, 0.74)}.items():
         m.update({f"gold_family.{fam}.sft": s, f"gold_family.{fam}.ppo": p,
-                  f"rm_family.{fam}.rm": r, f"rm_family.{fam}.gold": g})
+                  f"rm_family.{fam}.rm": r, f"rm_family.{fam}.gold": g,
+                  f"rm_family.{fam}.rm_shorter": 0.81 if fam == "count" else 0.5, f"rm_family.{fam}.labeler_shorter": 0.53})
     return m
 
 
@@ -297,6 +298,7 @@ def test_families_section_and_what_stands_in_the_way(tmp_path):
     assert 'id="families"' in page and "Where RLHF gains and loses" in page
     assert "+0.020" in page and "-0.210" in page               # PPO − SFT per family
     assert "43.0% (≈ chance or worse)" in page and "86.0%" in page
+    assert "RM prefers the shorter answer" in page and "<td>81%</td><td>53%</td>" in page
     # The RM's best-of-16 closes (0.45 − 0.43) / (0.68 − 0.43) = 8% of the gap to the gold judge's pick.
     assert "closes 8% of that gap" in page
     assert "What stands in the way is the reward model." in page and "at or below chance on count" in page

@@ -615,7 +615,10 @@ def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64) ->
     often: two wrong answers of the right form both score 0.35). The gold judge's accuracy is what
     a reward model that learned the judge exactly would reach on these labelers (their noise and
     tastes decide the rest), so the gap between the two says how much of the labelers' signal the
-    RM missed. Returns ``{family or "all": {"rm": acc, "gold": acc, "pairs": n}}``.
+    RM missed. Length bias, over the pairs whose two responses differ in length (characters):
+    ``rm_shorter`` / ``labeler_shorter`` are how often the RM scores the shorter one higher / the
+    labeler ranked it higher (None without such pairs). Returns ``{family or "all": {"rm": acc,
+    "gold": acc, "pairs": n, "rm_shorter": f, "labeler_shorter": f}}``.
     """
     from instructrl.world.judge import gold_score, parse_prompt
 
@@ -623,12 +626,13 @@ def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64) ->
     prompts = [r.prompt for r in rankings for _ in r.responses]
     responses = [x for r in rankings for x in r.responses]
     scores = rm_scores(rm, tokenizer, prompts, responses, batch_size).tolist() if responses else []
-    tally: dict[str, list[float]] = {}
+    tally: dict[str, list[float]] = {}  # rm right, gold right, pairs, rm shorter, labeler shorter, unequal pairs
     pos = 0
     for r in rankings:
         s = scores[pos:pos + len(r.responses)]
         pos += len(r.responses)
         g = [gold_score(r.prompt, x) for x in r.responses]
+        n_chars = [len(x) for x in r.responses]
         rank = r.ranks()
         fam = parse_prompt(r.prompt).family
         for w in range(len(s)):
@@ -636,12 +640,21 @@ def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64) ->
                 if rank[w] < rank[l]:
                     rm_ok = 1.0 if s[w] > s[l] else 0.5 if s[w] == s[l] else 0.0
                     gold_ok = 1.0 if g[w] > g[l] else 0.5 if g[w] == g[l] else 0.0
+                    unequal = n_chars[w] != n_chars[l]
+                    short, long_ = (w, l) if n_chars[w] < n_chars[l] else (l, w)
+                    rm_short = 1.0 if s[short] > s[long_] else 0.5 if s[short] == s[long_] else 0.0
                     for key in (fam, "all"):
-                        t = tally.setdefault(key, [0.0, 0.0, 0])
+                        t = tally.setdefault(key, [0.0, 0.0, 0, 0.0, 0, 0])
                         t[0] += rm_ok
                         t[1] += gold_ok
                         t[2] += 1
-    return {k: {"rm": a / n, "gold": b / n, "pairs": n} for k, (a, b, n) in sorted(tally.items())}
+                        if unequal:
+                            t[3] += rm_short
+                            t[4] += short == w
+                            t[5] += 1
+    return {k: {"rm": a / n, "gold": b / n, "pairs": n, "rm_shorter": c / u if u else None,
+                "labeler_shorter": d / u if u else None}
+            for k, (a, b, n, c, d, u) in sorted(tally.items())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -732,7 +745,8 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     - ``gold_family.<family>.<m>`` — mean gold score per task family (world);
     - ``rm_family.<family>.{rm,gold}`` and ``rm_family.all.{rm,gold}`` — how often the RM and the gold
       judge order a held-out labeler's pairs as the labeler did, per family, given
-      ``heldout_rankings_path`` and an RM (world).
+      ``heldout_rankings_path`` and an RM (world); ``rm_family.<family>.{rm,labeler}_shorter`` — how
+      often the RM / the labeler prefers the shorter of two responses of different lengths.
 
     """
     from instructrl.config import EvalConfig
@@ -860,6 +874,9 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         for fam, acc in ranking_accuracy_by_family(rm, rm_tok, heldout_rankings, cfg.batch_size).items():
             _set(metrics, f"rm_family.{fam}.rm", acc["rm"])
             _set(metrics, f"rm_family.{fam}.gold", acc["gold"])
+            if acc["rm_shorter"] is not None:
+                _set(metrics, f"rm_family.{fam}.rm_shorter", acc["rm_shorter"])
+                _set(metrics, f"rm_family.{fam}.labeler_shorter", acc["labeler_shorter"])
 
     pair_list = list(pairs) if pairs is not None else list(DEFAULT_PAIRS)
     if cfg.best_of_n and f"bon{cfg.best_of_n}" in answers and sft_name:

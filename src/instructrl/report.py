@@ -752,8 +752,11 @@ def _families_section(metrics: dict) -> str:
     has_rm = any(f"rm_family.{f}.rm" in metrics for f in fams)
     delta_of = [m for m in ("ppo", "ppo_ptx") if m in models and "sft" in models]
     header = ["task family"] + [f"gold: {_label(m)}" for m in models] + [f"{_label(m)} − SFT" for m in delta_of]
+    has_len = any(f"rm_family.{f}.rm_shorter" in metrics for f in fams)
     if has_rm:
         header += ["RM agrees with held-out labelers", "gold judge agrees with them"]
+    if has_len:
+        header += ["RM prefers the shorter answer", "labelers prefer the shorter answer"]
     rows = []
     for f in fams + (["all"] if has_rm else []):
         g = {m: _num(metrics.get(f"gold_family.{f}.{m}")) for m in models}
@@ -761,13 +764,15 @@ def _families_section(metrics: dict) -> str:
             g = {m: _num(metrics.get(f"gold.{m}")) for m in models}
         row = [_e(f if f != "all" else "all prompts")] + [_fmt(g[m]) for m in models]
         for m in delta_of:
-            d = None if g.get(m) is None or g.get("sft") is None else g[m] - g["sft"]
+            d = None if g.get(m) is None or g.get("sft") is None else round(g[m] - g["sft"], 3) + 0.0  # no "-0.000"
             cls = "" if d is None or abs(d) < 0.02 else (' class="good"' if d > 0 else ' class="bad"')
             row.append(f"<span{cls}>{'' if d is None else f'{d:+.3f}'}</span>")
         if has_rm:
             r, gj = _num(metrics.get(f"rm_family.{f}.rm")), _num(metrics.get(f"rm_family.{f}.gold"))
             blind = r is not None and r <= 0.55
             row += [("<b>" if blind else "") + _pct(r, 1) + (" (≈ chance or worse)</b>" if blind else ""), _pct(gj, 1)]
+        if has_len:
+            row += [_pct(metrics.get(f"rm_family.{f}.rm_shorter")), _pct(metrics.get(f"rm_family.{f}.labeler_shorter"))]
         rows.append(row)
     body = _table(header, rows)
     if has_rm:
@@ -1100,7 +1105,9 @@ def write_report(run_dir, metrics: dict, out_path, samples: dict | None = None,
         ("families", "Where RLHF gains and loses: task families", _families_section(metrics),
          "Mean gold score per task family, and how often the final RM and the gold judge order a held-out "
          "labeler's pairs as that labeler did (ties count half). Where the RM is near 50%, it cannot see the "
-         "quality differences the labelers rank by, and PPO can only exploit its other preferences there."),
+         "quality differences the labelers rank by, and PPO can only exploit its other preferences there — "
+         "such as length: the last two columns say how often the RM and the labelers prefer the shorter of two "
+         "answers of different lengths."),
         ("labelers", "Labelers and reward model", _labelers_section(metrics), ""),
         ("sweeps", "Sweeps", _sweeps_section(extra_plots, metrics), ""),
         ("samples", "Sample answers, side by side", _samples_section(samples), ""),
