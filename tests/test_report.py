@@ -297,12 +297,17 @@ def test_families_section_and_what_stands_in_the_way(tmp_path):
     page = write_report(tmp_path, _diagnostic_metrics(), tmp_path / "r.html").read_text()
     assert 'id="families"' in page and "Where RLHF gains and loses" in page
     assert "+0.020" in page and "-0.210" in page               # PPO − SFT per family
-    assert "43.0% (≈ chance or worse)" in page and "86.0%" in page
+    assert "43.0% (≤ 55%: near or below chance)" in page and "86.0%" in page
     assert "RM prefers the shorter answer" in page and "<td>81%</td><td>53%</td>" in page
     # The RM's best-of-16 closes (0.45 − 0.43) / (0.68 − 0.43) = 8% of the gap to the gold judge's pick.
     assert "closes 8% of that gap" in page
-    assert "What stands in the way is the reward model." in page and "at or below chance on count" in page
-    assert "harmful" not in page.split("at or below chance on")[1].split("—")[0]
+    assert "What stands in the way is the reward model." in page and "near or below chance (≤ 55%) on count" in page
+    assert "harmful" not in page.split("below chance (≤ 55%) on")[1].split("—")[0]
+    # An RM that would pick well (closes ≥ half the gap) is not blamed.
+    m = _diagnostic_metrics()
+    m["bon.gold"] = 0.60
+    page2 = write_report(tmp_path, m, tmp_path / "r1.html").read_text()
+    assert "What stands in the way" not in page2 and "The RM is not the main obstacle here" in page2
     # When the gold judge sees a gain, no "what stands in the way".
     m = _diagnostic_metrics()
     m.update({"gold_winrate.ppo_vs_sft": 0.6, "gold_winrate_ci95.ppo_vs_sft": [0.57, 0.63]})

@@ -776,15 +776,15 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         from instructrl.data.readers import read_rankings
 
         if not world:
-            raise InstructRLError("--heldout-rankings: the per-family RM accuracy needs the world's prompts (the gold judge); "
-                             "these evaluation prompts are not the world's")
+            raise InstructRLError("--heldout-rankings: the per-family RM accuracy needs the world's prompts (the gold "
+                                  "judge); these evaluation prompts are not the world's")
         if not rm_folder:
             raise InstructRLError("--heldout-rankings needs the RM folder too (--rm)")
         heldout_rankings = read_rankings(heldout_rankings_path)
         bad = [r.prompt for r in heldout_rankings if _family_of(r.prompt, None) is None]
         if bad:
-            raise InstructRLError(f"{heldout_rankings_path}: {len(bad)} ranking(s) have prompts that are not the world's, "
-                             f"e.g. {bad[0]!r}")
+            raise InstructRLError(f"{heldout_rankings_path}: {len(bad)} ranking(s) have prompts that are not the "
+                                  f"world's, e.g. {bad[0]!r}")
 
     metrics: dict[str, Any] = {}
     meta: dict[str, Any] = {"n_prompts": len(prompts), "temperature": cfg.temperature,
@@ -833,8 +833,8 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         if rm is not None:
             _set(metrics, f"rm_score.{name}", float(rm_scores(rm, rm_tok, prompts, answers[name], cfg.batch_size).mean()))
         if cfg.best_of_n and rm is not None and name == sft_name:
-            bon_texts, bon_scores = best_of_n_samples(model, rm, tok, prompts, cfg.best_of_n, cfg.max_new_tokens, 1.0,
-                                              cfg.batch_size, cfg.seed, rm_tok)
+            bon_texts, bon_scores = best_of_n_samples(model, rm, tok, prompts, cfg.best_of_n, cfg.max_new_tokens,
+                                                      1.0, cfg.batch_size, cfg.seed, rm_tok)
             answers[f"bon{cfg.best_of_n}"] = [t[j] for t, j in zip(bon_texts, bon_scores.argmax(1).tolist())]
             _set(metrics, "bon.n", int(cfg.best_of_n))
             _set(metrics, "bon.kl", best_of_n_kl(cfg.best_of_n))

@@ -350,14 +350,19 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
         gap = _bon_gap(metrics)
         if g is not None and gcls != "good" and gap:
             sampled, picked, oracle, share = gap
-            txt = (f"<b>What stands in the way is the reward model.</b> Among {_e(metrics.get('bon.n'))} SFT samples "
-                   f"per prompt, its pick scores gold {picked:.2f}, a random sample {sampled:.2f}, the gold judge's own "
-                   f"pick {oracle:.2f}: it sees {_pct(share)} of the quality differences PPO would have to climb.")
+            seen = (f"Among {_e(metrics.get('bon.n'))} SFT samples per prompt, the RM's pick scores gold {picked:.2f}, "
+                    f"a random sample {sampled:.2f}, the gold judge's own pick {oracle:.2f}: the RM sees {_pct(share)} "
+                    "of the quality differences PPO would have to climb.")
+            if share < 0.5:
+                txt = "<b>What stands in the way is the reward model.</b> " + seen
+            else:  # the RM would pick well: look at the optimisation instead
+                txt = (seen + " The RM is not the main obstacle here; see the PPO curves (KL, the RM score vs gold) "
+                       "for what the optimisation did with it.")
             r_all, g_all = _num(metrics.get("rm_family.all.rm")), _num(metrics.get("rm_family.all.gold"))
             if r_all is not None and g_all is not None:
                 blind = [f for f in _families_in(metrics) if (_num(metrics.get(f"rm_family.{f}.rm")) or 1.0) <= 0.55]
                 txt += (f" It orders held-out labelers' pairs as they do {_pct(r_all, 1)} of the time (the gold judge: "
-                        f"{_pct(g_all, 1)})" + (f", at or below chance on {_e(', '.join(blind))}" if blind else "")
+                        f"{_pct(g_all, 1)})" + (f", near or below chance (≤ 55%) on {_e(', '.join(blind))}" if blind else "")
                         + " — see <a href=\"#families\">task families</a>.")
             sentences.append(txt)
     wr = _num(metrics.get("winrate.sft_vs_base"))
@@ -716,8 +721,7 @@ def _bon_section(metrics: dict) -> str:
                      _fmt(metrics.get("bon.rm_score_sampled"))])
     for m in ("sft", "ppo", "ppo_ptx"):
         if any(k in metrics for k in (f"gold.{m}", f"kl.{m}")):
-            rows.append([_e(_label(m)) + (" (greedy)" if m == "sft" else ""),
-                         _fmt(metrics.get(f"kl.{m}"), 2) if m != "sft" else "0",
+            rows.append([_e(_label(m)), _fmt(metrics.get(f"kl.{m}"), 2) if m != "sft" else "0",
                          _fmt(metrics.get(f"gold.{m}")), _fmt(metrics.get(f"rm_score.{m}"))])
     key = next((k for k in metrics if k.startswith("winrate.bon")), None)
     extra = ""
@@ -770,7 +774,8 @@ def _families_section(metrics: dict) -> str:
         if has_rm:
             r, gj = _num(metrics.get(f"rm_family.{f}.rm")), _num(metrics.get(f"rm_family.{f}.gold"))
             blind = r is not None and r <= 0.55
-            row += [("<b>" if blind else "") + _pct(r, 1) + (" (≈ chance or worse)</b>" if blind else ""), _pct(gj, 1)]
+            row += [("<b>" if blind else "") + _pct(r, 1) + (" (≤ 55%: near or below chance)</b>" if blind else ""),
+                    _pct(gj, 1)]
         if has_len:
             row += [_pct(metrics.get(f"rm_family.{f}.rm_shorter")), _pct(metrics.get(f"rm_family.{f}.labeler_shorter"))]
         rows.append(row)
