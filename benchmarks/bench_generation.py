@@ -5,6 +5,10 @@
 Batch 64 of the synthetic prompts, 24 and 128 new tokens, plain sampling at T = 1 (generate:
 do_sample, top_k 0, top_p 1), fp32, 2 threads, in one process, alternating, median of
 BENCH_REPS (3). Figure: generated tokens/s (rows x steps actually run).
+
+Also measured, for the README's "why": our sampler with the two-matmul decode attention
+(`fast_decode.DECODE_ATTENTION = "matmul"`, not the default: it changes rounding) and with one
+thread instead of two (is the decode step compute-bound or overhead-bound?).
 """
 
 from __future__ import annotations
@@ -48,16 +52,32 @@ def main():
                                  pad_token_id=tok.pad_token_id)
         return (out.shape[0] * (out.shape[1] - ids.shape[1])) / (time.perf_counter() - t)
 
-    ours(8), peer(8)  # warm up
+    from instructrl import fast_decode
+
+    def ours_variant(n, attention="sdpa", threads=2):
+        fast_decode.DECODE_ATTENTION = attention
+        torch.set_num_threads(threads)
+        try:
+            return ours(n)
+        finally:
+            fast_decode.DECODE_ATTENTION = "sdpa"
+            torch.set_num_threads(2)
+
+    ours(8), peer(8), ours_variant(8, "matmul"), ours_variant(8, threads=1)  # warm up
     lines, res = [], {}
     for n in (24, 128):
-        o, p = [], []
+        o, p, mm, one = [], [], [], []
         for i in range(reps()):
             o.append(ours(n))
             p.append(peer(n))
-            print(f"{n} tokens run {i}: ours {o[-1]:.0f}, generate {p[-1]:.0f} tokens/s", flush=True)
+            mm.append(ours_variant(n, "matmul"))
+            one.append(ours_variant(n, threads=1))
+            print(f"{n} tokens run {i}: ours {o[-1]:.0f}, generate {p[-1]:.0f}, ours with matmul attention "
+                  f"{mm[-1]:.0f}, ours on 1 thread {one[-1]:.0f} tokens/s", flush=True)
         mo, mp = statistics.median(o), statistics.median(p)
-        res[n] = {"ours": o, "peer": p}
+        res[n] = {"ours": o, "peer": p, "ours_matmul_attention": mm, "ours_1_thread": one}
+        print(f"generation-{n} variants: ours with matmul attention {statistics.median(mm):.0f}, ours on 1 thread "
+              f"{statistics.median(one):.0f}, ours {mo:.0f}, generate {mp:.0f} tokens/s", flush=True)
         lines.append(f"generation-{n}: ours={mo:.0f} peer={mp:.0f} ratio={mo / mp:.2f} tokens/s")
     save("generation", res)
     print("\n".join(lines))
