@@ -335,7 +335,8 @@ def test_second_run_into_the_same_out_folder_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [("rlhf_rounds=0", "rlhf_rounds must be >= 1"),
-                                              ("rm_init=foo", "rm_init must be 'sft' or 'base_large'")])
+                                              ("rm_init=foo", "rm_init must be 'sft' or 'base_large'"),
+                                              ("align_large=true", "align_large=true needs train_large=true")])
 def test_pipeline_rejects_bad_settings_before_any_work(capsys, tmp_path, setting, message):
     rc = main(["pipeline", "--preset", "quick", "--set", setting, "--out", str(tmp_path / "run")])
     assert rc == 2 and message in capsys.readouterr().err

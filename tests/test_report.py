@@ -315,3 +315,18 @@ def test_families_section_and_what_stands_in_the_way(tmp_path):
     # Without per-family keys: a note, no crash.
     page = write_report(tmp_path, {"gold.sft": 0.5}, tmp_path / "r3.html").read_text()
     assert "per-family scores need the world" in page
+
+
+def test_sizes_section_plots_both_model_sizes(tmp_path):
+    m = {"params.base": 120000, "params.base_large": 1000000, "gold.sft": 0.49, "gold.sft_large": 0.6}
+    for name, (w, lo, hi) in {"base": (0.05, 0.03, 0.07), "sft": (0.3, 0.27, 0.33), "ppo": (0.35, 0.32, 0.38),
+                              "ppo_ptx": (0.36, 0.33, 0.39), "base_large": (0.1, 0.08, 0.12),
+                              "ppo_large": (0.62, 0.59, 0.65), "ppo_ptx_large": (0.6, 0.57, 0.63)}.items():
+        m[f"winrate.{name}_vs_sft_large"] = w
+        m[f"winrate_ci95.{name}_vs_sft_large"] = [lo, hi]
+    page = write_report(tmp_path, m, tmp_path / "r.html").read_text()
+    assert 'id="sizes"' in page and "win rate against the large SFT model by model size" in page
+    assert "62.0% (59.0%–65.0%)" in page and "50.0%" in page  # PPO (large); the large SFT against itself
+    assert "small (120,000 params)" in page and "large (1,000,000 params)" in page
+    page = write_report(tmp_path, {"gold.sft": 0.5}, tmp_path / "r2.html").read_text()
+    assert "align_large=true" in page

@@ -202,6 +202,7 @@ class PipelineConfig:
     base_large: PretrainConfig = f(
         PretrainConfig(n_layer=2, n_embd=200, n_head=4), "The large base model (>= 8x the small one's parameters).")
     train_large: bool = f(True, "Pretrain the large base and compare the aligned small model with it.")
+    align_large: bool = f(False, "Also take the large base through SFT, PPO and PPO-ptx against the same (last-round) RM, as the paper aligns every model size with one RM: evaluated as sft_large / ppo_large / ppo_ptx_large, with every model's win rate against the large SFT (the paper's Fig. 1 baseline); needs train_large.")
     sft: SFTConfig = f(SFTConfig(), "Supervised fine-tuning on demonstrations.")
     compare: CompareConfig = f(CompareConfig(), "Comparison collection.")
     rm: RMConfig = f(RMConfig(), "Reward model.")

@@ -135,6 +135,8 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     # Settings that would only fail late: check them before any work.
     if cfg.rm_init not in ("sft", "base_large"):
         raise InstructRLError(f"rm_init must be 'sft' or 'base_large', got {cfg.rm_init!r}")
+    if cfg.align_large and not cfg.train_large:
+        raise InstructRLError("align_large=true needs train_large=true")
     if cfg.rm_init == "base_large" and not cfg.train_large:
         raise InstructRLError("rm_init=base_large needs train_large=true")
     if cfg.rlhf_rounds < 1:
@@ -146,7 +148,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         if old.get("world_hash") != C.config_hash("world", cfg.world, cfg.seed) and not overwrite:
             raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
     C.save_config(cfg, out)
-    n_total = 9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
+    n_total = 9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + (3 if cfg.align_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
     st = Stages(n_total)
     t_start = time.time()
     metrics: dict = {}
@@ -165,7 +167,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, corpus_hash, out / "base_small")
     metrics["params.base"] = m_small.get("params")
     if cfg.train_large:
-        m_large, _ = _cached_base(st, "base_large", cfg.base_large, world_dir, corpus_hash, out / "base_large")
+        m_large, h_large = _cached_base(st, "base_large", cfg.base_large, world_dir, corpus_hash, out / "base_large")
         metrics["params.base_large"] = m_large.get("params")
 
     # 3. SFT on demonstrations.
@@ -200,11 +202,12 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     earlier_rounds: dict[str, Path] = {}  # eval name -> that round's PPO policy
     h_prev_ppo = ""
 
-    def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h_rm: str):
+    def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h_rm: str,
+                  policy_dir: Path = sft_dir, h_policy: str = h_sft):
         d = out / name
-        h = C.config_hash("ppo", h_sft, h_rm, pcfg, ptx)
+        h = C.config_hash("ppo", h_policy, h_rm, pcfg, ptx)
         st.run(name, d, h, lambda: ppo.run(
-            pcfg, policy=str(sft_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
+            pcfg, policy=str(policy_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
             ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
             resume="auto"), keep=True)
         return d, h
@@ -251,17 +254,36 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     for gamma in cfg.sweeps.get("ptx_coef", []) or []:
         sweep_dirs[f"gamma={gamma}"] = ppo_stage(f"sweeps/ppo_ptx_gamma_{gamma}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=float(gamma)), True, rm_dir, h_rm)[0]
 
+    # 6b. Both model sizes through the whole method (the paper aligns every size with one RM): SFT on
+    #     the large base, then PPO and PPO-ptx from it against the same last-round RM.
+    large_models: dict[str, Path] = {}
+    if cfg.align_large:
+        sft_large_dir = out / "sft_large"
+        h_sft_large = C.config_hash("sft", world_hash, h_large, cfg.sft)
+        st.run("sft_large", sft_large_dir, h_sft_large, lambda: sft.run(
+            cfg.sft, model=str(out / "base_large"), data=str(world_dir / "demonstrations.jsonl"),
+            out=str(sft_large_dir), val_data=str(world_dir / "sft_val.jsonl"),
+            ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True, resume="auto"))
+        ppo_stage("ppo_large", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm, sft_large_dir, h_sft_large)
+        ppo_stage("ppo_ptx_large", cfg.ppo_ptx, True, rm_dir, h_rm, sft_large_dir, h_sft_large)
+        large_models = {"sft_large": sft_large_dir, "ppo_large": out / "ppo_large", "ppo_ptx_large": out / "ppo_ptx_large"}
+
     # 7. Evaluation on held-out prompts: win rates (held-out labelers), gold, KL, tax, HHH.
     models = {"base": out / "base_small", "sft": sft_dir, "ppo": out / "ppo", "ppo_ptx": out / "ppo_ptx", **earlier_rounds}
     pairs = [("sft", "base"), ("ppo", "sft"), ("ppo_ptx", "sft")] + [(name, "sft") for name in earlier_rounds]
+    kl_models = ["ppo", "ppo_ptx", *earlier_rounds]  # KL to the small SFT; the large ones' is in their log.csv
     if cfg.train_large:
         models["base_large"] = out / "base_large"
         pairs.append(("ppo_ptx", "base_large"))
+    if large_models:
+        models.update(large_models)
+        # The paper's Fig. 1: every model, both sizes, against the large SFT model.
+        pairs += [(m, "sft_large") for m in ("base", "sft", "ppo", "ppo_ptx", "base_large", "ppo_large", "ppo_ptx_large")]
     t = time.time()
     print(f"[{st.n}/{st.n}] eval ...", flush=True)
     ev, samples = evaluate_models({k: str(v) for k, v in models.items()}, "sft", str(world_dir / "eval_prompts.jsonl"),
                                   str(world_dir / "benchmarks.jsonl"), str(world_dir / "pretrain_val.jsonl"), cfg.eval,
-                                  rm_folder=str(rm_dir), world_seed=w.seed, pairs=pairs,
+                                  rm_folder=str(rm_dir), world_seed=w.seed, pairs=pairs, kl_models=kl_models,
                                   heldout_rankings_path=str(comp_ho))
     metrics.update(ev)
     st.times["eval"] = time.time() - t
@@ -274,6 +296,8 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
     logs = {n: str(out / n / "log.csv") for n in ("ppo", "ppo_ptx") if (out / n / "log.csv").exists()}
     logs.update({n: str(d / "log.csv") for n, d in earlier_rounds.items() if (d / "log.csv").exists()})
+    logs.update({n: str(d / "log.csv") for n, d in large_models.items()
+                 if n != "sft_large" and (d / "log.csv").exists()})
     logs.update({"sft": str(sft_dir / "log.csv"), "rm": str(rm_dir / "log.csv")})
     extra = {"sweeps": sweep_metrics, "sweep_logs": {n: str(d / "log.csv") for n, d in sweep_dirs.items()}} if sweep_dirs else None
     write_report(out, metrics, out / "report.html", samples=samples, logs=logs, extra_plots=extra)

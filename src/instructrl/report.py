@@ -44,13 +44,16 @@ from typing import Any, Iterable, Sequence
 __all__ = ["write_report", "read_log", "MODEL_ORDER", "MODEL_LABELS"]
 
 #: Models in the order the report lists them, and their display names.
-MODEL_ORDER = ("base", "base_large", "sft", "ppo", "ppo_ptx")
+MODEL_ORDER = ("base", "base_large", "sft", "ppo", "ppo_ptx", "sft_large", "ppo_large", "ppo_ptx_large")
 MODEL_LABELS = {
     "base": "base (small)",
     "base_large": "base (large)",
     "sft": "SFT",
     "ppo": "PPO",
     "ppo_ptx": "PPO-ptx",
+    "sft_large": "SFT (large)",
+    "ppo_large": "PPO (large)",
+    "ppo_ptx_large": "PPO-ptx (large)",
     "reference": "reference",
 }
 _COLORS = {
@@ -60,6 +63,9 @@ _COLORS = {
     "ppo": "#e07a1f",
     "ppo_ptx": "#2f9e44",
     "ppo_round1": "#c92a2a",
+    "sft_large": "#1c4f7a",
+    "ppo_large": "#a84f0c",
+    "ppo_ptx_large": "#1b6e2c",
 }
 _PALETTE = ["#3e7cb1", "#e07a1f", "#2f9e44", "#c92a2a", "#7048e8", "#0c8599", "#e8590c", "#5c940d"]
 
@@ -740,6 +746,48 @@ def _bon_section(metrics: dict) -> str:
     return _table(["policy", "KL to SFT (nats)", "gold", "RM score"], rows) + extra + intro
 
 
+#: The paper's Fig. 1 methods: (label, small model, large model).
+_SIZE_METHODS = (("GPT (base)", "base", "base_large"), ("SFT", "sft", "sft_large"), ("PPO", "ppo", "ppo_large"),
+                 ("PPO-ptx", "ppo_ptx", "ppo_ptx_large"))
+
+
+def _sizes_section(metrics: dict) -> str:
+    """Win rate against the large SFT model by model size and method (the paper's Fig. 1)."""
+    if not any(k.startswith("winrate.") and k.endswith("_vs_sft_large") for k in metrics):
+        return _note("Only the small model was aligned here; `--set align_large=true` (on in the paper preset) "
+                     "takes the large base through SFT, PPO and PPO-ptx too.")
+    sizes = (_num(metrics.get("params.base")), _num(metrics.get("params.base_large")))
+
+    def wr(m: str) -> tuple[float | None, float | None, float | None]:
+        if m == "sft_large":
+            return 0.5, None, None  # the baseline against itself
+        lo, hi = _ci(metrics, "winrate", f"{m}_vs_sft_large")
+        return _num(metrics.get(f"winrate.{m}_vs_sft_large")), lo, hi
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    rows = []
+    for i, (label, small, large) in enumerate(_SIZE_METHODS):
+        pts = [(x, *wr(m)) for x, m in zip(sizes, (small, large)) if x and wr(m)[0] is not None]
+        if pts:
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            err = [[p[1] - p[2] if p[2] is not None else 0 for p in pts], [p[3] - p[1] if p[3] is not None else 0 for p in pts]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=_color(large, i), label=label)
+        rows.append([_e(label)] + [f"{_pct(w, 1)}" + (f" ({_pct(lo, 1)}–{_pct(hi, 1)})" if lo is not None else "")
+                                   for w, lo, hi in (wr(small), wr(large))]
+                    + [_fmt(metrics.get(f"gold.{small}")), _fmt(metrics.get(f"gold.{large}"))])
+    ax.axhline(0.5, color="#c92a2a", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("win rate vs the large SFT model")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    img = _img(fig, "win rate against the large SFT model by model size")
+    small_p, large_p = (f"{int(x):,}" if x else "?" for x in sizes)
+    return img + _table(["method", f"small ({small_p} params): win rate vs large SFT",
+                         f"large ({large_p} params): win rate vs large SFT", "gold (small)", "gold (large)"], rows)
+
+
 def _families_in(metrics: dict) -> list[str]:
     fams = {m.group(1) for k in metrics if (m := re.fullmatch(r"gold_family\.([^.]+)\.[^.]+", k))}
     fams |= {m.group(1) for k in metrics if (m := re.fullmatch(r"rm_family\.([^.]+)\.(rm|gold)", k)) and m.group(1) != "all"}
@@ -1107,6 +1155,9 @@ def write_report(run_dir, metrics: dict, out_path, samples: dict | None = None,
          "pretraining text. PPO tends to pay a tax; PPO-ptx mixes pretraining gradients in to avoid it."),
         ("hhh", "Helpful, honest, harmless", _hhh_section(metrics), ""),
         ("bon", "Best-of-n", _bon_section(metrics), ""),
+        ("sizes", "Model sizes: every method against the large SFT model", _sizes_section(metrics),
+         "The paper's Fig. 1: each method at each model size, judged against the large SFT model (ties count "
+         "half; 95% intervals). The large models are aligned with the same reward model as the small ones."),
         ("families", "Where RLHF gains and loses: task families", _families_section(metrics),
          "Mean gold score per task family, and how often the final RM and the gold judge order a held-out "
          "labeler's pairs as that labeler did (ties count half). Where the RM is near 50%, it cannot see the "
@@ -1119,7 +1170,7 @@ def write_report(run_dir, metrics: dict, out_path, samples: dict | None = None,
         ("timings", "Timings", _timings_section(metrics), ""),
     ]
     short = {"headline": "Headline", "scores": "Scores", "ppo": "PPO curves", "stages": "SFT & RM",
-             "hhh": "HHH", "families": "Families", "labelers": "Labelers & RM", "samples": "Samples"}
+             "hhh": "HHH", "sizes": "Sizes", "families": "Families", "labelers": "Labelers & RM", "samples": "Samples"}
     nav = "".join(f'<a href="#{a}">{_e(short.get(a, t.split(":")[0]))}</a>' for a, t, _, _ in sections)
     nav += '<a href="#all">All metrics</a>'
 
