@@ -768,13 +768,14 @@ def _sizes_section(metrics: dict) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     rows = []
     for i, (label, small, large) in enumerate(_SIZE_METHODS):
-        pts = [(x, *wr(m)) for x, m in zip(sizes, (small, large)) if x and wr(m)[0] is not None]
+        both = (wr(small), wr(large))
+        pts = [(x, *r) for x, r in zip(sizes, both) if x and r[0] is not None]
         if pts:
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
             err = [[p[1] - p[2] if p[2] is not None else 0 for p in pts], [p[3] - p[1] if p[3] is not None else 0 for p in pts]]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=_color(large, i), label=label)
         rows.append([_e(label)] + [f"{_pct(w, 1)}" + (f" ({_pct(lo, 1)}–{_pct(hi, 1)})" if lo is not None else "")
-                                   for w, lo, hi in (wr(small), wr(large))]
+                                   for w, lo, hi in both]
                     + [_fmt(metrics.get(f"gold.{small}")), _fmt(metrics.get(f"gold.{large}"))])
     ax.axhline(0.5, color="#c92a2a", lw=0.8, ls=":")
     ax.set_xscale("log")
@@ -798,9 +799,7 @@ def _families_section(metrics: dict) -> str:
     fams = _families_in(metrics)
     if not fams:
         return _note("No gold_family.* / rm_family.* keys: per-family scores need the world's prompts.")
-    models = [m for m in MODEL_ORDER + tuple(sorted({k.split(".")[-1] for k in metrics if k.startswith("gold_family.")}
-                                                     - set(MODEL_ORDER)))
-              if any(f"gold_family.{f}.{m}" in metrics for f in fams)]
+    models = _models_in(metrics, [f"gold_family.{f}" for f in fams])
     has_rm = any(f"rm_family.{f}.rm" in metrics for f in fams)
     delta_of = [m for m in ("ppo", "ppo_ptx") if m in models and "sft" in models]
     header = ["task family"] + [f"gold: {_label(m)}" for m in models] + [f"{_label(m)} − SFT" for m in delta_of]
@@ -811,9 +810,7 @@ def _families_section(metrics: dict) -> str:
         header += ["RM prefers the shorter answer", "labelers prefer the shorter answer"]
     rows = []
     for f in fams + (["all"] if has_rm else []):
-        g = {m: _num(metrics.get(f"gold_family.{f}.{m}")) for m in models}
-        if f == "all":
-            g = {m: _num(metrics.get(f"gold.{m}")) for m in models}
+        g = {m: _num(metrics.get(f"gold.{m}" if f == "all" else f"gold_family.{f}.{m}")) for m in models}
         row = [_e(f if f != "all" else "all prompts")] + [_fmt(g[m]) for m in models]
         for m in delta_of:
             d = None if g.get(m) is None or g.get("sft") is None else round(g[m] - g["sft"], 3) + 0.0  # no "-0.000"
