@@ -13,6 +13,7 @@ import torch
 
 from instructrl import ppo, rm, sft
 from instructrl.config import PPOConfig, RMConfig, SFTConfig
+from instructrl.data import render
 from instructrl.data.collate import encode_prompt_response
 from instructrl.models import load_policy, load_reward_model, load_tokenizer, sequence_scores
 from instructrl.rollout import encode_prompts, forward_logprobs, sample
@@ -99,7 +100,8 @@ def test_sft_rm_ppo_run(arch, data, tmp_path):
     ours, _ = load_reward_model(tmp_path / "rm")
     # The bias shift survives a reload (folded into a LayerNorm bias, or config.instructrl_score_bias
     # for RMSNorm models): demonstrations still score mean 0.
-    demo_seqs = [encode_prompt_response(tok, d["prompt"], d["response"], 64)["input_ids"] for d in DEMOS]
+    fmt = render.resolve(tok, folder=tmp_path / "rm")  # the prompts rendered as the RM was trained (its record)
+    demo_seqs = [encode_prompt_response(tok, d["prompt"], d["response"], 64, fmt=fmt)["input_ids"] for d in DEMOS]
     assert abs(float(rm.score_sequences(ours, demo_seqs, tok.pad_token_id).mean())) < 1e-3
     ids = torch.tensor([demo_seqs[0]])
     assert torch.isfinite(sequence_scores(ours, ids, torch.ones_like(ids))).all()

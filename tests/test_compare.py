@@ -85,6 +85,7 @@ def test_duplicates_are_dropped_resampled_or_the_prompt_skipped(tmp_path, policy
         calls.append(list(flat))
         out = []
         for j, p in enumerate(flat):
+            p = p if isinstance(p, str) else tok.decode(p)  # compare passes the rendered prompts' token ids
             if p == first:
                 out.append(" same")
             elif len(calls) == 1:

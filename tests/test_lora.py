@@ -9,6 +9,7 @@ import torch
 
 from instructrl import lora, ppo, rm, sft
 from instructrl.config import PPOConfig, RMConfig, SFTConfig
+from instructrl.data import render
 from instructrl.data.collate import encode_prompt_response
 from instructrl.errors import ConfigError
 from instructrl.models import load_policy, load_reward_model
@@ -37,7 +38,8 @@ def files(tmp_path_factory):
 
 
 def _demo_seqs(tok):
-    return [encode_prompt_response(tok, d["prompt"], d["response"], 64)["input_ids"] for d in DEMOS]
+    fmt = render.resolve(tok)  # as the stages render them (auto: these tokenizers have no chat template)
+    return [encode_prompt_response(tok, d["prompt"], d["response"], 64, fmt=fmt)["input_ids"] for d in DEMOS]
 
 
 def test_missing_peft_is_a_clear_error(monkeypatch):

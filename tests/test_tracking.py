@@ -53,7 +53,7 @@ def scalars(run_dir) -> dict:
 def test_sft_writes_tensorboard_by_default(tmp_path, base, demos):
     pytest.importorskip("tensorboard")
     out = tmp_path / "sft"
-    assert SFTConfig().report_to == ["tensorboard"]
+    assert SFTConfig().report_to == ["auto"]  # TensorBoard when it is installed
     sft.run(sft_cfg(epochs=2), str(base), str(demos), str(out), val_data=str(demos))
     tags = scalars(out)
     assert {"sft/loss", "sft/lr", "sft/grad_norm", "sft/tokens_per_s", "sft/val_loss"} <= set(tags), sorted(tags)
@@ -138,6 +138,17 @@ def test_missing_tensorboard_warns_once_and_goes_on(tmp_path, monkeypatch, caplo
             t.close()
     assert sum("pip install tensorboard" in r.getMessage() for r in caplog.records) == 1
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_default_auto_is_silent_without_tensorboard(tmp_path, monkeypatch, caplog):
+    """report_to's default ('auto') writes TensorBoard only where it is installed, and says nothing otherwise."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setattr(tracking, "_warned", set())
+    with caplog.at_level(logging.INFO):
+        t = tracking.make_trackers(["auto"], tmp_path, {}, "x")
+        t.log({"loss": 1.0}, 1)
+        t.close()
+    assert not t and not caplog.records and not list(tmp_path.rglob("events.out.tfevents.*"))
 
 
 def test_only_finite_numbers_are_logged(tmp_path):

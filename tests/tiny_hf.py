@@ -125,3 +125,15 @@ CHAT_DEMOS = [{"messages": [{"role": "user", "content": d["prompt"][3:-3]}, {"ro
               for d in DEMOS]
 RANKINGS = [{"prompt": p, "responses": [" hello there", " a", " the cat"], "ranking": [i % 3, (i + 1) % 3, (i + 2) % 3]}
             for i, p in enumerate(PROMPTS * 2)]
+
+
+def chat_llama_folder(path, seed: int = 0) -> Path:
+    """A tiny Llama-config chat model as a hub chat model comes (scripts/make_chat_model.py, size tiny):
+    a ChatML chat template with a default system prompt, and pad = EOS = <|im_end|> in its tokenizer."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_chat_model.py"
+    spec = importlib.util.spec_from_file_location("make_chat_model", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_chat_model(path, "tiny", script.parent.parent / "examples" / "chat", seed)

@@ -19,13 +19,27 @@ from instructrl import config as C
 from instructrl.errors import InstructRLError
 
 
-def _fields_epilog(cls, section: str | None = None, preset: str | None = None) -> str:
-    """The config fields with their help; `preset`: show that preset's values (what runs without --preset)."""
+REAL_PRESET = "real"
+
+
+def _fields_epilog(cls, section: str | None = None, preset: str | None = None, real: bool = False) -> str:
+    """The config fields with their help; `preset`: show that preset's values (what runs without --preset);
+    `real`: also show the 'real' preset's value where it differs (a stage's default for a model that is
+    not the world's)."""
     rows = C.describe_fields(cls, obj=C.load_config(cls, preset=preset) if preset else None)
     where = f"; values of the '{preset}' preset, used when no --preset is given" if preset else ""
+    real_values = {}
+    if real:
+        sec = (section or "").split(" ")[0]
+        real_values = dict((n, d) for n, d, _ in C.describe_fields(cls, obj=C.load_config(
+            cls, preset=REAL_PRESET, section=sec)))
+        where = ("; '= X' is the default for a model of the simulated world, '[real: Y]' the default for any "
+                 "other model (the 'real' preset, used when no --preset is given and the model is not the world's)")
     lines = [f"config fields (override with --set KEY=VALUE{'; preset section: ' + section if section else ''}{where}):"]
     for name, default, help_ in rows:
         head = f"  {name}" + (f" = {default}" if default != "" else "")
+        if real_values.get(name, default) != default:
+            head += f"  [real: {real_values[name]}]"
         lines.append(head)
         lines.extend(textwrap.wrap(help_, width=88, initial_indent="      ", subsequent_indent="      "))
     return "\n".join(lines)
@@ -40,15 +54,56 @@ def _add_config_args(p: argparse.ArgumentParser, presets: bool = True) -> None:
                    help="Override one config field (repeatable), e.g. --set lr=1e-4.")
 
 
-def _stage_parser(sub, name: str, cls, help_: str, section: str | None = None, preset: str | None = None):
-    p = sub.add_parser(name, help=help_, description=help_, epilog=_fields_epilog(cls, section, preset),
+def _stage_parser(sub, name: str, cls, help_: str, section: str | None = None, preset: str | None = None,
+                  prompts: bool = False):
+    p = sub.add_parser(name, help=help_, description=help_, epilog=_fields_epilog(cls, section, preset, real=prompts),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(p)
+    if prompts:  # a stage that renders prompts (instructrl.data.render)
+        g = p.add_argument_group("prompt format")
+        g.add_argument("--prompt-format", choices=["auto", "chat", "plain"], default=None,
+                       help="How prompts are rendered: the chat template, the plain format, or auto (the input "
+                            "model's recorded format, else chat when the tokenizer has a template, else plain). "
+                            "Same as --set prompt_format=...; recorded in config.yaml.")
+        g.add_argument("--plain-template", default=None, metavar="TEXT",
+                       help="The plain format of a {prompt} record, e.g. 'Q: {prompt}\nA:' (same as --set plain_template=...).")
     return p
 
 
-def _load(cls, args, section: str | None):
-    return C.load_config(cls, args.config, args.overrides, preset=getattr(args, "preset", None), section=section)
+def _situation_preset(args, model) -> str | None:
+    """The preset a stage starts from: --preset, else 'real' for a model that is not the world's
+    (the world's models keep the dataclass defaults, the world's own)."""
+    if getattr(args, "preset", None) or not model:
+        return getattr(args, "preset", None)
+    if _is_world_model(model):
+        return None
+    if Path(model).is_dir():  # (a missing folder is reported by the stage)
+        print(f"{args.command}: {model} is not a model of the simulated world: using the '{REAL_PRESET}' preset's "
+              f"defaults (see `instructrl {args.command} --help`; --preset to choose another)", file=sys.stderr)
+    return REAL_PRESET
+
+
+def _is_world_model(folder) -> bool:
+    """True for a folder with the world's character tokenizer (instructrl.tokenizer): its vocabulary, read
+    from tokenizer.json without loading anything."""
+    from instructrl.tokenizer import CHARSET, EOS, PAD
+
+    try:
+        vocab = json.loads((Path(folder) / "tokenizer.json").read_text())["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(vocab, dict) and len(vocab) <= 110 and {PAD, EOS, *CHARSET} <= set(vocab)
+
+
+def _load(cls, args, section: str | None, model=None):
+    preset = _situation_preset(args, model) if model is not None else getattr(args, "preset", None)
+    cfg = C.load_config(cls, args.config, args.overrides, preset=preset, section=section)
+    if getattr(args, "prompt_format", None):
+        cfg = C.apply_overrides(cfg, [f"prompt_format={args.prompt_format}"])
+    if getattr(args, "plain_template", None) is not None:
+        cfg.plain_template = args.plain_template
+        C.validate(cfg)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,7 +152,7 @@ def cmd_pretrain(args) -> int:
 def cmd_sft(args) -> int:
     from instructrl import sft
 
-    cfg = _load(C.SFTConfig, args, "sft")
+    cfg = _load(C.SFTConfig, args, "sft", model=args.model)
     if args.select_by_rm:
         cfg.select_by, cfg.rm_dir = "rm", args.select_by_rm
     m = sft.run(cfg, model=args.model, data=args.data, out=args.out, val_data=args.val_data,
@@ -109,7 +164,7 @@ def cmd_sft(args) -> int:
 def cmd_compare(args) -> int:
     from instructrl import compare
 
-    cfg = _load(C.CompareConfig, args, "compare")
+    cfg = _load(C.CompareConfig, args, "compare", model=args.model)
     if args.labelers:
         cfg.labelers = args.labelers
     m = compare.run(cfg, model=args.model, prompts=args.prompts, out=args.out, labelers=cfg.labelers,
@@ -121,7 +176,7 @@ def cmd_compare(args) -> int:
 def cmd_rm(args) -> int:
     from instructrl import rm
 
-    cfg = _load(C.RMConfig, args, "rm")
+    cfg = _load(C.RMConfig, args, "rm", model=args.model)
     data = args.data[0] if len(args.data) == 1 else args.data
     m = rm.run(cfg, model=args.model, data=data, out=args.out, demonstrations=args.demonstrations,
                heldout_data=args.heldout_data, overwrite=args.overwrite, resume=args.resume)
@@ -132,7 +187,9 @@ def cmd_rm(args) -> int:
 def cmd_ppo(args) -> int:
     from instructrl import ppo
 
-    section = "ppo_ptx" if args.ptx_data and args.preset else "ppo"
+    preset = _situation_preset(args, args.policy)
+    section = "ppo_ptx" if args.ptx_data and preset else "ppo"
+    args.preset = preset
     cfg = _load(C.PPOConfig, args, section)
     gold_fn = None
     if args.world_gold:
@@ -148,7 +205,8 @@ def cmd_ppo(args) -> int:
 def cmd_eval(args) -> int:
     from instructrl import evaluate
 
-    cfg = _load(C.EvalConfig, args, "eval")
+    first = next((s.split("=", 1)[1] for s in args.models if "=" in s), None)
+    cfg = _load(C.EvalConfig, args, "eval", model=first)
     models = {}
     for spec in args.models:
         if "=" not in spec:
@@ -161,7 +219,7 @@ def cmd_eval(args) -> int:
     reference = models.get(args.reference, args.reference)  # a model name or a folder
     m = evaluate.run(cfg, models=models, out=args.out, prompts=args.prompts, benchmarks=args.benchmarks,
                      pretrain_val=args.pretrain_val, reference=reference, rm=args.rm, pairs=pairs,
-                     heldout_rankings=args.heldout_rankings)
+                     heldout_rankings=args.heldout_rankings, judge=args.judge)
     print(json.dumps(m, indent=2, default=str))
     return 0
 
@@ -169,15 +227,23 @@ def cmd_eval(args) -> int:
 def cmd_generate(args) -> int:
     import torch
 
+    from instructrl.data import render
     from instructrl.models import load_policy
     from instructrl.rollout import generate
 
     model, tok = load_policy(args.model, trust_remote_code=args.trust_remote_code)
-    prompt = args.prompt
-    if args.world_format and not prompt.rstrip().endswith("A:"):
-        prompt = f"Q: {prompt}\nA:"
+    template = args.plain_template
+    if args.world_format:  # the world's format, for a prompt given without its "Q: ... A:" frame
+        template = "{prompt}" if args.prompt.rstrip().endswith("A:") else "Q: {prompt}\nA:"
+    fmt = render.resolve(tok, args.prompt_format or ("plain" if args.world_format else "auto"), template or "",
+                         args.model)
+    render.check_matches(fmt, args.model, "the model")
+    n_ctx = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    ids = render.prompt_ids(fmt, tok, args.prompt, None, (n_ctx - args.max_new_tokens) if n_ctx else None)
+    if args.show_prompt:
+        print(f"prompt ({fmt.describe()}): {tok.decode(ids)!r}", file=sys.stderr)
     torch.manual_seed(args.seed)
-    outs = generate(model, tok, [prompt] * args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+    outs = generate(model, tok, [ids] * args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                     batch_size=args.n, seed=args.seed)
     for o in outs:
         print(repr(o) if args.repr else o)
@@ -268,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint.")
     p.set_defaults(func=cmd_pretrain)
 
-    p = _stage_parser(sub, "sft", C.SFTConfig, "Supervised fine-tuning on demonstrations (loss on response tokens only).", "sft")
+    p = _stage_parser(sub, "sft", C.SFTConfig, "Supervised fine-tuning on demonstrations (loss on response tokens only).", "sft",
+                      prompts=True)
     p.add_argument("--model", required=True, help="Causal-LM folder to start from.")
     p.add_argument("--data", required=True, help="Demonstrations JSONL: {prompt, response} or {messages}.")
     p.add_argument("--val-data", default=None, help="Validation demonstrations (loss / RM-score selection).")
@@ -279,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint (OUT.checkpoint/), with the same arguments.")
     p.set_defaults(func=cmd_sft)
 
-    p = _stage_parser(sub, "compare", C.CompareConfig, "Sample K responses per prompt and have (simulated) labelers rank them.", "compare")
+    p = _stage_parser(sub, "compare", C.CompareConfig, "Sample K responses per prompt and have (simulated) labelers rank them.", "compare",
+                      prompts=True)
     p.add_argument("--model", required=True, help="Policy folder to sample from (the SFT model).")
     p.add_argument("--prompts", required=True, help="Prompts JSONL {prompt}.")
     p.add_argument("--out", required=True, help="Output rankings JSONL.")
@@ -288,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world-seed", type=int, default=0, help="Seed of the world's labeler pool.")
     p.set_defaults(func=cmd_compare)
 
-    p = _stage_parser(sub, "rm", C.RMConfig, "Train a reward model with the K-wise ranking loss.", "rm")
+    p = _stage_parser(sub, "rm", C.RMConfig, "Train a reward model with the K-wise ranking loss.", "rm", prompts=True)
     p.add_argument("--model", required=True, help="Causal-LM folder to initialise from (the SFT model).")
     p.add_argument("--data", required=True, nargs="+", metavar="FILE",
                    help="Rankings JSONL (K-wise, pairwise, HH, chat chosen/rejected...); several files are read as one set.")
@@ -299,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint (OUT.checkpoint/), with the same arguments.")
     p.set_defaults(func=cmd_rm)
 
-    p = _stage_parser(sub, "ppo", C.PPOConfig, "PPO (and PPO-ptx with --ptx-data and ptx_coef > 0) against a reward model.", "ppo / ppo_ptx")
+    p = _stage_parser(sub, "ppo", C.PPOConfig, "PPO (and PPO-ptx with --ptx-data and ptx_coef > 0) against a reward model.", "ppo / ppo_ptx",
+                      prompts=True)
     p.add_argument("--policy", required=True, help="SFT folder: the initial policy and the frozen KL reference.")
     p.add_argument("--reward", required=True, help="RM folder (frozen; also initialises the value model).")
     p.add_argument("--prompts", required=True, help="Prompts JSONL {prompt}.")
@@ -310,12 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint.")
     p.set_defaults(func=cmd_ppo)
 
-    p = _stage_parser(sub, "eval", C.EvalConfig, "Win rates, KL, alignment tax and HHH rates for model folders.", "eval")
+    p = _stage_parser(sub, "eval", C.EvalConfig, "Win rates, KL, alignment tax and HHH rates for model folders.", "eval",
+                      prompts=True)
     p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="Models to evaluate, e.g. sft=runs/x/sft ppo=runs/x/ppo.")
     p.add_argument("--prompts", required=True, help="Held-out prompts JSONL.")
     p.add_argument("--pairs", nargs="*", default=None, metavar="A:B", help="Win-rate pairs (default: every model vs the reference).")
     p.add_argument("--reference", default=None, help="The KL reference (the SFT model): one of the --models names, or a folder.")
     p.add_argument("--rm", default=None, help="RM folder: judge for real models outside the world, and best-of-n.")
+    p.add_argument("--judge", default=None, metavar="JUDGE",
+                   help="Who decides the win rates: 'world' (held-out simulated labelers and the gold judge; the default on "
+                        "the world's prompts), an RM folder (win rate by RM score), a causal-LM folder (a pairwise judge "
+                        "with the judge_template prompt, both orders averaged), or 'none'. Default elsewhere: --rm if "
+                        "given, else none (eval then reports length, empty-answer rate, EOS rate and KL only).")
     p.add_argument("--benchmarks", default=None, help="Benchmark items JSONL (alignment tax).")
     p.add_argument("--pretrain-val", default=None, help="Held-out pretraining text (alignment tax).")
     p.add_argument("--heldout-rankings", default=None, metavar="FILE",
@@ -327,7 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="Try a model folder on a prompt.")
     p.add_argument("--model", required=True, help="Policy folder.")
     p.add_argument("--prompt", required=True, help="Prompt text.")
-    p.add_argument("--world-format", action="store_true", help="Wrap the prompt as 'Q: ...\\nA:' (the world's format).")
+    p.add_argument("--world-format", action="store_true",
+                   help="The world's plain format: the prompt as 'Q: ...\\nA:' (same as --plain-template 'Q: {prompt}\\nA:').")
+    p.add_argument("--prompt-format", choices=["auto", "chat", "plain"], default=None,
+                   help="How the prompt is rendered (default auto: the folder's recorded format, else its chat template "
+                        "when it has one, else plain).")
+    p.add_argument("--plain-template", default=None, metavar="TEXT", help="Plain format, e.g. 'Q: {prompt}\\nA:'.")
+    p.add_argument("--show-prompt", action="store_true", help="Print the rendered prompt (to stderr).")
     p.add_argument("-n", type=int, default=1, help="Samples.")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy.")
     p.add_argument("--max-new-tokens", type=int, default=64, help="Longest response.")
@@ -371,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from instructrl.threads import configure
+
+    configure()  # OMP_WAIT_POLICY=PASSIVE before torch starts OpenMP (instructrl.threads)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -26,6 +26,7 @@ import os
 import random
 from pathlib import Path
 
+from instructrl.data import render
 from instructrl.data.readers import read_prompts
 from instructrl.errors import ConfigError, InstructRLError
 from instructrl.models import load_policy, pick_device
@@ -43,6 +44,19 @@ def distinct_responses(texts: list[str]) -> tuple[list[str], int]:
             kept.append(t)
             seen.add(t)
     return kept, len(texts) - len(kept)
+
+
+def refuse_non_world_prompts(records, path) -> None:
+    """The world's simulated labelers judge only the world's prompts: refuse others in one line."""
+    from instructrl.world.judge import parse_prompt
+
+    for r in records:
+        try:
+            parse_prompt(r.prompt)
+        except Exception:
+            raise ConfigError(
+                f"{path}:{r.line}: not a prompt of the simulated world, so the world's labelers cannot rank its "
+                "responses; use --labelers none (unranked responses for people to rank: `instructrl label`)") from None
 
 
 def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, world_seed: int = 0,
@@ -68,6 +82,8 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
     records = read_prompts(prompts)
     if cfg.n_prompts > 0:
         records = records[: cfg.n_prompts]
+    if labelers == "world":
+        refuse_non_world_prompts(records, prompts)
     seed_everything(cfg.seed)
     rng = random.Random(cfg.seed)  # draws K and the labeler per prompt
     label_rng = random.Random(cfg.seed + 1)  # the labelers' own noise
@@ -78,13 +94,20 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
         train_pool, heldout_pool = make_labeler_pool(world_seed)
         people = train_pool if pool == "train" else heldout_pool
 
-    # 1. The policy (dropout off, eval mode: load_policy).
+    # 1. The policy (dropout off, eval mode: load_policy), and how its prompts read to it (as it was
+    #    trained: its prompt_format.json, unless asked otherwise, which is an error if it differs).
     policy, tok = load_policy(model)
     policy.to(pick_device(device or "auto"))
     max_prompt_len = None
     n_pos = getattr(policy.config, "n_positions", None) or getattr(policy.config, "max_position_embeddings", None)
     if n_pos:
         max_prompt_len = max(1, n_pos - cfg.max_new_tokens)  # leave room for the response
+    fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, model, [prompts])
+    render.check_matches(fmt, model, "the model")
+    render.announce("compare", fmt, tok, records[0])
+    # Rendered and fitted once (never cutting into a template's header; a prompt whose template
+    # alone does not fit is an error naming its line).
+    rendered = [render.prompt_ids(fmt, tok, r.prompt, r.messages, max_prompt_len, r.source, r.line) for r in records]
 
     stats = {"prompts": len(records), "written": 0, "skipped": 0, "below_k_min": 0, "dropped_duplicates": 0,
              "resampled_prompts": 0, "k_counts": {}}
@@ -94,14 +117,15 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             for c0 in range(0, len(records), cfg.batch_size):
-                chunk = [r.prompt for r in records[c0:c0 + cfg.batch_size]]
+                chunk = records[c0:c0 + cfg.batch_size]
+                chunk_ids = rendered[c0:c0 + cfg.batch_size]
                 # 2. K per prompt, then every prompt repeated K times: one sampling batch for the chunk.
                 ks = [rng.randint(cfg.k_min, cfg.k_max) for _ in chunk]
                 responses: list[list[str]] = [[] for _ in chunk]
                 need = list(range(len(chunk)))
                 for attempt in range(1 + MAX_TRIES):
                     todo = [(i, ks[i] - len(responses[i])) for i in need]
-                    flat = [chunk[i] for i, n in todo for _ in range(n)]
+                    flat = [chunk_ids[i] for i, n in todo for _ in range(n)]
                     texts = generate(policy, tok, flat, cfg.max_new_tokens, cfg.temperature,
                                      batch_size=len(flat), seed=cfg.seed * 1_000_003 + c0 * 7 + attempt,
                                      max_prompt_len=max_prompt_len)
@@ -119,12 +143,15 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
                     if not need:
                         break
                 # 4. Rank (or leave unranked) and write one line per prompt.
-                for prompt, resp in zip(chunk, responses):
+                for rec, resp in zip(chunk, responses):
                     if len(resp) < 2:
                         stats["skipped"] += 1
                         continue
                     stats["below_k_min"] += len(resp) < cfg.k_min
+                    prompt = rec.prompt
                     line = {"prompt": prompt, "responses": resp}
+                    if rec.messages is not None:  # a chat prompt: its conversation (prompt = the plain rendering)
+                        line["messages"] = rec.messages
                     if people:
                         person = rng.choice(people)
                         line["ranking"] = person.rank(prompt, resp, label_rng)
@@ -149,6 +176,7 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
     stats["comparisons"] = sum(k * (k - 1) // 2 * n for k, n in stats["k_counts"].items())
     stats["labelers"] = labelers if labelers == "none" else f"world:{pool}"
     stats["time_s"] = timer.elapsed
+    stats["prompt_format"] = fmt.kind
     print(f"compare: {stats['written']} prompts ranked ({stats['comparisons']} comparisons, mean K "
           f"{stats['mean_k']:.2f}), {stats['skipped']} skipped, {stats['dropped_duplicates']} duplicate/empty "
           f"responses dropped, {stats['time_s']:.1f}s -> {out}")

@@ -37,6 +37,20 @@ def f(default, help: str):
 # Stage configs
 # --------------------------------------------------------------------------------------------
 
+PROMPT_FORMAT_HELP = ("How prompts are rendered for the model (instructrl.data.render): 'chat' = the tokenizer's chat "
+                      "template ({prompt} and {messages} records; responses end with its end-of-turn token), 'plain' "
+                      "= plain_template, 'auto' = the format recorded in the input model folder (a folder trained "
+                      "here), else 'chat' when the tokenizer has a chat template, else 'plain'. The resolved format "
+                      "is saved in config.yaml and prompt_format.json; a stage rendering otherwise than its input "
+                      "model was trained is an error.")
+PLAIN_TEMPLATE_HELP = ("Plain format of a {\"prompt\"} record, '{prompt}' replaced by its text ('' = auto: the input "
+                       "model's recorded one, else '{prompt}' (as written) for the world's models and files, whose "
+                       "prompts read 'Q: ...\\nA:', else 'User: {prompt}\\nAssistant:'). Chat records render as "
+                       "'Role: content' lines ending in 'Assistant:'.")
+REPORT_TO_HELP = ("Where metrics go besides log.csv: auto (TensorBoard in <out>/tensorboard/ when the tensorboard "
+                  "package is installed, else nothing, silently), tensorboard (asked for explicitly: a warning if "
+                  "it is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
+
 
 @dataclass
 class WorldConfig:
@@ -66,7 +80,7 @@ class PretrainConfig:
     eval_every: int = f(500, "Evaluate held-out loss every N steps.")
     eval_batches: int = f(10, "Batches of held-out text per evaluation.")
     checkpoint_every: int = f(1000, "Save a resumable checkpoint every N steps (0: never).")
-    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
+    report_to: list = f(["auto"], REPORT_TO_HELP)
     seed: int = f(0, "Seed for init and data order.")
 
 
@@ -83,6 +97,8 @@ class SFTConfig:
     dropout: float = f(0.0, "Residual dropout during SFT (paper: 0.2).")
     max_len: int = f(256, "Longest prompt+response in tokens.")
     truncation: str = f("error", "'error': a too-long example is an error; 'truncate_prompt_left': cut the prompt from the left and log it.")
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    plain_template: str = f("", PLAIN_TEMPLATE_HELP)
     packing: bool = f(False, "Pack several examples per row (attention never crosses documents; loss never covers prompts).")
     ptx_fraction: float = f(0.0, "Fraction of pretraining sequences mixed into SFT batches (paper's PPO init: 0.1).")
     eval_every: int = f(0, "Evaluate on validation every N steps (0: once per epoch).")
@@ -99,7 +115,7 @@ class SFTConfig:
     grad_clip: float = f(1.0, "Gradient-norm clipping.")
     checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N optimizer steps to <out>.checkpoint/ (0: never); --resume continues from it.")
     max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
-    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
+    report_to: list = f(["auto"], REPORT_TO_HELP)
     seed: int = f(0, "Seed.")
 
 
@@ -112,6 +128,8 @@ class CompareConfig:
     batch_size: int = f(64, "Prompts sampled together.")
     labelers: str = f("world", "'world': the world's simulated training labelers rank; 'none': write unranked responses for people to rank.")
     n_prompts: int = f(0, "Use only the first N prompts (0: all).")
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    plain_template: str = f("", PLAIN_TEMPLATE_HELP)
     seed: int = f(0, "Seed.")
 
 
@@ -126,6 +144,8 @@ class RMConfig:
     weight_decay: float = f(0.0, "AdamW weight decay.")
     max_len: int = f(256, "Longest prompt+response in tokens.")
     truncation: str = f("error", "'error' or 'truncate_prompt_left'.")
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    plain_template: str = f("", PLAIN_TEMPLATE_HELP)
     val_fraction: float = f(0.1, "Fraction of ranked prompts held out for validation accuracy.")
     lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
     lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
@@ -137,7 +157,7 @@ class RMConfig:
     grad_clip: float = f(1.0, "Gradient-norm clipping.")
     checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N steps to <out>.checkpoint/ (0: never); --resume continues from it.")
     max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
-    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
+    report_to: list = f(["auto"], REPORT_TO_HELP)
     seed: int = f(0, "Seed.")
 
 
@@ -150,6 +170,7 @@ class PPOConfig:
     lr: float = f(1e-4, "Policy learning rate.")
     value_lr: float = f(1e-4, "Value-model learning rate.")
     warmup_updates: int = f(10, "Updates of linear warmup from 1/10 of the LR (paper: 10 iterations).")
+    warmup_fraction: float = f(0.0, "Warmup as a fraction of the run's updates (e.g. 0.1); > 0 overrides warmup_updates, so a short run is not spent below its LR.")
     kl_coef: float = f(0.02, "beta: per-token KL penalty to the SFT model (paper 0.02).")
     adaptive_kl: bool = f(False, "Use Ziegler et al.'s adaptive KL controller instead of a fixed beta.")
     kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).")
@@ -164,6 +185,8 @@ class PPOConfig:
     whiten_rewards: bool = f(False, "Whiten rewards per batch (without restoring the mean) before GAE.")
     temperature: float = f(1.0, "Sampling temperature; the same T divides logits for log-probs (paper: 1).")
     max_new_tokens: int = f(48, "Longest response in tokens.")
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    plain_template: str = f("", PLAIN_TEMPLATE_HELP)
     eos_penalty: float | None = f(None, "Score given to responses that do not end in EOS (the 'EOS trick'); null keeps the RM score.")
     ema_decay: float = f(0.0, "EMA of policy weights used for the saved model (paper 0.992; 0 = off).")
     ptx_coef: float = f(0.0, "gamma of PPO-ptx: weight of the pretraining NLL added to the per-token-mean PPO loss (0 = plain PPO).")
@@ -171,6 +194,7 @@ class PPOConfig:
     ptx_seq_len: int = f(128, "Tokens per pretraining sequence for PPO-ptx.")
     save_every: int = f(0, "Save a checkpoint every N updates (0: only at the end).")
     max_kl: float = f(100.0, "Stop the run if the mean KL per response exceeds this (nats).")
+    samples_per_update: int = f(4, "Rollouts per update written to <out>/samples.jsonl (prompt, response, score, KL): what the policy says as it trains (0: none).")
     lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
     lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
     lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
@@ -179,7 +203,7 @@ class PPOConfig:
     gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
     mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
     offload_frozen: bool = f(False, "Keep the frozen reference policy and reward model on the CPU and run them there (slower, frees accelerator memory); with LoRA the reference is the policy with its adapter off and costs no memory.")
-    report_to: list = f(["tensorboard"], "Where metrics go besides log.csv: any of tensorboard (<out>/tensorboard/; skipped with a warning if the package is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
+    report_to: list = f(["auto"], REPORT_TO_HELP)
     seed: int = f(0, "Seed.")
 
 
@@ -192,6 +216,10 @@ class EvalConfig:
     bootstrap: int = f(1000, "Bootstrap resamples for 95% intervals.")
     best_of_n: int = f(0, "Also evaluate best-of-n against the RM with this n (0: off).")
     n_benchmark: int = f(0, "Benchmark items to score (0: all).")
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    plain_template: str = f("", PLAIN_TEMPLATE_HELP)
+    judge_template: str = f("", "Prompt of a causal-LM judge (--judge LM_FOLDER): a file, or the text itself, with {prompt}, {a} and {b}; the judge answers with one of judge_choices. '' = the built-in template.")
+    judge_choices: list = f(["A", "B"], "The causal-LM judge's answer for 'a is better' and 'b is better' (the next token's probabilities are compared).")
     seed: int = f(0, "Seed.")
 
 
@@ -325,9 +353,15 @@ def validate(cfg, prefix: str = "") -> None:
         if fl.name == "max_bad_steps" and isinstance(v, int) and v < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
         if fl.name == "report_to" and isinstance(v, list):
-            bad = [x for x in v if str(x).strip().lower() not in ("tensorboard", "wandb", "mlflow", "none")]
+            bad = [x for x in v if str(x).strip().lower() not in ("auto", "tensorboard", "wandb", "mlflow", "none")]
             if bad:
-                raise ConfigError(f"{name}: unknown tracker(s) {bad}; choose from tensorboard, wandb, mlflow, none")
+                raise ConfigError(f"{name}: unknown tracker(s) {bad}; choose from auto, tensorboard, wandb, mlflow, none")
+        if fl.name == "prompt_format" and v not in ("auto", "chat", "plain"):
+            raise ConfigError(f"{name} must be one of auto, chat, plain, got {v!r}")
+        if fl.name == "plain_template" and v and "{prompt}" not in v:
+            raise ConfigError(f"{name} must contain '{{prompt}}' (replaced by the prompt's text), got {v!r}")
+        if fl.name == "warmup_fraction" and isinstance(v, (int, float)) and not 0 <= v < 1:
+            raise ConfigError(f"{name} must be in [0, 1), got {v}")
     if isinstance(cfg, PPOConfig) and cfg.batch_size % cfg.minibatch_size:
         raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
     if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):

@@ -39,6 +39,7 @@ import torch
 
 from instructrl.errors import InstructRLError
 from instructrl.losses import best_of_n_kl  # log n - (n-1)/n, re-exported here
+from instructrl.losses import kl_k3
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +209,17 @@ class RMJudge:
 
     name = "reward_model"
 
-    def __init__(self, rm_model, tokenizer, batch_size: int = 64, tie_margin: float = 0.0):
+    def __init__(self, rm_model, tokenizer, batch_size: int = 64, tie_margin: float = 0.0, fmt=None,
+                 conversations: dict | None = None):
         self.rm, self.tokenizer = rm_model, tokenizer
         self.batch_size, self.tie_margin = batch_size, tie_margin
+        # How the RM reads a prompt (render.PromptFormat; None: as written) and the chat messages of
+        # the prompts that were chat records ({plain rendering: messages}).
+        self.fmt, self.conversations = fmt, conversations or {}
+
+    def _scores(self, prompts, responses):
+        msgs = [self.conversations.get(p) for p in prompts]
+        return rm_scores(self.rm, self.tokenizer, prompts, responses, self.batch_size, self.fmt, msgs)
 
     def _outcome(self, sa: float, sb: float) -> float:
         if abs(sa - sb) <= self.tie_margin:
@@ -218,18 +227,18 @@ class RMJudge:
         return 1.0 if sa > sb else 0.0
 
     def __call__(self, prompt: str, a: str, b: str) -> float:
-        s = rm_scores(self.rm, self.tokenizer, [prompt, prompt], [a, b], self.batch_size)
+        s = self._scores([prompt, prompt], [a, b])
         return self._outcome(float(s[0]), float(s[1]))
 
     def batch(self, prompts, responses_a, responses_b) -> list[float]:
-        sa = rm_scores(self.rm, self.tokenizer, prompts, responses_a, self.batch_size)
-        sb = rm_scores(self.rm, self.tokenizer, prompts, responses_b, self.batch_size)
+        sa = self._scores(prompts, responses_a)
+        sb = self._scores(prompts, responses_b)
         return [self._outcome(float(x), float(y)) for x, y in zip(sa, sb)]
 
 
-def rm_judge(rm_model, tokenizer, batch_size: int = 64) -> RMJudge:
+def rm_judge(rm_model, tokenizer, batch_size: int = 64, fmt=None, conversations: dict | None = None) -> RMJudge:
     """A judge preferring the answer the reward model scores higher."""
-    return RMJudge(rm_model, tokenizer, batch_size)
+    return RMJudge(rm_model, tokenizer, batch_size, fmt=fmt, conversations=conversations)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,11 +341,14 @@ def _toks(tokenizer, text: str) -> list[int]:
 
 @torch.no_grad()
 def rm_scores(rm, tokenizer, prompts: Sequence[str], responses: Sequence[str],
-              batch_size: int = 64) -> torch.Tensor:
-    """Reward-model scores (N,) of ``tokens(prompt) + tokens(response) + [eos]``, read at the EOS.
+              batch_size: int = 64, fmt=None, messages: Sequence | None = None) -> torch.Tensor:
+    """Reward-model scores (N,) of ``tokens(prompt) + tokens(response) + [eos]``, read at the EOS,
+    the text rendered by ``fmt`` (instructrl.data.render, as the RM was trained; None: as written);
+    ``messages[i]``: the conversation of prompt i when it was a chat record.
 
     A too-long sequence keeps the end of its prompt (the model's context bounds it).
     """
+    from instructrl.data import render
     from instructrl.data.collate import pad_right
     from instructrl.models import sequence_scores
 
@@ -347,12 +359,11 @@ def rm_scores(rm, tokenizer, prompts: Sequence[str], responses: Sequence[str],
     was_training = rm.training
     rm.eval()
     out = []
+    fmt = fmt or render.legacy_format(tokenizer, None)
+    messages = list(messages) if messages is not None else [None] * len(prompts)
     for i in range(0, len(prompts), batch_size):
-        seqs = []
-        for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size]):
-            resp = _toks(tokenizer, r)[: limit - 2] + [tokenizer.eos_token_id]
-            prompt_ids = _toks(tokenizer, p)[-(limit - len(resp)):]
-            seqs.append(prompt_ids + resp)
+        seqs = [render.sequence_ids(fmt, tokenizer, p, r, m, limit) for p, r, m in
+                zip(prompts[i:i + batch_size], responses[i:i + batch_size], messages[i:i + batch_size])]
         ids, mask = pad_right(seqs, tokenizer.pad_token_id)
         out.append(sequence_scores(rm, ids.to(device), mask.to(device)).float().cpu())
     rm.train(was_training)
@@ -368,8 +379,12 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     Draws ``n_samples`` responses (prompts cycled) from ``policy`` at ``temperature`` (1 = the
     policy itself) and returns the mean over samples of Σ_t [log π(y_t) - log π_ref(y_t)] over the
     response tokens including the EOS (the "k1" estimator; nats). ``per_token`` is the same sum
-    divided by the number of response tokens. Both models see logits / T.
-    Returns ``{"per_response", "per_token", "per_response_se", "n", "mean_tokens"}``.
+    divided by the number of response tokens. Both models see logits / T. ``per_response_k3`` /
+    ``per_token_k3`` use the k3 estimator ``Σ_t (ρ_t - 1) - log ρ_t`` with ``ρ_t = π_ref / π``
+    (Schulman 2020): also unbiased, and never negative, where the mean of a few k1 sums can be.
+    ``prompts`` are texts or token-id lists (rendered by instructrl.data.render).
+    Returns ``{"per_response", "per_token", "per_response_k3", "per_token_k3", "per_response_se",
+    "n", "mean_tokens"}``.
     """
     from instructrl.rollout import encode_prompts, forward_logprobs, sample
 
@@ -383,7 +398,7 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     policy.eval()
     ref.eval()
     g = torch.Generator(device=device).manual_seed(seed)
-    per_seq, n_tok = [], []
+    per_seq, per_seq_k3, n_tok = [], [], []
     for i in range(0, n, batch_size):
         ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], None, device)
         s = sample(policy, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
@@ -395,14 +410,18 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
                                   P, temperature).to(device)
         m = s.response_mask.float()
         per_seq.append(((lp - ref_lp) * m).sum(1).cpu())
+        per_seq_k3.append((kl_k3(lp, ref_lp) * m).sum(1).cpu())
         n_tok.append(m.sum(1).cpu())
     policy.train(states[0])
     ref.train(states[1])
     kl = torch.cat(per_seq).double()
+    k3 = torch.cat(per_seq_k3).double()
     toks = torch.cat(n_tok).double()
     return {
         "per_response": float(kl.mean()),
         "per_token": float(kl.sum() / toks.sum().clamp(min=1)),
+        "per_response_k3": float(k3.mean()),
+        "per_token_k3": float(k3.sum() / toks.sum().clamp(min=1)),
         "per_response_se": float(kl.std() / math.sqrt(len(kl))) if len(kl) > 1 else 0.0,
         "n": int(len(kl)),
         "mean_tokens": float(toks.mean()),
@@ -559,9 +578,12 @@ def pretrain_nll(model, tokenizer, texts: Sequence[str], seq_len: int = 128, max
 @torch.no_grad()
 def best_of_n_samples(policy, rm, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int = 48,
                       temperature: float = 1.0, batch_size: int = 64, seed: int = 0,
-                      rm_tokenizer=None) -> tuple[list[list[str]], torch.Tensor]:
+                      rm_tokenizer=None, prompt_inputs: Sequence | None = None, rm_fmt=None,
+                      messages: Sequence | None = None) -> tuple[list[list[str]], torch.Tensor]:
     """``n`` samples per prompt from ``policy`` and their RM scores.
 
+    ``prompt_inputs``: the prompts as the policy reads them (rendered token ids; default the
+    texts); ``rm_fmt`` / ``messages``: how the RM reads them (see :func:`rm_scores`).
     Returns ``(texts, scores)``: ``texts[i]`` the n responses to ``prompts[i]``, ``scores`` (P, n).
     """
     from instructrl.rollout import generate
@@ -569,9 +591,13 @@ def best_of_n_samples(policy, rm, tokenizer, prompts: Sequence[str], n: int, max
     if n < 1:
         raise ValueError("best_of_n: n must be >= 1")
     prompts = list(prompts)
+    inputs = list(prompt_inputs) if prompt_inputs is not None else prompts
+    msgs = list(messages) if messages is not None else [None] * len(prompts)
     rep = [p for p in prompts for _ in range(n)]
-    flat = generate(policy, tokenizer, rep, max_new_tokens, temperature, batch_size, seed)
-    scores = rm_scores(rm, rm_tokenizer or tokenizer, rep, flat, batch_size).view(len(prompts), n)
+    flat = generate(policy, tokenizer, [p for p in inputs for _ in range(n)], max_new_tokens, temperature,
+                    batch_size, seed)
+    scores = rm_scores(rm, rm_tokenizer or tokenizer, rep, flat, batch_size, rm_fmt,
+                       [m for m in msgs for _ in range(n)]).view(len(prompts), n)
     return [flat[i * n:(i + 1) * n] for i in range(len(prompts))], scores
 
 
@@ -721,7 +747,7 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
                     pairs: Iterable[tuple[str, str]] | None = None, device: str = "auto",
                     kl_models: Iterable[str] | None = None, n_sample_prompts: int = 12,
                     progress: Callable[[str], None] | None = None,
-                    heldout_rankings_path=None) -> tuple[dict, dict]:
+                    heldout_rankings_path=None, judge: str | None = None) -> tuple[dict, dict]:
     """Evaluate model folders; return ``(metrics, samples)``.
 
     ``metrics`` are the FLAT keys of metrics.json (DESIGN.md); ``samples`` is
@@ -736,8 +762,10 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     - ``winrate.<a>_vs_<b>``, ``winrate_ci95.<a>_vs_<b>`` — judged by held-out simulated labelers
       (world prompts) or else by the reward model; ``gold_winrate.*`` — by the gold judge;
     - ``gold.<m>``, ``length.<m>``, ``hhh.{refusal_harmful,idk_unanswerable,over_refusal,constraint}.<m>``;
-    - ``kl.<m>``, ``kl_per_token.<m>`` — KL to ``sft_name`` (default: every model but the
-      reference and the base models; override with ``kl_models``);
+    - ``empty.<m>``, ``eos.<m>`` — share of empty answers, and of answers that ended with EOS;
+    - ``kl.<m>``, ``kl_per_token.<m>`` (k1) and ``kl_k3.<m>``, ``kl_k3_per_token.<m>`` — KL to
+      ``sft_name`` (default: every model but the reference and the base models; override with
+      ``kl_models``);
     - ``tax.benchmark.<m>``, ``tax.pretrain_nll.<m>``; ``rm_score.<m>`` with an RM;
     - ``bon.*`` (best-of-n of the SFT policy against the RM) when ``cfg.best_of_n > 0``; in the world
       also ``bon.gold_sampled`` / ``bon.gold_oracle`` (mean gold of all n samples / of the gold
@@ -748,7 +776,11 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
       ``heldout_rankings_path`` and an RM (world); ``rm_family.<family>.{rm,labeler}_shorter`` — how
       often the RM / the labeler prefers the shorter of two responses of different lengths.
 
+    ``judge`` (evaluate_judges): None = the world's labelers on world prompts, else the RM if given,
+    else none; ``"world"``, ``"none"``, or an RM / causal-LM folder. Every model reads the prompts
+    rendered as it was trained (``cfg.prompt_format``, auto = its folder's prompt_format.json).
     """
+    from instructrl import evaluate_judges as J
     from instructrl.config import EvalConfig
     from instructrl.data.readers import read_pretrain_texts, read_prompts
     from instructrl.models import load_policy, load_reward_model, pick_device
@@ -762,7 +794,13 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     if cfg.n_prompts:
         recs = recs[: cfg.n_prompts]
     prompts = [r.prompt for r in recs]
+    messages = [r.messages for r in recs]
+    conversations = {r.prompt: r.messages for r in recs if r.messages is not None}
     world = _world_ok(prompts)
+    kind = J.judge_kind(judge)  # a bad judge folder fails before any model runs
+    if kind == "world" and not world:
+        raise InstructRLError("--judge world: the world's labelers and gold judge judge only the world's prompts; "
+                              "give an RM or causal-LM folder as --judge, or --judge none")
     families = [_family_of(r.prompt, r.meta.get("family")) if world else r.meta.get("family") for r in recs]
 
     items = None
@@ -791,15 +829,17 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
                             "max_new_tokens": cfg.max_new_tokens, "world": world, "time_s": {}}
     answers: dict[str, list[str]] = {}
 
-    rm = rm_tok = None
+    rm = rm_tok = rm_fmt = None
     if rm_folder:
         rm, rm_tok = load_reward_model(rm_folder)
         rm.to(dev)
+        rm_fmt = J.model_format(rm_tok, rm_folder, cfg, eval_prompts_path)
 
     ref = None
     if sft_name and sft_name in models:
         ref, ref_tok = load_policy(models[sft_name])
         ref.to(dev)
+        ref_fmt = J.model_format(ref_tok, models[sft_name], cfg, eval_prompts_path)
     if kl_models is None:
         kl_models = [m for m in models if m != sft_name and not m.startswith("base")]
     kl_models = set(kl_models)
@@ -809,12 +849,17 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         t0 = time.time()
         say(f"eval: {name} ({folder})")
         if name == sft_name and ref is not None:
-            model, tok = ref, ref_tok
+            model, tok, fmt = ref, ref_tok, ref_fmt
         else:
             model, tok = load_policy(folder)
             model.to(dev)
-        answers[name] = generate(model, tok, prompts, cfg.max_new_tokens, cfg.temperature,
-                                 cfg.batch_size, cfg.seed)
+            fmt = J.model_format(tok, folder, cfg, eval_prompts_path)
+        # The prompts as this model reads them (its chat template or plain format), fitted to its context.
+        inputs = J.prompt_inputs(fmt, tok, recs, max(1, _max_len(model, 10**9) - cfg.max_new_tokens))
+        answers[name], ended = generate(model, tok, inputs, cfg.max_new_tokens, cfg.temperature,
+                                        cfg.batch_size, cfg.seed, return_ended=True)
+        for k, v in J.answer_stats(answers[name], ended).items():
+            _set(metrics, f"{k}.{name}", v)
         if items:
             res = benchmark_scores(model, tok, items, cfg.batch_size)
             _set(metrics, f"tax.benchmark.{name}", float(np.mean([r["correct"] for r in res])))
@@ -826,15 +871,22 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         if texts:
             _set(metrics, f"tax.pretrain_nll.{name}", pretrain_nll(model, tok, texts))
         if ref is not None and name in kl_models:
-            kl = kl_to_reference(model, ref, tok, prompts, len(prompts), cfg.max_new_tokens, 1.0,
+            kl = kl_to_reference(model, ref, tok, inputs, len(inputs), cfg.max_new_tokens, 1.0,
                                  cfg.seed, cfg.batch_size)
             _set(metrics, f"kl.{name}", kl["per_response"])
             _set(metrics, f"kl_per_token.{name}", kl["per_token"])
+            _set(metrics, f"kl_k3.{name}", kl["per_response_k3"])
+            _set(metrics, f"kl_k3_per_token.{name}", kl["per_token_k3"])
+            if kl["per_response"] < 0:
+                log.warning("eval: kl.%s (k1) is %.4f < 0: an estimate from %d samples of a KL near 0; "
+                            "kl_k3.%s = %.4f is never negative", name, kl["per_response"], kl["n"], name,
+                            kl["per_response_k3"])
         if rm is not None:
-            _set(metrics, f"rm_score.{name}", float(rm_scores(rm, rm_tok, prompts, answers[name], cfg.batch_size).mean()))
+            _set(metrics, f"rm_score.{name}", float(rm_scores(rm, rm_tok, prompts, answers[name], cfg.batch_size,
+                                                              rm_fmt, messages).mean()))
         if cfg.best_of_n and rm is not None and name == sft_name:
             bon_texts, bon_scores = best_of_n_samples(model, rm, tok, prompts, cfg.best_of_n, cfg.max_new_tokens,
-                                                      1.0, cfg.batch_size, cfg.seed, rm_tok)
+                                                      1.0, cfg.batch_size, cfg.seed, rm_tok, inputs, rm_fmt, messages)
             answers[f"bon{cfg.best_of_n}"] = [t[j] for t, j in zip(bon_texts, bon_scores.argmax(1).tolist())]
             _set(metrics, "bon.n", int(cfg.best_of_n))
             _set(metrics, "bon.kl", best_of_n_kl(cfg.best_of_n))
@@ -883,28 +935,46 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         pair_list.append((f"bon{cfg.best_of_n}", sft_name))
     judge_name = None
     heldout = None
-    if world:
+    if world and kind in ("none", "world") and judge != "none":
         try:
             _train, heldout = world_labelers(world_seed)
             judge_name = "heldout_labelers"
         except Exception as e:  # no labelers module: fall back to the RM
             log.warning("eval: world labelers unavailable (%s)", e)
-    if judge_name is None and rm is not None:
+    judge_rm, judge_rm_tok, judge_rm_fmt = rm, rm_tok, rm_fmt
+    lm_judge = None
+    if kind == "rm":  # --judge RM_FOLDER: win rate by that reward model's scores
+        judge_rm, judge_rm_tok = load_reward_model(judge)
+        judge_rm.to(dev)
+        judge_rm_fmt = J.model_format(judge_rm_tok, judge, cfg, eval_prompts_path)
         judge_name = "reward_model"
+    elif kind == "lm":  # --judge LM_FOLDER: a causal LM reads both answers and picks one
+        jm, jtok = load_policy(judge)
+        jm.to(dev)
+        lm_judge = J.LMJudge(jm, jtok, J.model_format(jtok, judge, cfg), J.load_judge_template(cfg.judge_template),
+                             cfg.judge_choices, max(1, cfg.batch_size // 4))
+        judge_name = "lm_judge"
+    if judge_name is None and rm is not None and judge != "none":
+        judge_name = "reward_model"
+    if judge_name is None:
+        say(J.NO_JUDGE if judge != "none" else "eval: --judge none: no win rates; reporting length, empty-answer "
+                                                "rate, EOS rate and KL")
     meta["judge"] = judge_name
+    if judge_name is not None:
+        meta["judge_folder"] = judge if kind in ("rm", "lm") else (rm_folder if judge_name == "reward_model" else None)
     for a, b in pair_list:
         if a not in answers or b not in answers or a == b:
             continue
         key = f"{a}_vs_{b}"
         seed = _stable_seed(cfg.seed, a, b)
         if judge_name == "heldout_labelers":
-            judge = heldout_labeler_judge(heldout, seed)
+            pair_judge = heldout_labeler_judge(heldout, seed)
         elif judge_name == "reward_model":
-            judge = rm_judge(rm, rm_tok, cfg.batch_size)
+            pair_judge = rm_judge(judge_rm, judge_rm_tok, cfg.batch_size, judge_rm_fmt, conversations)
         else:
-            judge = None
-        if judge is not None:
-            wr = win_rate(prompts, answers[a], answers[b], judge, seed, cfg.bootstrap)
+            pair_judge = lm_judge  # None without a judge
+        if pair_judge is not None:
+            wr = win_rate(prompts, answers[a], answers[b], pair_judge, seed, cfg.bootstrap)
             _set(metrics, f"winrate.{key}", wr["winrate"])
             metrics[f"winrate_ci95.{key}"] = wr["ci95"]
         if world:
@@ -927,12 +997,13 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
 
 def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val=None,
         reference: str | None = None, rm: str | None = None, pairs=None, world_seed: int = 0,
-        device: str = "auto", heldout_rankings: str | None = None) -> dict:
+        device: str = "auto", heldout_rankings: str | None = None, judge: str | None = None) -> dict:
     """``instructrl eval``: evaluate ``models``; write ``out/eval.json`` (the flat metrics, returned)
     and ``out/samples.json`` (sample answers per model, the judge used, timings).
 
     ``reference`` is the KL reference (the SFT folder): the model whose folder it is, or else a
-    new entry named ``sft`` (``reference`` if that name is taken). Returns the flat metrics.
+    new entry named ``sft`` (``reference`` if that name is taken). ``judge``: see
+    :mod:`instructrl.evaluate_judges`. Returns the flat metrics.
     """
     models = dict(models)
     sft_name = None
@@ -948,7 +1019,7 @@ def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val
         sft_name = "sft"
     metrics, samples = evaluate_models(models, sft_name, prompts, benchmarks, pretrain_val, cfg, rm_folder=rm,
                                        world_seed=world_seed, pairs=pairs, device=device,
-                                       heldout_rankings_path=heldout_rankings)
+                                       heldout_rankings_path=heldout_rankings, judge=judge)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -105,13 +105,13 @@ def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> P
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        gen = getattr(model, "generation_config", None)
+        if gen is not None and tokenizer is not None:  # before saving: generation_config.json gets them
+            gen.pad_token_id = tokenizer.pad_token_id
+            gen.eos_token_id = tokenizer.eos_token_id
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        gen = getattr(model, "generation_config", None)
-        if gen is not None and tokenizer is not None:
-            gen.pad_token_id = tokenizer.pad_token_id
-            gen.eos_token_id = tokenizer.eos_token_id
         write_extra_files(tmp, extra)
         _fsync_tree(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; a model folder should be readable like any other
@@ -193,10 +193,19 @@ def check_model_folder(path, kind: str = "any") -> dict:
     return cfg
 
 
+#: Files one of which a folder's tokenizer needs (fast, SentencePiece, BPE vocab, WordPiece, tiktoken).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tokenizer.tiktoken",
+                   "tiktoken.model", "sentencepiece.bpe.model")
+
+
 def load_tokenizer(path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     p = Path(path)
+    if p.is_dir() and not any((p / f).exists() for f in TOKENIZER_FILES) and not trust_remote_code:
+        raise ModelFolderError(
+            f"{p}: no tokenizer files (none of {', '.join(TOKENIZER_FILES[:5])}, ...); save the model's tokenizer "
+            f"into the folder (tokenizer.save_pretrained('{p}'))")
     try:
         tok = AutoTokenizer.from_pretrained(p, trust_remote_code=trust_remote_code)
     except Exception as e:  # missing/corrupt tokenizer files

@@ -49,6 +49,7 @@ sequence-classification folder), ``config.yaml``, ``log.csv``, ``metrics.json`` 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -64,6 +65,7 @@ import torch
 
 from instructrl import distributed, lora
 from instructrl.config import PPOConfig, save_config, to_dict
+from instructrl.data import render
 from instructrl.data.readers import read_pretrain_texts, read_prompts
 from instructrl.data.stream import random_windows, repeat_to_fit, token_stream
 from instructrl.errors import ConfigError, InstructRLError, ModelFolderError
@@ -122,6 +124,8 @@ LOG_COLUMNS = [
 
 #: Stop after this many consecutive skipped steps / batches (non-finite loss, grad or scores).
 MAX_CONSECUTIVE_BAD = 5
+#: A few rollouts per update, one JSON line each: update, prompt, response, score, kl, ended.
+SAMPLES_FILE = "samples.jsonl"
 
 ScoreFn = Callable[[list, list], torch.Tensor]
 
@@ -131,18 +135,24 @@ ScoreFn = Callable[[list, list], torch.Tensor]
 # ---------------------------------------------------------------------------------------------
 
 
-def load_prompt_texts(path, tokenizer, max_prompt_len: int) -> list[str]:
-    """Prompt strings of a prompts file; prompts that do not fit the context are skipped (logged)."""
+def load_prompt_texts(path, tokenizer, max_prompt_len: int, fmt=None) -> tuple[list[str], list[list[int]]]:
+    """(prompt strings, their rendered token ids) of a prompts file, rendered by `fmt`
+    (instructrl.data.render; default: as written); prompts that do not fit the context are skipped (logged).
+    The strings (the prompt as the file gives it, or a chat prompt's plain rendering) go to
+    `score_fn` / `gold_fn` and samples.jsonl; the ids are what the policy reads."""
     prompts = read_prompts(path)
-    keep, too_long, empty = [], [], []
+    fmt = fmt or render.legacy_format(tokenizer, None)
+    keep, keep_ids, too_long, empty = [], [], [], []
     for p in prompts:
-        n = len(tokenizer(p.prompt, add_special_tokens=False)["input_ids"])
+        ids = render.prompt_ids(fmt, tokenizer, p.prompt, p.messages)
+        n = len(ids)
         if n == 0:
             empty.append(p)
         elif n > max_prompt_len:
             too_long.append((p, n))
         else:
             keep.append(p.prompt)
+            keep_ids.append(ids)
     if too_long:
         p, n = too_long[0]
         log.warning(
@@ -155,7 +165,7 @@ def load_prompt_texts(path, tokenizer, max_prompt_len: int) -> list[str]:
         raise InstructRLError(
             f"{path}: no usable prompt: every prompt is empty or longer than {max_prompt_len} tokens "
             f"(the model's context minus max_new_tokens); shorten the prompts or max_new_tokens")
-    return keep
+    return keep, keep_ids
 
 
 class PromptOrder:
@@ -233,11 +243,14 @@ class Rollout:
 @torch.no_grad()
 def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, prompts: list[str],
                     cfg: PPOConfig, generator: torch.Generator | None = None,
-                    score_fn: ScoreFn | None = None) -> Rollout:
-    """Steps 2-3 of an update: sample responses and evaluate them (no gradient)."""
+                    score_fn: ScoreFn | None = None, prompt_tokens: list[list[int]] | None = None) -> Rollout:
+    """Steps 2-3 of an update: sample responses and evaluate them (no gradient).
+
+    `prompt_tokens`: the prompts as the policy reads them (rendered token ids); default: `prompts`
+    tokenized as written. `prompts` are what `score_fn` sees."""
     device = next(policy.parameters()).device
     t0 = time.time()
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, None, device)
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompt_tokens or prompts, None, device)
     s = sample(policy, prompt_ids, prompt_mask, cfg.max_new_tokens, tokenizer.eos_token_id,
                tokenizer.pad_token_id, cfg.temperature, generator)
     responses = decode_responses(tokenizer, s)
@@ -313,6 +326,21 @@ def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
         loss = loss + cfg.ptx_coef * nll
         stats["ptx_loss"] = nll.detach()
     return loss, stats
+
+
+def write_samples(fh, ro: Rollout, update: int, n: int) -> None:
+    """The first `n` episodes of an update as JSON lines (RM score, KL to the reference in nats)."""
+    kl = (ro.logprobs - ro.ref_logprobs).masked_fill(~ro.response_mask, 0).sum(1)
+    for i in range(min(n, len(ro.prompts))):
+        fh.write(json.dumps({"update": update, "prompt": ro.prompts[i], "response": ro.responses[i],
+                             "score": _finite(ro.scores_raw[i]), "kl": _finite(kl[i]), "ended": bool(ro.ended[i])},
+                            ensure_ascii=False) + "\n")
+    fh.flush()
+
+
+def _finite(t) -> float | None:
+    v = float(t)
+    return round(v, 6) if math.isfinite(v) else None
 
 
 def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
@@ -432,6 +460,13 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             f"{reward}: the reward model's tokenizer differs from the policy's ({policy}); the RM and "
             f"the value model must read the policy's tokens (train the RM from the SFT folder)")
     rm_model = None if score_fn is not None or use_lora else load_reward_model(reward)[0]
+    # How prompts read to the policy: as SFT rendered them (its prompt_format.json); a run asked to
+    # render otherwise, or a reward model trained on other renderings, is an error.
+    fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, policy, [prompts, ptx_data])
+    render.check_matches(fmt, policy, "the policy (SFT model)")
+    render.check_matches(fmt, reward, "the reward model")
+    cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
+    use_cache = [policy_model.config.use_cache, value_model.config.use_cache]  # restored before saving
     for m in (policy_model, ref_model, value_model, rm_model):
         if m is None:
             continue
@@ -452,7 +487,8 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     max_prompt_len = (n_ctx - cfg.max_new_tokens) if n_ctx else 10**9
     if max_prompt_len <= 0:
         raise ConfigError(f"max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the context ({n_ctx})")
-    prompt_texts = load_prompt_texts(prompts, tok, max_prompt_len)
+    prompt_texts, prompt_tokens = load_prompt_texts(prompts, tok, max_prompt_len, fmt)
+    render.announce("ppo", fmt, tok, read_prompts(prompts)[0])
 
     ptx_stream, ptx_len = None, cfg.ptx_seq_len
     if cfg.ptx_coef > 0:
@@ -481,6 +517,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     # Resume: the full training state of the last checkpoint; log rows after it are dropped.
     ckpt_dir = out / "checkpoint"
     log_path = out / "log.csv"
+    samples_path = out / SAMPLES_FILE
     if resume:
         st = torch.load(ckpt_dir / "state.pt", weights_only=False)
         policy_model.load_state_dict(st["policy"])
@@ -504,9 +541,13 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         if log_path.exists():  # rows logged after the checkpoint are redone
             with open(log_path, newline="") as fh:
                 kept = [r for r in csv.DictReader(fh) if int(r["update"]) <= update]
+        kept_samples = []
+        if samples_path.exists():  # so are their samples
+            kept_samples = [line for line in samples_path.read_text(encoding="utf-8").splitlines()
+                            if line.strip() and json.loads(line)["update"] <= update]
         log.info("resumed from %s at update %d (%d episodes)", ckpt_dir, update, episodes)
     else:
-        kept = []
+        kept, kept_samples = [], []
     # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only). On resume the kept
     # rows are logged again into a fresh tensorboard/, which then holds exactly the rows of log.csv.
     shutil.rmtree(out / "tensorboard", ignore_errors=True)
@@ -514,6 +555,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                            step_field="update")
     for r in kept:
         logger.log(**r)
+    samples_fh = open(samples_path, "w", encoding="utf-8")
+    samples_fh.writelines(line + "\n" for line in kept_samples)
+    samples_fh.flush()
     save_config(cfg, out)
     run_info = {"stage": "ppo", "fingerprint": fingerprint, "inputs": {k: v for k, v in inputs.items()}}
     write_json(out / RUN_FILE, run_info)
@@ -534,21 +578,24 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     bar.update(update)
     policy_params = list(policy_model.parameters())
     value_params = list(value_model.parameters())
+    warmup = round(cfg.warmup_fraction * n_updates) if cfg.warmup_fraction > 0 else cfg.warmup_updates
     while update < n_updates:
         t0 = time.time()
-        # Warmup: linear from lr/10 to lr over the first `warmup_updates` updates, then constant.
-        frac = min(1.0, (update + 1) / cfg.warmup_updates) if cfg.warmup_updates > 0 else 1.0
+        # Warmup: linear from lr/10 to lr over the first `warmup` updates (warmup_updates, or
+        # warmup_fraction of the run), then constant.
+        frac = min(1.0, (update + 1) / warmup) if warmup > 0 else 1.0
         lr_scale = 0.1 + 0.9 * frac
         set_lr(opt_policy, cfg.lr * lr_scale)
         set_lr(opt_value, cfg.value_lr * lr_scale)
 
         # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
         #    Distributed: batch_size prompts per process, each its own share of the global batch.
-        batch_prompts = dist.shard([prompt_texts[i] for i in order.next(cfg.batch_size * dist.world_size)])[0]
+        batch_idx = dist.shard(order.next(cfg.batch_size * dist.world_size))[0]
+        batch_prompts = [prompt_texts[i] for i in batch_idx]
 
         # 2-3. Rollout and evaluation (no grad): old log-probs, reference, values, scores.
         ro = collect_rollout(policy_model, ref_model, value_model, rm_model, tok, batch_prompts, cfg,
-                             gens["sample"], score_fn)
+                             gens["sample"], score_fn, [prompt_tokens[i] for i in batch_idx])
         n_bad = int((~ro.valid).sum())
         episodes += cfg.batch_size
         update += 1
@@ -649,15 +696,19 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                     for n, p in policy_model.named_parameters():
                         ema[n].mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
 
-        # 8. Log the update (CSV, trackers such as TensorBoard, progress bar).
+        # 8. Log the update (CSV, trackers such as TensorBoard, progress bar), and a few of its
+        #    rollouts to samples.jsonl: what the policy says as it trains.
         now = time.time()
         row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
                    time_train=now - t_train, time_total=now - t0)
         row = dist.mean_dict(row)  # every logged number is the mean over processes
         logger.log(**row)  # and to the trackers (tags ppo/<column>, at this update)
         last_row = row
+        if dist.is_main and cfg.samples_per_update > 0:
+            write_samples(samples_fh, ro, update, cfg.samples_per_update)
         bar.update(1)
-        bar.set_postfix(score=_fmt(row.get("score")), kl=_fmt(row.get("kl")))
+        bar.set_postfix(lr=f"{row['lr']:.2e}", score=_fmt(row.get("score")), kl=_fmt(row.get("kl")),
+                        tok_s=_fmt(float(ro.response_mask.sum()) / max(now - t0, 1e-9)))
 
         if cfg.save_every and (update % cfg.save_every == 0 or update == n_updates) and bad_streak == 0:
             _save_checkpoint(ckpt_dir, checkpoint_state())
@@ -671,6 +722,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             break
     bar.close()
     logger.close()
+    samples_fh.close()
 
     # 9. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
     # in `out/value_model/`, with config, log, metrics and the resume checkpoint, in one rename.
@@ -684,12 +736,16 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
     stage = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
-    lora.save(policy_model, tok, stage, cfg.lora_merge)
-    lora.save(value_model, tok, stage / "value_model", cfg.lora_merge)
+    for m, cached in zip((policy_model, value_model), use_cache):  # saved for generation: the KV cache back on
+        lora.unwrap(m).config.use_cache = cached
+    record = {render.RECORD_FILE: fmt.record(tok, prompt_texts[0] if fmt.raw else read_prompts(prompts)[0])}
+    lora.save(policy_model, tok, stage, cfg.lora_merge, extra=record)
+    lora.save(value_model, tok, stage / "value_model", cfg.lora_merge, extra=record)
     save_config(cfg, stage)
     write_json(stage / "metrics.json", metrics)
     write_json(stage / RUN_FILE, run_info)
     shutil.copy2(log_path, stage / "log.csv")
+    shutil.copy2(samples_path, stage / SAMPLES_FILE)
     for name in ("checkpoint", "tensorboard", "wandb", "mlruns"):
         if (out / name).exists():  # hard links (a copy where links fail): `out` stays resumable until the swap
             shutil.copytree(out / name, stage / name, symlinks=True, copy_function=_link_or_copy)

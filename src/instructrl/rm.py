@@ -26,6 +26,7 @@ Where we depart from it (or fill a gap):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import shutil
@@ -34,6 +35,7 @@ from pathlib import Path
 import torch
 
 from instructrl import distributed, lora, losses
+from instructrl.data import render
 from instructrl.data.collate import encode_demonstration, encode_ranking, pad_right
 from instructrl.data.readers import read_demonstrations, read_rankings
 from instructrl.errors import DataError
@@ -92,14 +94,15 @@ def read_rankings_for_training(path):
         raise
 
 
-def encode_rankings(tokenizer, rankings, max_len: int, truncation: str) -> list[dict]:
-    """Tokenize every ranking once: `{"seqs": K token lists (prompt + response + EOS), "rank": K ranks}`.
+def encode_rankings(tokenizer, rankings, max_len: int, truncation: str, fmt=None) -> list[dict]:
+    """Tokenize every ranking once: `{"seqs": K token lists (prompt + response + EOS), "rank": K ranks}`,
+    rendered by `fmt` (instructrl.data.render).
 
     Raises the reader's DataError (file, line, field) for a too-long sequence, before training.
     """
     out = []
     for r in rankings:
-        enc = encode_ranking(tokenizer, r, max_len, truncation)
+        enc = encode_ranking(tokenizer, r, max_len, truncation, fmt)
         out.append({"seqs": [e["input_ids"] for e in enc], "rank": r.ranks()})
     return out
 
@@ -147,21 +150,20 @@ def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int =
 
 
 def score_texts(model, tokenizer, prompts: list[str], responses: list[str], max_len: int | None = None,
-                batch_size: int = 64) -> torch.Tensor:
-    """RM score of each (prompt, response) text pair: the score at the EOS of prompt + response + EOS.
+                batch_size: int = 64, fmt=None, messages: list | None = None) -> torch.Tensor:
+    """RM score of each (prompt, response) pair of generated text, rendered by `fmt`
+    (render.sequence_ids; default: as written): the score at the EOS of prompt + response + EOS.
+    `messages[i]`: the conversation of prompt i when it was a chat record (else None).
 
     For generated text: an empty response is allowed (it scores the prompt + EOS), and a pair too
-    long for the model keeps the end of its prompt.
+    long for the model keeps the end of its prompt (never cutting into a template's header).
     """
     if max_len is None:
         cfg = model.config
         max_len = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 10**9
-    seqs = []
-    for p, r in zip(prompts, responses):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(r, add_special_tokens=False)["input_ids"][: max_len - 2]
-        keep = max(1, max_len - len(r_ids) - 1)
-        seqs.append(p_ids[-keep:] + r_ids + [tokenizer.eos_token_id])
+    fmt = fmt or render.legacy_format(tokenizer, None)
+    messages = messages or [None] * len(prompts)
+    seqs = [render.sequence_ids(fmt, tokenizer, p, r, m, max_len) for p, r, m in zip(prompts, responses, messages)]
     return score_sequences(model, seqs, tokenizer.pad_token_id, batch_size)
 
 
@@ -258,16 +260,22 @@ def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | 
     rm.to(dev).train()
     cfg = fit_max_len(cfg, rm)  # a record longer than the context: DataError (file, line) or truncation
     pad = tok.pad_token_id
+    # How prompts read to the model: as the SFT model was trained (its prompt_format.json) unless asked
+    # otherwise, which is an error when it differs from that record. Saved with the RM for PPO.
+    files = [data] if isinstance(data, (str, Path)) else list(data)
+    fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, model, files + [demonstrations, heldout_data])
+    render.check_matches(fmt, model, "the model")
+    cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
 
     # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
-    rankings = [r for path in ([data] if isinstance(data, (str, Path)) else data)
-                for r in read_rankings_for_training(path)]
-    encoded = encode_rankings(tok, rankings, cfg.max_len, cfg.truncation)
+    rankings = [r for path in files for r in read_rankings_for_training(path)]
+    render.announce("rm", fmt, tok, rankings[0])
+    encoded = encode_rankings(tok, rankings, cfg.max_len, cfg.truncation, fmt)
     demo_seqs = []
     if demonstrations:
-        demo_seqs = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation)["input_ids"]
+        demo_seqs = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation, fmt)["input_ids"]
                      for d in read_demonstrations(demonstrations)]
-    heldout = (encode_rankings(tok, read_rankings_for_training(heldout_data), cfg.max_len, cfg.truncation)
+    heldout = (encode_rankings(tok, read_rankings_for_training(heldout_data), cfg.max_len, cfg.truncation, fmt)
                if heldout_data else [])
 
     # 3. Hold out whole prompts for validation (seeded).
@@ -349,7 +357,7 @@ def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | 
                     epoch_stats.append(row)
                 logger.log(**row)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+                bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}", lr=f"{lr:.2e}")
                 # 4e. Checkpoint the full state (atomically), only after a good step.
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps and good:
                     save_checkpoint(ckpt_dir, {
@@ -410,7 +418,9 @@ def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | 
         if verbose:
             print(summary(metrics))
         rm.to("cpu")
-        lora.save(rm, tok, out, cfg.lora_merge, extra=run_files(stage, cfg, "rm", fingerprint, inputs, metrics))
+        extra = run_files(stage, cfg, "rm", fingerprint, inputs, metrics)
+        extra[render.RECORD_FILE] = fmt.record(tok, rankings[0])
+        lora.save(rm, tok, out, cfg.lora_merge, extra=extra)
         remove_checkpoint(ckpt_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

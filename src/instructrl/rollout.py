@@ -45,13 +45,15 @@ class Samples:
         return torch.cat([self.prompt_mask, self.response_mask], dim=1)
 
 
-def encode_prompts(tokenizer, prompts: list[str], max_prompt_len: int | None = None, device="cpu"):
+def encode_prompts(tokenizer, prompts: list, max_prompt_len: int | None = None, device="cpu"):
     """Tokenize prompts and LEFT pad them: (ids (B,P) long, mask (B,P) bool).
 
-    A prompt longer than `max_prompt_len` keeps its last tokens (the end of a prompt, where the
-    question and the "A:" cue are, matters most); callers that must refuse instead check first.
+    A prompt is a text, tokenized as it is, or a list of token ids (a prompt rendered and fitted
+    by instructrl.data.render, which never cuts into a chat template's header). A prompt longer
+    than `max_prompt_len` keeps its last tokens (the end of a prompt, where the question and the
+    "A:" cue are, matters most); callers that must refuse instead check first.
     """
-    seqs = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    seqs = [list(p) if not isinstance(p, str) else tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if max_prompt_len is not None:
         seqs = [s[-max_prompt_len:] for s in seqs]
     P = max(len(s) for s in seqs)
@@ -151,19 +153,26 @@ def decode_responses(tokenizer, samples: Samples) -> list[str]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 1.0,
-             batch_size: int = 64, seed: int = 0, max_prompt_len: int | None = None, progress=None) -> list[str]:
-    """Sample one response per prompt (texts, EOS stripped). Deterministic for a given seed."""
+def generate(model, tokenizer, prompts: list, max_new_tokens: int = 48, temperature: float = 1.0,
+             batch_size: int = 64, seed: int = 0, max_prompt_len: int | None = None, progress=None,
+             return_ended: bool = False):
+    """Sample one response per prompt (texts, EOS stripped). Deterministic for a given seed.
+
+    `prompts`: texts, or token-id lists (rendered by instructrl.data.render). `return_ended`:
+    also return, per response, whether it ended with EOS (else it hit max_new_tokens).
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
     texts: list[str] = []
+    ended: list[bool] = []
     for i in range(0, len(prompts), batch_size):
         ids, mask = encode_prompts(tokenizer, prompts[i:i + batch_size], max_prompt_len, device)
         s = sample(model, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, temperature, g)
         texts.extend(decode_responses(tokenizer, s))
+        ended.extend(s.ended.tolist())
         if progress is not None:
             progress(len(texts))
     model.train(was_training)
-    return texts
+    return (texts, ended) if return_ended else texts

@@ -32,12 +32,14 @@ Where we depart from it (or fill a gap):
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 
 import torch
 
 from instructrl import distributed, lora, losses
+from instructrl.data import render
 from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
 from instructrl.data.stream import token_stream
@@ -175,11 +177,11 @@ def ptx_batch(windows: torch.Tensor, n: int, gen: torch.Generator, pad_id: int) 
             "doc_ids": torch.zeros_like(ids)}
 
 
-def generation_prompt(tokenizer, demo) -> str:
-    """The text a policy is prompted with for a demonstration (its chat template when it has one)."""
-    if demo.messages is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(demo.messages[:-1], tokenize=False, add_generation_prompt=True)
-    return demo.prompt
+def generation_prompt(tokenizer, demo, fmt=None) -> str:
+    """The text a policy is prompted with for a demonstration (render.prompt_text in `fmt`; default:
+    its chat template for a chat record when the tokenizer has one, else the prompt as written)."""
+    conv = demo.messages[:-1] if demo.messages is not None else None
+    return render.prompt_text(fmt or render.legacy_format(tokenizer, conv), tokenizer, demo.prompt, conv)
 
 
 @torch.no_grad()
@@ -245,21 +247,28 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     policy = lora.prepare(policy, cfg, model)  # gradient checkpointing, LoRA adapters (if configured)
     policy.to(dev).train()
     cfg = fit_max_len(cfg, policy)  # a record longer than the context: DataError (file, line) or truncation
+    # How prompts read to the model (chat template or plain format): resolved once, used for every
+    # record, saved in config.yaml and prompt_format.json for the stages after this one.
+    fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, model, [data, val_data])
+    cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
 
     # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
     demos = read_demonstrations(data)
-    examples = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation) for d in demos]
+    render.announce("sft", fmt, tok, demos[0])
+    examples = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation, fmt) for d in demos]
     val_demos = read_demonstrations(val_data) if val_data else []
-    val_examples = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation) for d in val_demos]
+    val_examples = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation, fmt) for d in val_demos]
     windows = None
     if cfg.ptx_fraction > 0:
         windows = ptx_windows(tok, read_pretrain_texts(ptx_data), cfg.max_len)
         n_ptx = max(1, round(cfg.batch_size * cfg.ptx_fraction / (1.0 - cfg.ptx_fraction)))
     reward_model = None
     if cfg.select_by == "rm":
+        render.check_matches(fmt, cfg.rm_dir, "the reward model")
         reward_model, rm_tok = load_reward_model(cfg.rm_dir)
         reward_model.to(dev)
-        val_prompts = [generation_prompt(tok, d) for d in val_demos]
+        val_prompts = [generation_prompt(tok, d, fmt) for d in val_demos]
+        val_convs = [d.messages[:-1] if d.messages is not None else None for d in val_demos]
 
     # 3. Plan every epoch up front (shuffle, then pack or not), so the cosine schedule knows its length.
     order_rng = random.Random(cfg.seed)
@@ -311,7 +320,8 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
             if reward_model is not None:
                 responses = generate(policy, tok, val_prompts, cfg.max_new_tokens, temperature=1.0,
                                      batch_size=2 * cfg.batch_size, seed=cfg.seed)
-                row["val_rm_score"] = float(score_texts(reward_model, rm_tok, val_prompts, responses).mean())
+                row["val_rm_score"] = float(score_texts(reward_model, rm_tok, [d.prompt for d in val_demos], responses,
+                                                        fmt=fmt, messages=val_convs).mean())
             key = row.get("val_rm_score") if reward_model is not None else (
                 -row["val_loss"] if "val_loss" in row else None)
             if key is not None and (best["value"] is None or key > best["value"]):
@@ -374,7 +384,7 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
                     last["ptx_loss"] = ptx_sum
                 logger.log(**last)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}")
+                bar.set_postfix(epoch=epoch, loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}", tok_s=f"{last['tokens_per_s']:.0f}")
                 # 4e. Evaluate every `eval_every` steps (or at the end of each epoch, below).
                 if val_examples and eval_every and step % eval_every == 0 and step != total_steps:
                     evaluate(step, epoch)
@@ -426,7 +436,9 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
         print(f"sft: {total_steps} steps in {metrics['time_s']:.1f}s, train_loss {metrics['train_loss']:.4f}, "
               f"val_loss {val_txt}; {sel}")
         policy.to("cpu")
-        lora.save(policy, tok, out, cfg.lora_merge, extra=run_files(stage, cfg, "sft", fingerprint, inputs, metrics))
+        extra = run_files(stage, cfg, "sft", fingerprint, inputs, metrics)
+        extra[render.RECORD_FILE] = fmt.record(tok, demos[0])
+        lora.save(policy, tok, out, cfg.lora_merge, extra=extra)
         remove_checkpoint(ckpt_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

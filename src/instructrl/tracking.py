@@ -1,7 +1,9 @@
 """Experiment trackers: where a stage's metrics go besides its `log.csv` (`report_to` in each config).
 
-* ``tensorboard`` (the default): event files in ``<run_dir>/tensorboard/``. Needs the
-  ``tensorboard`` package; without it a warning is logged once and the run goes on.
+* ``auto`` (the default): ``tensorboard`` when the package is installed, else nothing (and no
+  warning: a plain install has no TensorBoard, and log.csv holds every number anyway).
+* ``tensorboard``: event files in ``<run_dir>/tensorboard/``. Needs the ``tensorboard``
+  package; asked for explicitly without it, a warning is logged once and the run goes on.
 * ``wandb``: Weights & Biases. Needs ``pip install wandb`` (asking for it without is an error).
   ``WANDB_MODE`` is respected; when it is unset the run is ``offline`` unless ``WANDB_API_KEY`` is
   set (no login prompt, no network needed; ``wandb sync <run_dir>/wandb/offline-run-*`` uploads it).
@@ -26,7 +28,7 @@ from instructrl.errors import InstructRLError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("tensorboard", "wandb", "mlflow", "none")
+BACKENDS = ("auto", "tensorboard", "wandb", "mlflow", "none")
 _warned: set[str] = set()  # tensorboard-missing is warned once per process
 
 
@@ -166,6 +168,14 @@ def require_trackers(kind_list) -> None:
                 raise _missing(k) from None
 
 
+def _installed(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
 def make_trackers(kind_list, run_dir, config_dict: dict | None = None, run_name: str = "",
                   prefix: str = "") -> Trackers:
     """The trackers named in `kind_list` (see the module docstring), writing under `run_dir`.
@@ -179,6 +189,8 @@ def make_trackers(kind_list, run_dir, config_dict: dict | None = None, run_name:
     kinds = []
     for k in kind_list or []:
         k = str(k).strip().lower()
+        if k == "auto":
+            k = "tensorboard" if _installed("tensorboard") else "none"
         if k != "none" and k not in kinds:
             kinds.append(k)
     run_dir = Path(run_dir)

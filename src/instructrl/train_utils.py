@@ -14,7 +14,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -173,12 +172,10 @@ def write_json(path, obj) -> None:
 
 
 def progress(total: int, desc: str, unit: str = "step", disable: bool | None = None):
-    """A tqdm bar on stderr; hidden when stderr is not a terminal (logs stay clean) unless asked."""
-    from tqdm.auto import tqdm
+    """A tqdm bar on a terminal, periodic one-line logs when stderr is not one (feedback.progress)."""
+    from instructrl.feedback import progress as _progress
 
-    if disable is None:
-        disable = not sys.stderr.isatty() and not os.environ.get("INSTRUCTRL_PROGRESS")
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=disable, leave=False)
+    return _progress(total, desc, unit, disable)
 
 
 class Timer:

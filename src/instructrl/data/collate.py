@@ -5,10 +5,11 @@ The one rule (docs/architecture.md, "Text format"): a training sequence is
 and the EOS. Text is tokenized with ``tokenizer(text, add_special_tokens=False)`` so that nothing
 is added behind our back; prompt and response are tokenized separately so the boundary is exact.
 
-When a demonstration (or ranking) carries chat ``messages`` and the tokenizer has a
-``chat_template``, the prompt is rendered by
-``apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)`` and the response
-is the last message's content; otherwise the plain rendering made by the readers is used.
+The text of a prompt and of a response is :mod:`instructrl.data.render`'s: the stages pass the
+``fmt`` (a :class:`~instructrl.data.render.PromptFormat`) they resolved once; without one, a chat
+record uses the tokenizer's chat template when it has one and anything else is used as written.
+With a chat template the response ends with the template's end-of-turn text, and the EOS is not
+doubled when that text is the EOS token.
 
 Masks: True = a real token that counts. Right padding for training (SFT, RM), left padding for
 generation (prompts).
@@ -21,6 +22,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from instructrl.data import render
 from instructrl.data.readers import Demonstration, Prompt, Ranking
 from instructrl.errors import ConfigError, DataError, ModelFolderError
 
@@ -60,82 +62,80 @@ def _check_mode(truncation: str) -> None:
         raise ConfigError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
 
 
-def _render_chat(tokenizer, messages: list) -> tuple[str, str] | None:
-    """(prompt text, response text) through the tokenizer's chat template, or None if it has none."""
-    if not messages or not getattr(tokenizer, "chat_template", None):
-        return None
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    return prompt, messages[-1]["content"]
-
-
-def _fit(prompt_ids: list[int], response_ids: list[int], max_len: int, truncation: str,
-         path, line) -> list[int]:
-    """Return the (possibly left-truncated) prompt ids so that prompt + response + eos <= max_len."""
-    total = len(prompt_ids) + len(response_ids) + 1
+def _fit(fmt, tokenizer, prompt: str, messages, prompt_ids: list[int], response_ids: list[int], max_len: int,
+         truncation: str, path, line) -> list[int]:
+    """The prompt ids, shortened (render.fit_prompt: never into a template's header) so that
+    prompt + response (which ends with the EOS) <= max_len."""
+    total = len(prompt_ids) + len(response_ids)
     if total <= max_len:
         return prompt_ids
     if truncation == "error":
         raise DataError(
             path, line, None,
-            f"sequence of {total} tokens (prompt {len(prompt_ids)} + response {len(response_ids)} + EOS) "
+            f"sequence of {total} tokens (prompt {len(prompt_ids)} + response {len(response_ids) - 1} + EOS) "
             f"is longer than max_len={max_len}; raise max_len, shorten the record, or set "
             "truncation='truncate_prompt_left'",
         )
-    keep = max_len - len(response_ids) - 1
+    keep = max_len - len(response_ids)
     if keep < 1:
         raise DataError(
             path, line, "response",
-            f"the response alone ({len(response_ids)} tokens + EOS) leaves no room for the prompt "
+            f"the response alone ({len(response_ids) - 1} tokens + EOS) leaves no room for the prompt "
             f"in max_len={max_len}",
         )
-    log.warning(
-        "%s: prompt truncated from the left, %d -> %d tokens (max_len=%d)",
-        f"{path}:{line}" if path is not None else "<data>", len(prompt_ids), keep, max_len,
-    )
-    return prompt_ids[len(prompt_ids) - keep:]
+    if fmt.raw:  # the prompt exactly as written: keep its end
+        log.warning(
+            "%s: prompt truncated from the left, %d -> %d tokens (max_len=%d)",
+            f"{path}:{line}" if path is not None else "<data>", len(prompt_ids), keep, max_len,
+        )
+        return prompt_ids[len(prompt_ids) - keep:]
+    return render.fit_prompt(fmt, tokenizer, prompt, messages, keep, path, line)
 
 
 def encode_prompt_response(tokenizer, prompt: str, response: str, max_len: int,
                            truncation: str = "error", *, messages: list | None = None,
-                           path=None, line: int | None = None) -> dict:
-    """Tokenize one (prompt, response) pair.
+                           path=None, line: int | None = None, fmt=None) -> dict:
+    """Tokenize one (prompt, response) pair, rendered by ``fmt`` (:mod:`instructrl.data.render`).
 
     Returns ``{"input_ids": list[int], "loss_mask": list[bool]}`` for
-    ``tokens(prompt) + tokens(response) + [eos]``, with ``loss_mask`` True on the response tokens
-    and the EOS. If ``messages`` (the whole chat, last message = response) is given and the
-    tokenizer has a chat template, the template renders the prompt and the response is the last
-    message's content. ``path``/``line`` locate the record in error messages.
+    ``tokens(rendered prompt) + tokens(rendered response) + [eos]``, with ``loss_mask`` True on
+    the response tokens and the EOS. ``messages`` is the whole chat (last message = the response)
+    when the record was chat-formatted; its last message's content is then the response.
+    ``path``/``line`` locate the record in error messages.
     """
     _check_mode(truncation)
-    eos = _eos_id(tokenizer)
-    chat = _render_chat(tokenizer, messages) if messages is not None else None
-    if chat is not None:
-        prompt, response = chat
-    prompt_ids = _tokens(tokenizer, prompt)
-    response_ids = _tokens(tokenizer, response)
-    if not response_ids:
+    _eos_id(tokenizer)
+    conv = list(messages[:-1]) if messages is not None else None
+    if fmt is None:
+        fmt = render.legacy_format(tokenizer, conv)
+    if conv is not None and fmt.kind == "chat":
+        response = messages[-1]["content"]  # (`response` is the plain rendering's, with a leading space)
+    text = render.prompt_text(fmt, tokenizer, prompt, conv)
+    response_ids = render.response_ids(fmt, tokenizer, text, response, conv)
+    if not _tokens(tokenizer, response):
         raise DataError(path, line, "response", "tokenizes to zero tokens")
-    prompt_ids = _fit(prompt_ids, response_ids, max_len, truncation, path, line)
-    ids = prompt_ids + response_ids + [eos]
-    mask = [False] * len(prompt_ids) + [True] * (len(response_ids) + 1)
+    prompt_ids = _fit(fmt, tokenizer, prompt, conv, _tokens(tokenizer, text), response_ids, max_len, truncation,
+                      path, line)
+    ids = prompt_ids + response_ids
+    mask = [False] * len(prompt_ids) + [True] * len(response_ids)
     return {"input_ids": ids, "loss_mask": mask}
 
 
-def encode_demonstration(tokenizer, demo: Demonstration, max_len: int, truncation: str = "error") -> dict:
+def encode_demonstration(tokenizer, demo: Demonstration, max_len: int, truncation: str = "error", fmt=None) -> dict:
     """:func:`encode_prompt_response` for a :class:`Demonstration` (uses its chat messages if any)."""
     return encode_prompt_response(tokenizer, demo.prompt, demo.response, max_len, truncation,
-                                  messages=demo.messages, path=demo.source, line=demo.line)
+                                  messages=demo.messages, path=demo.source, line=demo.line, fmt=fmt)
 
 
-def encode_ranking(tokenizer, ranking: Ranking, max_len: int, truncation: str = "error") -> list[dict]:
+def encode_ranking(tokenizer, ranking: Ranking, max_len: int, truncation: str = "error", fmt=None) -> list[dict]:
     """Encode each of the K responses of a ranking with its prompt (K dicts, in ``responses`` order)."""
     out = []
     for resp in ranking.responses:
         messages = None
         if ranking.messages is not None:
-            messages = list(ranking.messages) + [{"role": "assistant", "content": resp.lstrip()}]
+            messages = list(ranking.messages) + [{"role": "assistant", "content": resp}]
         out.append(encode_prompt_response(tokenizer, ranking.prompt, resp, max_len, truncation,
-                                          messages=messages, path=ranking.source, line=ranking.line))
+                                          messages=messages, path=ranking.source, line=ranking.line, fmt=fmt))
     return out
 
 
@@ -224,24 +224,25 @@ def batch_encode_rankings(tokenizer, rankings: Sequence[Ranking], max_len: int,
 
 
 def batch_encode_prompts(tokenizer, prompts: Sequence[Prompt | str], max_len: int | None = None,
-                         truncation: str = "error", pad_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt batch for generation: ``(input_ids (B, T), attention_mask (B, T))``.
+                         truncation: str = "error", pad_id: int | None = None,
+                         fmt=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt batch for generation: ``(input_ids (B, T), attention_mask (B, T))``,
+    each prompt rendered by ``fmt`` (default: chat records through the chat template, the rest as written).
 
-    A prompt longer than ``max_len`` (if given) is a DataError, or is cut from the left with a
-    warning when ``truncation="truncate_prompt_left"``.
+    A prompt longer than ``max_len`` (if given) is a DataError, or is shortened with a warning
+    when ``truncation="truncate_prompt_left"`` (render.fit_prompt: never into a template's header).
     """
     _check_mode(truncation)
     seqs = []
     for p in prompts:
-        text, path, line = (p, None, None) if isinstance(p, str) else (p.prompt, p.source, p.line)
-        ids = _tokens(tokenizer, text)
+        text, msgs, path, line = (p, None, None, None) if isinstance(p, str) else (p.prompt, p.messages, p.source, p.line)
+        f = fmt or render.legacy_format(tokenizer, msgs)
+        ids = render.prompt_ids(f, tokenizer, text, msgs)
         if not ids:
             raise DataError(path, line, "prompt", "tokenizes to zero tokens")
         if max_len is not None and len(ids) > max_len:
             if truncation == "error":
                 raise DataError(path, line, "prompt", f"{len(ids)} tokens is longer than max_len={max_len}")
-            log.warning("%s: prompt truncated from the left, %d -> %d tokens",
-                        f"{path}:{line}" if path is not None else "<data>", len(ids), max_len)
-            ids = ids[len(ids) - max_len:]
+            ids = render.fit_prompt(f, tokenizer, text, msgs, max_len, path, line)
         seqs.append(ids)
     return pad_left(seqs, _pad_id(tokenizer, pad_id))

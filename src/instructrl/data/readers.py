@@ -5,12 +5,17 @@ File kinds (see DESIGN.md, "Files"):
 - **demonstrations** (SFT): JSONL lines ``{"prompt": str, "response": str}`` or chat
   ``{"messages": [{"role": ..., "content": ...}, ...]}`` whose last message is the assistant's.
 - **rankings** (RM): K-wise ``{"prompt", "responses": [...], "ranking": [best..worst]}`` with an
-  optional ``"labeler"``; pairwise ``{"prompt", "chosen", "rejected"}``; Anthropic HH-style
+  optional ``"labeler"`` (chat form: ``{"messages": [...], "responses", "ranking"}``, the
+  conversation before the responses); pairwise ``{"prompt", "chosen", "rejected"}``; Anthropic HH-style
   transcripts ``{"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}``; chat-message
   ``{"chosen": [messages], "rejected": [messages]}`` (optional ``"prompt"``); and the
   summarize-from-feedback style ``{"info": {"post", "title", ...}, "summaries": [{"text"}], "choice"}``.
   The kind is detected per line, so one file may mix them.
-- **prompts** (PPO, evaluation): ``{"prompt": str, ...}``; the other fields are kept in ``meta``.
+- **prompts** (PPO, evaluation): ``{"prompt": str, ...}`` or chat ``{"messages": [...], ...}``; the
+  other fields are kept in ``meta``.
+
+How a record becomes the text a model reads (chat template or plain format) is
+:mod:`instructrl.data.render`'s job, the same for every stage.
 - **pretraining text** (PPO-ptx, the alignment tax): ``{"text": str}`` JSONL or plain ``.txt``.
 
 ``.parquet`` files hold the same records as rows (read through pyarrow or ``datasets``, whichever
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -43,6 +49,7 @@ __all__ = [
     "parse_ranking",
     "parse_prompt",
     "render_messages_plain",
+    "hh_messages",
     "detect_kind",
     "describe",
     "write_jsonl",
@@ -152,6 +159,8 @@ class Ranking:
                 out.append(i)
                 seen.add(i)
         d: dict[str, Any] = {"prompt": self.prompt, "responses": list(self.responses), "ranking": out}
+        if self.messages is not None:
+            d["messages"] = self.messages
         if self.labeler is not None:
             d["labeler"] = self.labeler
         return d
@@ -159,14 +168,22 @@ class Ranking:
 
 @dataclass
 class Prompt:
-    """A prompt for rollouts or evaluation; every other field of the line is kept in ``meta``."""
+    """A prompt for rollouts or evaluation; every other field of the line is kept in ``meta``.
+
+    ``messages`` is the conversation to continue when the line was in chat form
+    (``{"messages": [...]}``, or ``{"prompt": [...]}``); ``prompt`` is then its plain rendering
+    (:func:`render_messages_plain`). :mod:`instructrl.data.render` renders either for a model.
+    """
 
     prompt: str
     meta: dict = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
     line: int | None = field(default=None, compare=False, repr=False)
+    messages: list | None = None
 
     def to_dict(self) -> dict:
+        if self.messages is not None:
+            return {"messages": self.messages, **self.meta}
         return {"prompt": self.prompt, **self.meta}
 
 
@@ -464,8 +481,29 @@ def _labeler(obj, path, line) -> str | None:
     return v
 
 
+def _conversation(obj, path, line) -> tuple[str, list | None]:
+    """(plain prompt, messages or None) of a record whose prompt is ``"prompt": str``, a chat
+    ``"messages": [...]`` or ``"prompt": [messages]``; with both ``prompt`` (a string) and
+    ``messages``, the prompt must be the messages' plain rendering (as `compare` writes it)."""
+    msgs = None
+    if "messages" in obj:
+        msgs = _messages(obj["messages"], path, line, "messages")
+    elif isinstance(obj.get("prompt"), list):
+        msgs = _messages(obj["prompt"], path, line, "prompt")
+    if msgs is None:
+        return _get_str(obj, "prompt", path, line), None
+    if msgs[-1]["role"] == "assistant":
+        raise DataError(path, line, "messages" if "messages" in obj else "prompt",
+                        "the conversation to answer must not end with an assistant message")
+    plain = render_messages_plain(msgs)
+    if isinstance(obj.get("prompt"), str) and "messages" in obj and obj["prompt"] != plain:
+        raise DataError(path, line, "prompt", "does not match 'messages' (give one of them, or the plain rendering "
+                                              "of the messages as `instructrl compare` writes it)")
+    return plain, msgs
+
+
 def _ranking_kwise(obj, path, line) -> Ranking:
-    prompt = _get_str(obj, "prompt", path, line)
+    prompt, msgs = _conversation(obj, path, line)
     responses = obj["responses"]
     if not isinstance(responses, list):
         raise DataError(path, line, "responses", f"expected a list of strings, got {_type_name(responses)}")
@@ -473,7 +511,7 @@ def _ranking_kwise(obj, path, line) -> Ranking:
     if "ranking" not in obj:
         raise DataError(path, line, "ranking", "missing field")
     flat, ties = _parse_ranking_order(obj["ranking"], len(responses), path, line)
-    return Ranking(prompt, list(responses), flat, _labeler(obj, path, line), ties, source=_src(path), line=line)
+    return Ranking(prompt, list(responses), flat, _labeler(obj, path, line), ties, msgs, source=_src(path), line=line)
 
 
 def _pair(obj, path, line, prompt, chosen, rejected, messages=None) -> Ranking:
@@ -503,7 +541,27 @@ def _ranking_hh(obj, path, line) -> Ranking:
             path, line, "rejected",
             "the conversation before the last '\\n\\nAssistant:' differs from 'chosen'; both must share the prompt",
         )
-    return _pair(obj, path, line, parts["chosen"][0], parts["chosen"][1], parts["rejected"][1])
+    return _pair(obj, path, line, parts["chosen"][0], parts["chosen"][1], parts["rejected"][1],
+                 messages=hh_messages(parts["chosen"][0]))
+
+
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+
+
+def hh_messages(transcript: str) -> list[dict] | None:
+    """The chat messages of an HH-style transcript prompt (``"\\n\\nHuman: ...\\n\\nAssistant:"``), for a
+    chat template; None when it is not a clean alternation of turns (it is then used as written)."""
+    parts = _HH_TURN.split(transcript)
+    if parts[0].strip() or len(parts) < 3:
+        return None
+    turns = [{"role": "user" if who == "Human" else "assistant", "content": text.strip()}
+             for who, text in zip(parts[1::2], parts[2::2])]
+    if turns[-1]["role"] != "assistant" or turns[-1]["content"]:  # ends with the empty "Assistant:" cue
+        return None
+    turns = turns[:-1]
+    if not turns or turns[0]["role"] != "user" or any(not t["content"] for t in turns):
+        return None
+    return turns
 
 
 def _ranking_chat(obj, path, line) -> Ranking:
@@ -592,7 +650,9 @@ def _ranking_tldr(obj, path, line) -> Ranking:
     ties = [rest] if len(rest) > 1 else None  # only the best is known; the others share a place
     worker = obj.get("worker", obj.get("labeler"))
     labeler = worker if isinstance(worker, str) else None
-    return Ranking(prompt, texts, [choice] + rest, labeler, ties, source=_src(path), line=line)
+    # messages: the post as one user message for a chat template; the plain rendering is `prompt` as written.
+    return Ranking(prompt, texts, [choice] + rest, labeler, ties, [{"role": "user", "content": prompt}],
+                   source=_src(path), line=line)
 
 
 def parse_ranking(obj, path=None, line: int | None = None) -> Ranking:
@@ -632,13 +692,16 @@ def read_rankings(path) -> list[Ranking]:
 
 def parse_prompt(obj, path=None, line: int | None = None) -> Prompt:
     obj = _require_object(obj, path, line)
-    prompt = _get_str(obj, "prompt", path, line)
-    meta = {k: v for k, v in obj.items() if k != "prompt"}
-    return Prompt(prompt, meta, source=_src(path), line=line)
+    if "prompt" not in obj and "messages" not in obj:
+        raise DataError(path, line, "prompt", "missing field (a prompt is {\"prompt\": str} or {\"messages\": [...]})")
+    prompt, msgs = _conversation(obj, path, line)
+    meta = {k: v for k, v in obj.items() if k not in ("prompt", "messages")}
+    return Prompt(prompt, meta, source=_src(path), line=line, messages=msgs)
 
 
 def read_prompts(path) -> list[Prompt]:
-    """Read a prompts file: ``{"prompt": str, ...}`` per line; other fields go to ``meta``."""
+    """Read a prompts file: ``{"prompt": str, ...}`` or chat ``{"messages": [...], ...}`` per line
+    (the conversation to answer: it must not end with an assistant message); other fields go to ``meta``."""
     return _read_all(path, parse_prompt)
 
 
@@ -691,6 +754,12 @@ def _kind_of(obj) -> str | None:
         return None
     if any(k in obj for k in ("responses", "chosen", "rejected", "summaries")):
         return "rankings"
+    if "messages" in obj and not ("prompt" in obj or "response" in obj):
+        msgs = obj["messages"]
+        last = msgs[-1] if isinstance(msgs, list) and msgs else None
+        if isinstance(last, dict) and last.get("role") not in (None, "assistant"):
+            return "prompts"  # a conversation to answer
+        return "demonstrations"
     if "messages" in obj or ("prompt" in obj and "response" in obj):
         return "demonstrations"
     if "prompt" in obj:
