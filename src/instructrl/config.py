@@ -215,6 +215,7 @@ class EvalConfig:
     batch_size: int = f(128, "Prompts generated together.")
     bootstrap: int = f(1000, "Bootstrap resamples for 95% intervals.")
     best_of_n: int = f(0, "Also evaluate best-of-n against the RM with this n (0: off).")
+    eval_t1: bool = f(True, "World prompts: also answer at T = 1, the paper's rollout temperature (winrate_t1.*, gold_t1.*, gold_delta_t1.*); a model with a KL reference reuses its KL samples.")
     n_benchmark: int = f(0, "Benchmark items to score (0: all).")
     prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
