@@ -316,7 +316,7 @@ def test_output_folder_guards(folders, tmp_path):
 
 
 def test_nonfinite_loss_steps_skipped_and_stop_keeps_last_good(folders, tmp_path, monkeypatch, caplog):
-    real = ppo.minibatch_loss
+    real = ppo.policy_minibatch_loss  # the loop's first loss of a step (then the value model's)
     calls = {"n": 0}
 
     def flaky(*a, **k):  # the first update's two steps are fine, every later loss is NaN
@@ -324,7 +324,7 @@ def test_nonfinite_loss_steps_skipped_and_stop_keeps_last_good(folders, tmp_path
         calls["n"] += 1
         return (loss if calls["n"] <= 2 else loss * float("nan")), stats
 
-    monkeypatch.setattr(ppo, "minibatch_loss", flaky)
+    monkeypatch.setattr(ppo, "policy_minibatch_loss", flaky)
     out = tmp_path / "o"
     with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
         m = ppo.run(_cfg(total_episodes=16 * 10, save_every=1), folders["sft"], folders["rm"], folders["prompts"],
@@ -338,3 +338,47 @@ def test_nonfinite_loss_steps_skipped_and_stop_keeps_last_good(folders, tmp_path
         assert torch.equal(p, state["policy"][n]), n
     rows = _read_log(out)
     assert [r["skipped_steps"] for r in rows] == ["0", "2", "2", "1"]
+
+
+def test_two_backward_passes_give_the_gradients_of_one(folders):
+    """The loop's policy-then-value backward passes equal one backward of minibatch_loss (bitwise)."""
+    cfg = _cfg(batch_size=4, minibatch_size=4, ptx_coef=0.5)
+    policy, tok = load_policy(folders["sft"])
+    ref, _ = load_policy(folders["sft"])
+    value, _ = load_reward_model(folders["rm"])
+    rm_model, _ = load_reward_model(folders["rm"])
+    ro = ppo.compute_advantages(ppo.collect_rollout(policy, ref, value, rm_model, tok, PROMPTS[:4], cfg,
+                                                    torch.Generator().manual_seed(0)), cfg, cfg.kl_coef)
+    mb = ppo._slice(ro, torch.arange(4))
+    ptx = torch.randint(3, 50, (2, 9), generator=torch.Generator().manual_seed(1))
+    loss, _ = ppo.minibatch_loss(policy, value, mb, cfg, ptx)
+    loss.backward()
+    one = [p.grad.clone() for p in list(policy.parameters()) + list(value.parameters())]
+    policy.zero_grad(set_to_none=True)
+    value.zero_grad(set_to_none=True)
+    ppo.policy_minibatch_loss(policy, mb, cfg, ptx)[0].backward()
+    ppo.value_minibatch_loss(value, mb, cfg)[0].backward()
+    two = [p.grad for p in list(policy.parameters()) + list(value.parameters())]
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_bf16_mixed_precision_holds_the_frozen_models_in_bf16(folders, tmp_path, monkeypatch):
+    pytest.importorskip("accelerate")
+    dtypes = []
+    real_policy, real_rm = ppo.load_policy, ppo.load_reward_model
+
+    def spy_policy(path, *a, **k):
+        dtypes.append(("policy", k.get("dtype")))
+        return real_policy(path, *a, **k)
+
+    def spy_rm(path, *a, **k):
+        dtypes.append(("rm", k.get("dtype")))
+        return real_rm(path, *a, **k)
+
+    monkeypatch.setattr(ppo, "load_policy", spy_policy)
+    monkeypatch.setattr(ppo, "load_reward_model", spy_rm)
+    m = ppo.run(_cfg(total_episodes=16, mixed_precision="bf16"), folders["sft"], folders["rm"], folders["prompts"],
+                str(tmp_path / "o"), progress=False)
+    assert m["updates"] == 1 and math.isfinite(m["kl"])
+    # the trained policy and value model stay fp32 (autocast computes in bf16); the reference and RM are bf16
+    assert dtypes == [("policy", None), ("policy", torch.bfloat16), ("rm", None), ("rm", torch.bfloat16)]

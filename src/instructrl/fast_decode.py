@@ -53,8 +53,10 @@ class StaticGPT2Decoder:
         for i in range(len(self.blocks)):
             k0 = layers[i].keys if layers is not None else cache[i][0]
             v0 = layers[i].values if layers is not None else cache[i][1]
-            k = k0.new_empty((B, self.H, total, self.hd))
-            v = v0.new_empty((B, self.H, total, self.hd))
+            # In the weights' dtype: a prefill under autocast (mixed precision) caches bf16 keys/values,
+            # while these steps run in the weights' precision.
+            k = k0.new_empty((B, self.H, total, self.hd), dtype=self.wte.dtype)
+            v = v0.new_empty((B, self.H, total, self.hd), dtype=self.wte.dtype)
             k[:, :, :P] = k0
             v[:, :, :P] = v0
             self.k.append(k)

@@ -284,7 +284,7 @@ def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int
     return model, tok
 
 
-def load_reward_model(path, trust_remote_code: bool = False):
+def load_reward_model(path, trust_remote_code: bool = False, dtype=torch.float32):
     """(model, tokenizer) of a reward/value folder written by `instructrl rm` (or any 1-label classifier)."""
     from transformers import AutoModelForSequenceClassification
 
@@ -297,7 +297,7 @@ def load_reward_model(path, trust_remote_code: bool = False):
     if cfg.get("num_labels", len(cfg.get("id2label", {}) or {0: 0})) not in (1, None):
         raise ModelFolderError(f"{path}: a reward model has one output label")
     tok = load_tokenizer(path, trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, trust_remote_code=trust_remote_code)
     _check_vocab(model, tok, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)

@@ -72,7 +72,6 @@ from instructrl.errors import ConfigError, InstructRLError, ModelFolderError
 from instructrl.losses import (
     AdaptiveKLController,
     FixedKLController,
-    entropy_from_logits,
     explained_variance,
     gae,
     kl_k1,
@@ -258,9 +257,8 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
     ids, attn, P = s.input_ids, s.attention_mask, prompt_ids.shape[1]
     response_mask = s.response_mask.clone()
 
-    logprobs, logits = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_logits=True)
-    entropy = masked_mean(entropy_from_logits(logits), response_mask).item()
-    del logits
+    logprobs, token_entropy = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_entropy=True)
+    entropy = masked_mean(token_entropy, response_mask).item()
     ref_logprobs = forward_logprobs(ref_policy, *_on(ref_policy, ids, attn), P, cfg.temperature).to(device)
     # Value of the state before each response token: the outputs at positions P-1 .. T-2.
     values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
@@ -304,6 +302,32 @@ def compute_advantages(ro: Rollout, cfg: PPOConfig, kl_coef: float) -> Rollout:
 # ---------------------------------------------------------------------------------------------
 
 
+def policy_minibatch_loss(policy, mb: dict, cfg: PPOConfig,
+                          ptx_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The policy's part of a minibatch loss: PPO's clipped loss (+ ptx_coef · pretraining NLL for
+    PPO-ptx). ``mb`` holds (b, ·) slices of a rollout (see :func:`minibatch_loss`); ``ptx_ids``
+    (n, L+1) are pretraining windows."""
+    ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
+    logprobs = forward_logprobs(policy, ids, attn, P, cfg.temperature)
+    policy_loss, pstats = ppo_policy_loss(logprobs, mb["logprobs"], mb["advantages"], mask, cfg.clip_eps)
+    stats = {"policy_loss": policy_loss.detach(), **pstats}
+    loss = policy_loss
+    if ptx_ids is not None and cfg.ptx_coef > 0:
+        logits = policy(input_ids=ptx_ids[:, :-1]).logits
+        nll = ptx_loss(logits, ptx_ids[:, 1:], torch.ones_like(ptx_ids[:, 1:], dtype=torch.bool))
+        loss = loss + cfg.ptx_coef * nll
+        stats["ptx_loss"] = nll.detach()
+    return loss, stats
+
+
+def value_minibatch_loss(value_model, mb: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
+    """The value model's part of a minibatch loss: vf_coef · clipped value loss."""
+    ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
+    values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
+    value_loss, vstats = ppo_value_loss(values, mb["values"], mb["returns"], mask, cfg.value_clip_eps)
+    return cfg.vf_coef * value_loss, {"value_loss": value_loss.detach(), **vstats}
+
+
 def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
                    ptx_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """PPO clipped loss + vf_coef · value loss (+ ptx_coef · pretraining NLL for PPO-ptx).
@@ -311,21 +335,13 @@ def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
     ``mb`` holds (b, ·) slices of a rollout: input_ids, attention_mask, n_prompt, response_mask,
     logprobs (old), values (old), advantages, returns. ``ptx_ids`` (n, L+1) are pretraining
     windows. The policy and value model have disjoint parameters, so one backward of the sum gives
-    each its own gradient; the policy's is ∇PPO + ptx_coef·∇NLL (tested).
+    each its own gradient; the policy's is ∇PPO + ptx_coef·∇NLL (tested). The training loop
+    takes the two parts' backward passes one after the other (the same gradients), so that only
+    one model's activations are held at a time.
     """
-    ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
-    logprobs = forward_logprobs(policy, ids, attn, P, cfg.temperature)
-    policy_loss, pstats = ppo_policy_loss(logprobs, mb["logprobs"], mb["advantages"], mask, cfg.clip_eps)
-    values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
-    value_loss, vstats = ppo_value_loss(values, mb["values"], mb["returns"], mask, cfg.value_clip_eps)
-    loss = policy_loss + cfg.vf_coef * value_loss
-    stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), **pstats, **vstats}
-    if ptx_ids is not None and cfg.ptx_coef > 0:
-        logits = policy(input_ids=ptx_ids[:, :-1]).logits
-        nll = ptx_loss(logits, ptx_ids[:, 1:], torch.ones_like(ptx_ids[:, 1:], dtype=torch.bool))
-        loss = loss + cfg.ptx_coef * nll
-        stats["ptx_loss"] = nll.detach()
-    return loss, stats
+    lp, stats = policy_minibatch_loss(policy, mb, cfg, ptx_ids)
+    lv, vstats = value_minibatch_loss(value_model, mb, cfg)
+    return lp + lv, {**stats, **vstats}
 
 
 def write_samples(fh, ro: Rollout, update: int, n: int) -> None:
@@ -453,13 +469,17 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     # With LoRA the reference is the policy with its adapter disabled and the frozen RM is the value
     # model with its adapter disabled (lora.ReferenceView): no second copy of either.
     use_lora = lora.enabled(cfg)
-    ref_model = None if use_lora else load_policy(policy)[0]
+    # The frozen reference and RM are only ever run forward: in the precision asked for (bf16 / fp16
+    # mixed precision), they are held in it too, which halves their memory.
+    frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+        getattr(dist.acc, "mixed_precision", None) if dist.acc is not None else None, torch.float32)
+    ref_model = None if use_lora else load_policy(policy, dtype=frozen_dtype)[0]
     value_model, rm_tok = load_reward_model(reward)
     if rm_tok.get_vocab() != tok.get_vocab():
         raise ModelFolderError(
             f"{reward}: the reward model's tokenizer differs from the policy's ({policy}); the RM and "
             f"the value model must read the policy's tokens (train the RM from the SFT folder)")
-    rm_model = None if score_fn is not None or use_lora else load_reward_model(reward)[0]
+    rm_model = None if score_fn is not None or use_lora else load_reward_model(reward, dtype=frozen_dtype)[0]
     # How prompts read to the policy: as SFT rendered them (its prompt_format.json); a run asked to
     # render otherwise, or a reward model trained on other renderings, is an error.
     fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, policy, [prompts, ptx_data])
@@ -653,10 +673,17 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                         continue  # only dropped episodes in this minibatch
                     ptx_ids = (ptx_windows(ptx_stream, cfg.ptx_batch_size, ptx_len, gens["ptx"]).to(device)
                                if ptx_stream is not None else None)
-                    loss, stats = minibatch_loss(train_policy, train_value, mb, cfg, ptx_ids)
+                    # The policy's loss and backward, then the value model's: the same gradients as one
+                    # backward of their sum (minibatch_loss), with one model's activations held at a time.
                     opt_policy.zero_grad(set_to_none=True)
                     opt_value.zero_grad(set_to_none=True)
+                    loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
                     finite = bool(torch.isfinite(loss))
+                    if finite:
+                        dist.backward(loss)
+                        loss, vstats = value_minibatch_loss(train_value, mb, cfg)
+                        stats.update(vstats)
+                        finite = bool(torch.isfinite(loss))
                     if finite:
                         dist.backward(loss)
                         gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)

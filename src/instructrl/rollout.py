@@ -125,21 +125,79 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, torch.stack(lps, 1), ended)
 
 
+#: A forward whose full logits (batch x sequence x vocabulary) would hold more elements than this
+#: (256 MiB in fp32) computes logits only at the response positions (``logits_to_keep``), and,
+#: without gradients, in chunks of rows: a real model's 50k-token vocabulary times a long chat
+#: prompt made these the largest tensors of a PPO run. Smaller forwards (the world's) take the
+#: plain path, so their numbers are exactly what they were.
+LOGITS_BUDGET = 2 ** 26
+
+
+def _vocab_size(model) -> int:
+    for m in (model, getattr(model, "module", None), getattr(model, "adapter_view_of", None)):
+        v = getattr(getattr(m, "config", None), "vocab_size", None)
+        if isinstance(v, int):
+            return v
+    return 0
+
+
+def _logits(model, input_ids, attention_mask, position_ids, keep: int | None):
+    """Logits of the last `keep` positions (all when None); models without `logits_to_keep` slice."""
+    if keep is None:
+        return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    try:
+        return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                     logits_to_keep=keep).logits
+    except TypeError as e:
+        if "logits_to_keep" not in str(e):
+            raise
+        return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits[:, -keep:]
+
+
 def forward_logprobs(model, input_ids, attention_mask, n_prompt: int, temperature: float = 1.0,
-                     return_logits: bool = False):
+                     return_logits: bool = False, return_entropy: bool = False):
     """Log-probs (B, R) of the response tokens input_ids[:, n_prompt:] under logits / T.
 
     Logits at position t predict token t+1, so the response's predictors are positions
-    n_prompt-1 .. T-2.
+    n_prompt-1 .. T-2. `return_entropy`: also the per-token entropy (B, R) of the policy there
+    (losses.entropy_from_logits); `return_logits`: also the logits (B, R, V). Beyond
+    LOGITS_BUDGET, logits are computed at those positions only, and without gradients in row
+    chunks (then `return_logits` is refused: they are what must not be held at once).
     """
+    from instructrl.losses import entropy_from_logits
+
+    B, T = input_ids.shape
+    R = T - n_prompt
     pos = position_ids_from_mask(attention_mask)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos).logits
-    logits = logits[:, n_prompt - 1:-1, :].float()
-    if temperature > 0 and temperature != 1.0:
-        logits = logits / temperature
     labels = input_ids[:, n_prompt:]
-    logprobs = torch.log_softmax(logits, dim=-1).gather(2, labels.unsqueeze(-1)).squeeze(-1)
-    return (logprobs, logits) if return_logits else logprobs
+    big = B * T * _vocab_size(model) > LOGITS_BUDGET
+    rows = B
+    if big and not torch.is_grad_enabled():
+        if return_logits:
+            raise ValueError("forward_logprobs: return_logits on a forward beyond LOGITS_BUDGET; use return_entropy")
+        rows = max(1, LOGITS_BUDGET // max(1, (R + 1) * _vocab_size(model)))
+    lps, ents, kept = [], [], []
+    for i in range(0, B, rows):
+        sl = slice(i, i + rows)
+        if big:
+            logits = _logits(model, input_ids[sl], attention_mask[sl], pos[sl], R + 1)[:, :-1].float()
+        else:
+            logits = _logits(model, input_ids[sl], attention_mask[sl], pos[sl], None)[:, n_prompt - 1:-1, :].float()
+        if temperature > 0 and temperature != 1.0:
+            logits = logits / temperature
+        lps.append(torch.log_softmax(logits, dim=-1).gather(2, labels[sl].unsqueeze(-1)).squeeze(-1))
+        if return_entropy:
+            ents.append(entropy_from_logits(logits))
+        if return_logits:
+            kept.append(logits)
+        del logits
+    logprobs = lps[0] if len(lps) == 1 else torch.cat(lps)
+    out = (logprobs,)
+    if return_logits:
+        out += (kept[0] if len(kept) == 1 else torch.cat(kept),)
+    if return_entropy:
+        out += (ents[0] if len(ents) == 1 else torch.cat(ents),)
+    return out if len(out) > 1 else logprobs
 
 
 def decode_responses(tokenizer, samples: Samples) -> list[str]:
