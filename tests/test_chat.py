@@ -302,3 +302,15 @@ def test_the_spy_catches_an_untemplated_prompt(base, spy):
         generate(model, tok, ["What is the capital of France?"], max_new_tokens=2)
     generate(model, tok, [chatml("What is the capital of France?")], max_new_tokens=2)
     assert spy.take() == [chatml("What is the capital of France?")]
+
+
+def test_a_max_len_beyond_the_context_is_said(base, tmp_path, caplog):
+    import logging
+
+    from instructrl import sft
+    from instructrl.config import SFTConfig
+
+    with caplog.at_level(logging.WARNING):
+        sft.run(SFTConfig(epochs=1, batch_size=8, max_len=100000, report_to=["none"], checkpoint_every=0), str(base),
+                str(EX / "demos.jsonl"), str(tmp_path / "sft"))
+    assert any("max_len 100000 exceeds the model's context of 256 tokens" in r.getMessage() for r in caplog.records)

@@ -355,7 +355,8 @@ def fit_max_len(cfg, model):
     conf = getattr(model, "config", None)
     n_ctx = getattr(conf, "n_positions", None) or getattr(conf, "max_position_embeddings", None)
     if isinstance(n_ctx, int) and n_ctx > 0 and cfg.max_len > n_ctx:
-        log.info("max_len %d exceeds the model's context of %d tokens; using %d", cfg.max_len, n_ctx, n_ctx)
+        log.warning("max_len %d exceeds the model's context of %d tokens: using max_len=%d (longer records are "
+                    "refused or truncated as `truncation` says)", cfg.max_len, n_ctx, n_ctx)
         return dataclasses.replace(cfg, max_len=n_ctx)
     return cfg
 
