@@ -55,7 +55,9 @@ class PretrainConfig:
     n_layer: int = f(2, "Transformer layers.")
     n_embd: int = f(64, "Hidden width.")
     n_head: int = f(4, "Attention heads.")
-    n_positions: int = f(256, "Context length in tokens (characters).")
+    n_positions: int = f(256, "Context length in tokens.")
+    tokenizer: str = f("char", "The base model's tokenizer: 'char' (one token per character; a word's letters are visible) or 'bpe' (byte-level BPE trained on the corpus, about 3x shorter sequences).")
+    vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).")
     dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).")
     max_steps: int = f(3000, "Optimizer steps.")
     batch_size: int = f(32, "Sequences per step.")
@@ -333,6 +335,8 @@ def validate(cfg, prefix: str = "") -> None:
         raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
     if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):
         raise ConfigError(f"{prefix}k_min/k_max must satisfy 2 <= k_min <= k_max, got {cfg.k_min}, {cfg.k_max}")
+    if isinstance(cfg, PretrainConfig) and cfg.tokenizer not in ("char", "bpe"):
+        raise ConfigError(f"{prefix}tokenizer must be 'char' or 'bpe', got {cfg.tokenizer!r}")
     if isinstance(cfg, PretrainConfig) and cfg.n_embd % cfg.n_head:
         raise ConfigError(f"{prefix}n_embd ({cfg.n_embd}) must be a multiple of n_head ({cfg.n_head})")
 
