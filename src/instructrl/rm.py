@@ -146,25 +146,6 @@ def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int =
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def score_texts(model, tokenizer, prompts: list[str], responses: list[str], max_len: int | None = None,
-                batch_size: int = 64) -> torch.Tensor:
-    """RM score of each (prompt, response) text pair: the score at the EOS of prompt + response + EOS.
-
-    For generated text: an empty response is allowed (it scores the prompt + EOS), and a pair too
-    long for the model keeps the end of its prompt.
-    """
-    if max_len is None:
-        cfg = model.config
-        max_len = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 10**9
-    seqs = []
-    for p, r in zip(prompts, responses):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(r, add_special_tokens=False)["input_ids"][: max_len - 2]
-        keep = max(1, max_len - len(r_ids) - 1)
-        seqs.append(p_ids[-keep:] + r_ids + [tokenizer.eos_token_id])
-    return score_sequences(model, seqs, tokenizer.pad_token_id, batch_size)
-
-
 def ranking_metrics(scores: torch.Tensor, encoded: list[dict]) -> dict:
     """Pairwise accuracy, mean margin, K-wise loss and a calibration table over all non-tied pairs.
 
@@ -432,5 +413,5 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt", "score_sequences", "score_texts",
+__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt", "score_sequences",
            "ranking_metrics", "evaluate", "summary"]
