@@ -390,13 +390,20 @@ def score_token_pairs(model, prompt_ids, response_ids, eos_id: int, pad_id: int,
     *without* a trailing EOS. A pair longer than the context keeps the end of its prompt (and at
     most context - 2 response tokens). Right padded; CPU float tensor out.
     """
-    from instructrl.data.collate import pad_right
-
     limit = context_length(model, 10**9)
     seqs = []
     for p, r in zip(prompt_ids, response_ids):
         resp = list(r)[: limit - 2] + [eos_id]
         seqs.append(list(p)[-(limit - len(resp)):] + resp)
+    return score_sequences(model, seqs, pad_id, batch_size)
+
+
+@torch.no_grad()
+def score_sequences(model, seqs, pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """RM scores (CPU float tensor) of complete token sequences (each ending in EOS), right padded,
+    in batches; the model is in eval mode while scoring."""
+    from instructrl.data.collate import pad_right
+
     device = next(model.parameters()).device
     was_training = getattr(model, "training", False)
     model.eval()

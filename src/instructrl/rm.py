@@ -42,6 +42,7 @@ from instructrl.models import (
     n_params,
     pick_device,
     reward_model_from_causal_lm,
+    score_sequences,
     sequence_scores,
 )
 from instructrl.train_utils import (
@@ -130,20 +131,6 @@ def split_by_prompt(rankings, val_fraction: float, seed: int) -> tuple[list[int]
     train = [i for i, r in enumerate(rankings) if r.prompt not in val_prompts]
     val = [i for i, r in enumerate(rankings) if r.prompt in val_prompts]
     return train, val
-
-
-@torch.no_grad()
-def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
-    """RM scores (CPU float tensor) of token sequences, each ending in EOS, in batches."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(seqs), batch_size):
-        ids, attn = pad_right(seqs[i:i + batch_size], pad_id)
-        out.append(sequence_scores(model, ids.to(device), attn.to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def ranking_metrics(scores: torch.Tensor, encoded: list[dict]) -> dict:
@@ -413,5 +400,5 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt", "score_sequences",
+__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt",
            "ranking_metrics", "evaluate", "summary"]
