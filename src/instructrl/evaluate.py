@@ -370,33 +370,16 @@ def _toks(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-@torch.no_grad()
 def rm_scores(rm, tokenizer, prompts: Sequence[str], responses: Sequence[str],
               batch_size: int = 64) -> torch.Tensor:
     """Reward-model scores (N,) of ``tokens(prompt) + tokens(response) + [eos]``, read at the EOS.
 
-    A too-long sequence keeps the end of its prompt (the model's context bounds it).
+    The same rule as PPO's rollouts and SFT's RM-score selection (`models.score_token_pairs`);
+    a too-long sequence keeps the end of its prompt (the model's context bounds it).
     """
-    from instructrl.data.collate import pad_right
-    from instructrl.models import sequence_scores
+    from instructrl.models import score_texts
 
-    if len(prompts) != len(responses):
-        raise ValueError("rm_scores: prompts and responses differ in length")
-    device = _device(rm)
-    limit = _max_len(rm)
-    was_training = rm.training
-    rm.eval()
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        seqs = []
-        for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size]):
-            resp = _toks(tokenizer, r)[: limit - 2] + [tokenizer.eos_token_id]
-            prompt_ids = _toks(tokenizer, p)[-(limit - len(resp)):]
-            seqs.append(prompt_ids + resp)
-        ids, mask = pad_right(seqs, tokenizer.pad_token_id)
-        out.append(sequence_scores(rm, ids.to(device), mask.to(device)).float().cpu())
-    rm.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    return score_texts(rm, tokenizer, list(prompts), list(responses), batch_size)
 
 
 @torch.no_grad()

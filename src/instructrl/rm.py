@@ -42,6 +42,7 @@ from instructrl.models import (
     n_params,
     pick_device,
     reward_model_from_causal_lm,
+    score_sequences,
     sequence_scores,
 )
 from instructrl.train_utils import (
@@ -130,39 +131,6 @@ def split_by_prompt(rankings, val_fraction: float, seed: int) -> tuple[list[int]
     train = [i for i, r in enumerate(rankings) if r.prompt not in val_prompts]
     val = [i for i, r in enumerate(rankings) if r.prompt in val_prompts]
     return train, val
-
-
-@torch.no_grad()
-def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
-    """RM scores (CPU float tensor) of token sequences, each ending in EOS, in batches."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(seqs), batch_size):
-        ids, attn = pad_right(seqs[i:i + batch_size], pad_id)
-        out.append(sequence_scores(model, ids.to(device), attn.to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def score_texts(model, tokenizer, prompts: list[str], responses: list[str], max_len: int | None = None,
-                batch_size: int = 64) -> torch.Tensor:
-    """RM score of each (prompt, response) text pair: the score at the EOS of prompt + response + EOS.
-
-    For generated text: an empty response is allowed (it scores the prompt + EOS), and a pair too
-    long for the model keeps the end of its prompt.
-    """
-    if max_len is None:
-        cfg = model.config
-        max_len = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 10**9
-    seqs = []
-    for p, r in zip(prompts, responses):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(r, add_special_tokens=False)["input_ids"][: max_len - 2]
-        keep = max(1, max_len - len(r_ids) - 1)
-        seqs.append(p_ids[-keep:] + r_ids + [tokenizer.eos_token_id])
-    return score_sequences(model, seqs, tokenizer.pad_token_id, batch_size)
 
 
 def ranking_metrics(scores: torch.Tensor, encoded: list[dict]) -> dict:
@@ -432,5 +400,5 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt", "score_sequences", "score_texts",
+__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt",
            "ranking_metrics", "evaluate", "summary"]
