@@ -395,7 +395,7 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     Returns ``{"per_response", "per_token", "per_response_se", "n", "mean_tokens", "texts"}``
     (``texts``: the sampled responses, one per prompt in order: the policy's answers at T).
     """
-    from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+    from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, prompt_room, sample
 
     prompts = list(prompts)
     if not prompts:
@@ -409,7 +409,7 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     g = torch.Generator(device=device).manual_seed(seed)
     per_seq, n_tok, texts = [], [], []
     for i in range(0, n, batch_size):
-        ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], None, device)
+        ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], prompt_room(policy, max_new_tokens), device)
         s = sample(policy, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                    temperature, g)
         texts.extend(decode_responses(tokenizer, s))
