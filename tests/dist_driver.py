@@ -24,7 +24,9 @@ else:
         return torch.full((len(prompts),), 1.0 + 2.0 * rank)
 
     reward = sys.argv[6]
-    m = ppo.run(PPOConfig(total_episodes=4, batch_size=int(bs), minibatch_size=1, max_new_tokens=5, warmup_updates=1,
-                          seed=0), model, reward, data, out, score_fn=score_fn, progress=False)
+    extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}  # more PPOConfig fields
+    m = ppo.run(PPOConfig(**{**dict(total_episodes=4, batch_size=int(bs), minibatch_size=1, max_new_tokens=5,
+                                    warmup_updates=1, seed=0), **extra}),
+                model, reward, data, out, score_fn=score_fn, progress=False)
     with open(f"{out}.rank{rank}.json", "w") as fh:
         json.dump({"responses_seen": m.get("response_length")}, fh)

@@ -86,3 +86,21 @@ def test_two_process_ppo_logs_the_mean_over_processes(files, tmp_path):
         assert float(r["score"]) == pytest.approx(2.0)
     assert (out / "model.safetensors").exists() and (out / "value_model").is_dir()
     assert (tmp_path / "ppo.rank0.json").exists() and (tmp_path / "ppo.rank1.json").exists()
+
+
+def test_adaptive_kl_counts_the_global_batch(files, tmp_path):
+    """[ZG]'s controller moves beta by n_steps / horizon per update, n_steps = episodes in the batch:
+    with 2 processes that is batch_size x 2. The first update's KL is exactly 0 (policy = reference),
+    so the beta it leaves (logged at update 2) depends only on n_steps: 2 processes with batch 2 must
+    equal 1 process with batch 4."""
+    import json
+
+    kl = json.dumps({"adaptive_kl": True, "kl_coef": 0.1, "kl_target": 1.0, "kl_horizon": 10})
+    one, two = tmp_path / "one", tmp_path / "two"
+    launch(1, "ppo", files["base"], files["prompts"], one, 4, files["rm"], json.dumps({**json.loads(kl), "total_episodes": 8}))
+    launch(2, "ppo", files["base"], files["prompts"], two, 2, files["rm"], kl)
+    a, b = rows(one), rows(two)
+    assert float(a[0]["kl"]) == 0.0 and float(b[0]["kl"]) == 0.0
+    expected = 0.1 * (1 - 0.2 * 4 / 10)  # error clipped to -0.2, n_steps = 4 episodes
+    assert float(a[1]["kl_coef"]) == pytest.approx(expected)
+    assert float(b[1]["kl_coef"]) == pytest.approx(expected)

@@ -126,3 +126,44 @@ def test_ppo_with_lora_loads_the_policy_once(files, tmp_path, monkeypatch):
     assert m["updates"] == 2 and m["kl"] is not None
     AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")  # merged: plain transformers
     AutoModelForSequenceClassification.from_pretrained(tmp_path / "ppo" / "value_model")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_lora_ema_averages_the_merged_weights(files, arch):
+    """With LoRA, the EMA is over the merged deltas B·A·scale, so the saved weights are exactly the
+    EMA of the merged weights (averaging A and B separately is not: EMA(B)·EMA(A) ≠ EMA(B·A))."""
+    policy, _ = load_policy(files[arch])
+    policy = lora.prepare(policy, PPOConfig(**LORA), files[arch])
+    lora_params = [p for n, p in policy.named_parameters() if "lora_" in n]
+    merged_states = []
+
+    def merged_now():
+        import copy
+
+        return {n: p.detach().clone() for n, p in copy.deepcopy(policy).merge_and_unload().named_parameters()}
+
+    merged_states.append(merged_now())
+    d = 0.6
+    ema = ppo.WeightEMA(policy, d)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):  # three "updates" that move A and B
+        with torch.no_grad():
+            for p in lora_params:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+        ema.update(policy)
+        merged_states.append(merged_now())
+    expected = dict(merged_states[0])
+    for st in merged_states[1:]:
+        expected = {n: d * expected[n] + (1 - d) * st[n] for n in expected}
+    saved = ema.apply_to(policy)
+    for n, p in saved.named_parameters():
+        assert torch.allclose(p, expected[n], atol=1e-5), n
+    # Averaging A and B one by one gives something else (the reason for the merged-delta EMA).
+    assert any(not torch.allclose(merged_states[-1][n], expected[n], atol=1e-3) for n in expected)
+
+
+def test_lora_ema_with_an_unmerged_adapter_is_refused():
+    from instructrl.config import apply_overrides
+
+    with pytest.raises(ConfigError, match="lora_merge"):
+        apply_overrides(PPOConfig(), ["lora_r=4", "ema_decay=0.9", "lora_merge=false"])

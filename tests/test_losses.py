@@ -111,9 +111,12 @@ def test_sft_loss_no_tokens_is_zero():
     loss.backward()
 
 
-def test_ptx_default_coef_documented():
-    assert L.DEFAULT_PTX_COEF == pytest.approx(27.8 / 8)
-    assert L.DEFAULT_PTX_COEF < L.PAPER_PTX_COEF
+def test_ptx_default_is_defined_once():
+    from instructrl import config as C
+
+    assert not hasattr(L, "DEFAULT_PTX_COEF")  # one default, in config, documented in docs/algorithms.md
+    assert C.PipelineConfig().ppo_ptx.ptx_coef == C.PTX_COEF > 0
+    assert C.PPOConfig().ptx_coef == 0.0  # a plain `instructrl ppo` run is PPO, not PPO-ptx
 
 
 # ------------------------------------------------------------------ K-wise ranking loss
@@ -406,6 +409,14 @@ def test_adaptive_kl_controller():
     c2 = L.AdaptiveKLController(1.0, 1.0, 1.0)
     c2.load_state_dict(c.state_dict())
     assert c2.value == c.value and c2.target == 6.0 and c2.horizon == 10000
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), torch.tensor(float("nan"))])
+def test_adaptive_kl_controller_ignores_a_nonfinite_kl(bad):
+    c = L.AdaptiveKLController(init_kl_coef=0.1, target=6.0, horizon=100)
+    assert c.update(bad, n_steps=64) == 0.1 and c.value == 0.1  # not NaN, not moved
+    c.update(0.0, n_steps=64)
+    assert c.value == pytest.approx(0.1 * (1 - 0.2 * 64 / 100))  # and it still works afterwards
 
 
 def test_fixed_kl_controller():

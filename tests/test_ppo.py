@@ -382,3 +382,71 @@ def test_bf16_mixed_precision_holds_the_frozen_models_in_bf16(folders, tmp_path,
     assert m["updates"] == 1 and math.isfinite(m["kl"])
     # the trained policy and value model stay fp32 (autocast computes in bf16); the reference and RM are bf16
     assert dtypes == [("policy", None), ("policy", torch.bfloat16), ("rm", None), ("rm", torch.bfloat16)]
+
+
+# ------------------------------------------------------------------------------ issue 19 (math audit)
+
+
+def test_truncated_response_scores_the_same_in_ppo_and_evaluation(folders):
+    """One rule: the RM reads its score at an EOS appended to prompt + response, whether the
+    response emitted EOS or was cut off at max_new_tokens — in PPO's rollout and in evaluation."""
+    from instructrl import evaluate
+    from instructrl.models import sequence_scores
+
+    policy, ref, value, rm, tok = _models(folders)
+    cfg = _cfg(max_new_tokens=4)  # short: most rows are cut off
+    prompts = PROMPTS * 2
+    ro = ppo.collect_rollout(policy, ref, value, rm, tok, prompts, cfg, torch.Generator().manual_seed(3))
+    assert (~ro.ended).any()
+    evaluated = evaluate.rm_scores(rm, tok, prompts, ro.responses)
+    checked = 0
+    for i, r in enumerate(ro.responses):
+        resp = ro.input_ids[i, ro.n_prompt:][ro.response_mask[i]].tolist()
+        if ro.ended[i]:
+            resp = resp[:-1]
+        if tok(r, add_special_tokens=False)["input_ids"] != resp:
+            continue  # a sampled special token does not survive decoding: not the same text
+        assert ro.scores_raw[i].item() == pytest.approx(evaluated[i].item(), abs=1e-5), (i, r)
+        checked += not bool(ro.ended[i])
+    assert checked > 0  # truncated rows were compared
+    # The old PPO rule (score at the last sampled token) differs for a truncated row.
+    i = int((~ro.ended).nonzero()[0])
+    at_last = sequence_scores(rm, ro.input_ids[i:i + 1], ro.attention_mask[i:i + 1])
+    assert at_last.item() != pytest.approx(ro.scores_raw[i].item(), abs=1e-6)
+
+
+def test_first_update_runs_at_a_tenth_of_the_lr(folders, tmp_path):
+    assert [ppo.warmup_scale(u, 10) for u in (0, 1, 9, 10, 50)] == pytest.approx([0.1, 0.19, 0.91, 1.0, 1.0])
+    assert ppo.warmup_scale(0, 0) == 1.0
+    out = tmp_path / "warm"
+    ppo.run(_cfg(total_episodes=16 * 4, lr=1e-3, value_lr=2e-3, warmup_updates=2), folders["sft"], folders["rm"],
+            folders["prompts"], str(out), score_fn=_count_a)
+    rows = _read_log(out)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-4, 5.5e-4, 1e-3, 1e-3])
+    assert float(rows[0]["value_lr"]) == pytest.approx(2e-4)
+
+
+def test_ema_saves_the_average_of_the_weights(folders, tmp_path):
+    """ema_decay d: the saved policy is d^n·θ_0 + Σ (1-d)·d^(n-k)·θ_k over the n updates' weights."""
+    seen = []
+    real_update = ppo.WeightEMA.update
+
+    def spy(self, model):
+        seen.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        real_update(self, model)
+
+    sft, _ = load_policy(folders["sft"])
+    expected = {n: p.detach().clone() for n, p in sft.named_parameters()}
+    d = 0.5
+    import unittest.mock as mock
+
+    with mock.patch.object(ppo.WeightEMA, "update", spy):
+        ppo.run(_cfg(total_episodes=16 * 3, ema_decay=d), folders["sft"], folders["rm"], folders["prompts"],
+                str(tmp_path / "ema"), score_fn=_count_a)
+    assert len(seen) == 3
+    for w in seen:
+        for n in expected:
+            expected[n] = d * expected[n] + (1 - d) * w[n]
+    saved, _ = load_policy(tmp_path / "ema")
+    for n, p in saved.named_parameters():
+        assert torch.allclose(p, expected[n], atol=1e-6), n

@@ -219,3 +219,36 @@ def test_config_errors(tmp_path, base, files):
     with pytest.raises(ConfigError, match="ptx_data"):
         sft.run(small_cfg(ptx_fraction=0.1), str(base), str(files.demos), str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+def test_sft_dropout_is_residual_only():
+    """[IG] App. C.1 "residual dropout": the dropout on each block's attention and MLP outputs;
+    embedding and attention-probability dropout stay off."""
+    from instructrl.models import set_residual_dropout
+    from instructrl.tokenizer import build_char_tokenizer
+    from instructrl.models import build_gpt2
+
+    model = build_gpt2(build_char_tokenizer(), n_layer=2, n_embd=16, n_head=2, n_positions=64, dropout=0.0)
+    changed = set_residual_dropout(model, 0.2)
+    assert sorted(changed) == sorted(f"transformer.h.{i}.{m}" for i in range(2) for m in ("attn.resid_dropout", "mlp.dropout"))
+    probs = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert probs["transformer.drop"] == 0.0  # embedding dropout untouched
+    assert all(probs[f"transformer.h.{i}.attn.attn_dropout"] == 0.0 for i in range(2))  # attention dropout untouched
+    assert all(probs[n] == 0.2 for n in changed)
+
+
+def test_sft_run_turns_on_residual_dropout_only(tmp_path, base, files, monkeypatch):
+    from instructrl import sft as sft_mod
+
+    seen = {}
+    real = sft_mod.lm_loss
+
+    def spy(model, batch):
+        m = getattr(model, "module", model)
+        seen.update({n: x.p for n, x in m.named_modules() if isinstance(x, torch.nn.Dropout)})
+        return real(model, batch)
+
+    monkeypatch.setattr(sft_mod, "lm_loss", spy)
+    sft_mod.run(small_cfg(epochs=1, dropout=0.3), base, files.demos, str(tmp_path / "o"))
+    assert seen["transformer.drop"] == 0.0 and seen["transformer.h.0.attn.attn_dropout"] == 0.0
+    assert seen["transformer.h.0.attn.resid_dropout"] == 0.3 and seen["transformer.h.0.mlp.dropout"] == 0.3

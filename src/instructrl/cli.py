@@ -84,15 +84,18 @@ def _situation_preset(args, model) -> str | None:
 
 
 def _is_world_model(folder) -> bool:
-    """True for a folder with the world's character tokenizer (instructrl.tokenizer): its vocabulary, read
-    from tokenizer.json without loading anything."""
-    from instructrl.tokenizer import CHARSET, EOS, PAD
+    """True for a folder with one of the world's tokenizers (render.world_vocab): its vocabulary,
+    read from tokenizer.json without loading anything."""
+    from instructrl.data.render import world_vocab
 
     try:
-        vocab = json.loads((Path(folder) / "tokenizer.json").read_text())["model"]["vocab"]
-    except (OSError, ValueError, KeyError, TypeError):
+        tok = json.loads((Path(folder) / "tokenizer.json").read_text())
+    except (OSError, ValueError):
         return False
-    return isinstance(vocab, dict) and len(vocab) <= 110 and {PAD, EOS, *CHARSET} <= set(vocab)
+    vocab = (tok.get("model") or {}).get("vocab") if isinstance(tok, dict) else None
+    added = {t.get("content"): t.get("id") for t in tok.get("added_tokens", []) if isinstance(t, dict)} \
+        if isinstance(tok, dict) else {}
+    return isinstance(vocab, dict) and world_vocab({**vocab, **added})
 
 
 def _load(cls, args, section: str | None, model=None):

@@ -23,6 +23,11 @@ from instructrl.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "presets"
 
+#: The default γ of PPO-ptx (the pipeline's `ppo_ptx.ptx_coef`; `instructrl ppo` is plain PPO, γ = 0,
+#: unless `--set ptx_coef=...`). Defined here once; its scale, relative to the paper's 27.8, is
+#: explained in docs/algorithms.md ("The scale of ptx_coef").
+PTX_COEF = 1.0
+
 
 def f(default, help: str):
     """A dataclass field with a help text (and a factory for mutable defaults)."""
@@ -69,7 +74,9 @@ class PretrainConfig:
     n_layer: int = f(2, "Transformer layers.")
     n_embd: int = f(64, "Hidden width.")
     n_head: int = f(4, "Attention heads.")
-    n_positions: int = f(256, "Context length in tokens (characters).")
+    n_positions: int = f(256, "Context length in tokens.")
+    tokenizer: str = f("char", "The base model's tokenizer: 'char' (one token per character; a word's letters are visible) or 'bpe' (byte-level BPE trained on the corpus, about 3x shorter sequences).")
+    vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).")
     dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).")
     max_steps: int = f(3000, "Optimizer steps.")
     batch_size: int = f(32, "Sequences per step.")
@@ -94,7 +101,7 @@ class SFTConfig:
     beta1: float = f(0.9, "Adam beta1 (paper 0.9).")
     beta2: float = f(0.95, "Adam beta2 (paper 0.95).")
     weight_decay: float = f(0.0, "AdamW weight decay.")
-    dropout: float = f(0.0, "Residual dropout during SFT (paper: 0.2).")
+    dropout: float = f(0.0, "Residual dropout during SFT (paper: 0.2): only the dropout on each block's attention and MLP outputs (GPT-2/GPT-J/GPT-NeoX); embedding and attention dropout stay off; Llama/Qwen2 have none (a warning says so).")
     max_len: int = f(256, "Longest prompt+response in tokens.")
     truncation: str = f("error", "'error': a too-long example is an error; 'truncate_prompt_left': cut the prompt from the left and log it.")
     prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
@@ -169,12 +176,12 @@ class PPOConfig:
     ppo_epochs: int = f(1, "Passes over each rollout batch (paper 1).")
     lr: float = f(1e-4, "Policy learning rate.")
     value_lr: float = f(1e-4, "Value-model learning rate.")
-    warmup_updates: int = f(10, "Updates of linear warmup from 1/10 of the LR (paper: 10 iterations).")
+    warmup_updates: int = f(10, "Updates of linear warmup: the first update runs at 1/10 of the LR, update N at the full LR (paper: 10 iterations from 1/10).")
     warmup_fraction: float = f(0.0, "Warmup as a fraction of the run's updates (e.g. 0.1); > 0 overrides warmup_updates, so a short run is not spent below its LR.")
     kl_coef: float = f(0.02, "beta: per-token KL penalty to the SFT model (paper 0.02).")
     adaptive_kl: bool = f(False, "Use Ziegler et al.'s adaptive KL controller instead of a fixed beta.")
     kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).")
-    kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes.")
+    kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes (each update counts its global batch, batch_size x processes).")
     kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio) or k3.")
     gamma: float = f(1.0, "GAE discount (paper: no discount).")
     lam: float = f(0.95, "GAE lambda.")
@@ -187,8 +194,8 @@ class PPOConfig:
     max_new_tokens: int = f(48, "Longest response in tokens.")
     prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
-    eos_penalty: float | None = f(None, "Score given to responses that do not end in EOS (the 'EOS trick'); null keeps the RM score.")
-    ema_decay: float = f(0.0, "EMA of policy weights used for the saved model (paper 0.992; 0 = off).")
+    eos_penalty: float | None = f(None, "The [N+] 'EOS trick': the score given to responses cut off without EOS, in training only; null keeps the RM score (which, as in evaluation, is read at an EOS appended to the truncated response).")
+    ema_decay: float = f(0.0, "EMA of policy weights used for the saved model (paper 0.992; 0 = off). With LoRA, the EMA of the merged weights (needs lora_merge=true).")
     ptx_coef: float = f(0.0, "gamma of PPO-ptx: weight of the pretraining NLL added to the per-token-mean PPO loss (0 = plain PPO).")
     ptx_batch_size: int = f(16, "Pretraining sequences per PPO minibatch for PPO-ptx.")
     ptx_seq_len: int = f(128, "Tokens per pretraining sequence for PPO-ptx.")
@@ -238,7 +245,7 @@ class PipelineConfig:
     rm_init: str = f("sft", "Initialise the RM from 'sft' (the policy's SFT model) or 'base_large' (the larger base, as the paper uses one 6B RM for every policy size; needs train_large).")
     rlhf_rounds: int = f(1, "Rounds of RLHF (iterated RLHF: new comparisons on the current policy's samples, as Stiennon et al. collected theirs in batches and Gao et al. study). Round 1: labelers rank SFT samples -> RM -> PPO. Each later round: labelers rank samples of the previous round's PPO policy on the same RM prompts, a fresh RM (from rm_init) trains on all comparisons so far, and PPO restarts from SFT against it. Earlier rounds' RM and PPO stay in round<r>/ and are evaluated as ppo_round<r>; rm/, ppo/, ppo_ptx/ are the last round's.")
     ppo: PPOConfig = f(PPOConfig(), "PPO (ptx_coef is ignored: that is ppo_ptx).")
-    ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=1.0), "PPO-ptx.")
+    ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=PTX_COEF), "PPO-ptx (ptx_coef defaults to config.PTX_COEF; see docs/algorithms.md for its scale).")
     eval: EvalConfig = f(EvalConfig(), "Evaluation.")
     sweeps: dict = f({}, "Paper preset: {'kl_coef': [...], 'ptx_coef': [...]} sweeps of PPO.")
     seed: int = f(0, "Seed applied to every stage.")
@@ -363,10 +370,15 @@ def validate(cfg, prefix: str = "") -> None:
             raise ConfigError(f"{name} must contain '{{prompt}}' (replaced by the prompt's text), got {v!r}")
         if fl.name == "warmup_fraction" and isinstance(v, (int, float)) and not 0 <= v < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {v}")
+    if isinstance(cfg, PPOConfig) and cfg.ema_decay > 0 and cfg.lora_r > 0 and not cfg.lora_merge:
+        raise ConfigError(f"{prefix}ema_decay > 0 with LoRA averages the merged weights, which an adapter folder "
+                          f"cannot hold: set {prefix}lora_merge=true (or ema_decay=0)")
     if isinstance(cfg, PPOConfig) and cfg.batch_size % cfg.minibatch_size:
         raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
     if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):
         raise ConfigError(f"{prefix}k_min/k_max must satisfy 2 <= k_min <= k_max, got {cfg.k_min}, {cfg.k_max}")
+    if isinstance(cfg, PretrainConfig) and cfg.tokenizer not in ("char", "bpe"):
+        raise ConfigError(f"{prefix}tokenizer must be 'char' or 'bpe', got {cfg.tokenizer!r}")
     if isinstance(cfg, PretrainConfig) and cfg.n_embd % cfg.n_head:
         raise ConfigError(f"{prefix}n_embd ({cfg.n_embd}) must be a multiple of n_head ({cfg.n_head})")
 

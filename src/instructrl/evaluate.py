@@ -379,35 +379,18 @@ def _toks(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-@torch.no_grad()
 def rm_scores(rm, tokenizer, prompts: Sequence[str], responses: Sequence[str],
               batch_size: int = 64, fmt=None, messages: Sequence | None = None) -> torch.Tensor:
     """Reward-model scores (N,) of ``tokens(prompt) + tokens(response) + [eos]``, read at the EOS,
     the text rendered by ``fmt`` (instructrl.data.render, as the RM was trained; None: as written);
     ``messages[i]``: the conversation of prompt i when it was a chat record.
 
-    A too-long sequence keeps the end of its prompt (the model's context bounds it).
+    The same rule as PPO's rollouts and SFT's RM-score selection (`models.score_token_pairs`);
+    a too-long sequence keeps the end of its prompt (the model's context bounds it).
     """
-    from instructrl.data import render
-    from instructrl.data.collate import pad_right
-    from instructrl.models import sequence_scores
+    from instructrl.models import score_texts
 
-    if len(prompts) != len(responses):
-        raise ValueError("rm_scores: prompts and responses differ in length")
-    device = _device(rm)
-    limit = _max_len(rm)
-    was_training = rm.training
-    rm.eval()
-    out = []
-    fmt = fmt or render.legacy_format(tokenizer, None)
-    messages = list(messages) if messages is not None else [None] * len(prompts)
-    for i in range(0, len(prompts), batch_size):
-        seqs = [render.sequence_ids(fmt, tokenizer, p, r, m, limit) for p, r, m in
-                zip(prompts[i:i + batch_size], responses[i:i + batch_size], messages[i:i + batch_size])]
-        ids, mask = pad_right(seqs, tokenizer.pad_token_id)
-        out.append(sequence_scores(rm, ids.to(device), mask.to(device)).float().cpu())
-    rm.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    return score_texts(rm, tokenizer, list(prompts), list(responses), batch_size, fmt=fmt, messages=messages)
 
 
 @torch.no_grad()
@@ -427,7 +410,7 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     "n", "mean_tokens", "texts"}`` (``texts``: the sampled responses, one per prompt in order: the
     policy's answers at T).
     """
-    from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+    from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, prompt_room, sample
 
     prompts = list(prompts)
     if not prompts:
@@ -441,7 +424,7 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     g = torch.Generator(device=device).manual_seed(seed)
     per_seq, per_seq_k3, n_tok, texts = [], [], [], []
     for i in range(0, n, batch_size):
-        ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], None, device)
+        ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], prompt_room(policy, max_new_tokens), device)
         s = sample(policy, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                    temperature, g)
         texts.extend(decode_responses(tokenizer, s))

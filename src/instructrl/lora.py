@@ -119,6 +119,28 @@ def for_saving(model, merge: bool):
     return model
 
 
+def adapter_deltas(model) -> dict[str, torch.Tensor]:
+    """`{module name: B·A·scale}` of every LoRA layer of a peft model: the update its active adapters
+    add to that layer's base weight (in the base weight's layout), i.e. what merging adds.
+
+    An EMA of LoRA weights must average these merged deltas, not A and B one by one
+    (EMA(B)·EMA(A) ≠ EMA(B·A)); `ppo.WeightEMA` does."""
+    from peft.tuners.lora import LoraLayer
+
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, LoraLayer):
+            active = [a for a in m.active_adapters if a in m.lora_A]
+            if active:
+                out[name] = sum(m.get_delta_weight(a) for a in active).detach().clone()
+    return out
+
+
+def merged_module_name(peft_name: str) -> str:
+    """The name a layer of a peft model has in the model `merge_and_unload()` returns."""
+    return peft_name.removeprefix("base_model.model.")
+
+
 def save_adapter(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
     """Write an adapter folder (+ tokenizer, + extra files) atomically, like models.save_model_folder."""
     import os

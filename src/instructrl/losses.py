@@ -36,8 +36,11 @@ Where we depart from, or fill gaps in, the paper
   in [IG]. They are provided here; the PPO loop decides whether to use them.
 * **Adaptive KL** ([ZG] §2.2) is an option; [IG] uses a fixed β = 0.02 (``FixedKLController``).
 * **ptx coefficient.** The paper's γ = 27.8 is relative to its own (unpublished) loss scaling and to
-  8 pretraining examples per RL episode; see :func:`ptx_loss` and :data:`DEFAULT_PTX_COEF` for the
-  scale we use instead, which is a documented choice, not a result.
+  8 pretraining examples per RL episode; see :func:`ptx_loss` for why that number does not carry
+  over to our per-token means. The default γ is defined once, ``config.PTX_COEF``, and
+  ``docs/algorithms.md`` ("The scale of ptx_coef") explains it.
+* **State.** The functions are stateless; the two KL controllers at the end are the one exception
+  (a float β with ``state_dict``), kept here because their update rule is paper math.
 """
 
 from __future__ import annotations
@@ -73,7 +76,6 @@ __all__ = [
     "PAPER_KL_COEF",
     "PAPER_PTX_COEF",
     "PAPER_PTX_EXAMPLES_PER_EPISODE",
-    "DEFAULT_PTX_COEF",
 ]
 
 #: [IG] App. C.4: fixed KL coefficient β of the per-token penalty.
@@ -82,8 +84,6 @@ PAPER_KL_COEF = 0.02
 PAPER_PTX_COEF = 27.8
 #: [IG] App. C.4 / E.11: pretraining examples mixed in per RL episode.
 PAPER_PTX_EXAMPLES_PER_EPISODE = 8
-#: Our default ``ptx_coef`` (a documented choice, see :func:`ptx_loss`): γ / 8 ≈ 3.475.
-DEFAULT_PTX_COEF = PAPER_PTX_COEF / PAPER_PTX_EXAMPLES_PER_EPISODE
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,12 +229,9 @@ def ptx_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> 
     publish, taken on **8× as many pretraining examples as RL episodes**, accumulated into the same
     gradient buffers as the PPO gradient. Here both our PPO loss and this loss are per-token means
     over their own minibatch, and the PPO loop mixes about one pretraining sequence per episode.
-    If the paper's two terms are both means over their minibatches, each pretraining example
-    weighs γ/8 relative to one RL episode; we keep that per-example weight, so our default is
-    ``DEFAULT_PTX_COEF = 27.8 / 8 ≈ 3.5``, which is smaller than the paper's number because we do
-    not reproduce its 8× pretraining data per step. Copying 27.8 onto two per-token means would
-    let the pretraining term swamp the policy gradient. γ should be swept (the ``paper`` preset
-    does); γ = 0 is plain PPO.
+    Copying 27.8 onto two per-token means would let the pretraining term swamp the policy
+    gradient. The default γ (``config.PTX_COEF``) and its scale are documented once, in
+    ``docs/algorithms.md``; γ should be swept (the ``paper`` preset does); γ = 0 is plain PPO.
     """
     return sft_loss(logits, labels, mask)
 
@@ -602,6 +599,10 @@ class AdaptiveKLController:
     and KL = target leaves β unchanged. [IG] itself uses a fixed β = 0.02
     (:class:`FixedKLController`).
     ``current_kl`` is the mean **per-response** KL (nats), in the same units as ``target``.
+    ``n_steps`` must count the episodes of the *global* batch (all processes together): the
+    caller passes ``batch_size × world_size``. A non-finite ``current_kl`` (NaN/inf, e.g. a batch
+    whose every score was dropped) leaves β unchanged: ``min``/``max`` would pass a NaN through
+    and make β NaN for the rest of the run.
     """
 
     def __init__(self, init_kl_coef: float, target: float, horizon: float):
@@ -615,7 +616,10 @@ class AdaptiveKLController:
 
     def update(self, current_kl: float | torch.Tensor, n_steps: int) -> float:
         """Update β from the KL just measured over ``n_steps`` episodes; returns the new β."""
-        proportional_error = min(max(_to_float(current_kl) / self.target - 1.0, -0.2), 0.2)
+        kl = _to_float(current_kl)
+        if not math.isfinite(kl):
+            return self.value
+        proportional_error = min(max(kl / self.target - 1.0, -0.2), 0.2)
         mult = 1.0 + proportional_error * n_steps / self.horizon
         self.value *= mult
         return self.value

@@ -375,6 +375,86 @@ def sequence_scores(model, input_ids, attention_mask, position_ids=None) -> torc
     return per_token.gather(1, idx.unsqueeze(1)).squeeze(1)
 
 
+def context_length(model, default: int | None = None) -> int | None:
+    """The model's context in tokens (`n_positions` / `max_position_embeddings` / `n_ctx`), else `default`."""
+    conf = getattr(model, "config", None)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        v = getattr(conf, key, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return default
+
+
+@torch.no_grad()
+def score_token_pairs(model, prompt_ids, response_ids, eos_id: int, pad_id: int,
+                      batch_size: int = 64) -> torch.Tensor:
+    """RM scores (N,) of token pairs: the score at the EOS of ``prompt + response + [EOS]``.
+
+    The one rule for scoring a response with a reward model, used by PPO's rollouts, evaluation
+    (`evaluate.rm_scores`) and SFT's RM-score checkpoint selection: the RM was trained on
+    ``prompt + response + EOS`` and reads its score at that EOS, so every response is scored there
+    — one that ended by emitting EOS and one cut off at ``max_new_tokens`` alike (a truncated
+    response is scored as if it ended where it was cut; the [N+] "EOS trick", a fixed penalty for
+    it, is PPO's separate option `eos_penalty`). ``response_ids`` hold the response tokens
+    *without* a trailing EOS. A pair longer than the context keeps the end of its prompt (and at
+    most context - 2 response tokens). Right padded; CPU float tensor out.
+    """
+    limit = context_length(model, 10**9)
+    seqs = []
+    for p, r in zip(prompt_ids, response_ids):
+        resp = list(r)[: limit - 2] + [eos_id]
+        seqs.append(list(p)[-(limit - len(resp)):] + resp)
+    return score_sequences(model, seqs, pad_id, batch_size)
+
+
+@torch.no_grad()
+def score_sequences(model, seqs, pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """RM scores (CPU float tensor) of complete token sequences (each ending in EOS), right padded,
+    in batches; the model is in eval mode while scoring."""
+    from instructrl.data.collate import pad_right
+
+    device = next(model.parameters()).device
+    was_training = getattr(model, "training", False)
+    model.eval()
+    out = []
+    for i in range(0, len(seqs), batch_size):
+        ids, attn = pad_right(seqs[i:i + batch_size], pad_id)
+        out.append(sequence_scores(model, ids.to(device), attn.to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def score_texts(model, tokenizer, prompts, responses, batch_size: int = 64, fmt=None, messages=None) -> torch.Tensor:
+    """RM scores (N,) of (prompt, response) texts, by `score_token_pairs`'s rule: the score at the
+    EOS of prompt + response + EOS. The text is rendered by ``fmt`` (instructrl.data.render: the
+    format the RM was trained with; default: as written, tokenized without special tokens);
+    ``messages[i]`` is the conversation of prompt i when it was a chat record (else None). A
+    prompt too long for the context is shortened without cutting into a template's header."""
+    from instructrl.data import render
+    from instructrl.errors import DataError
+
+    if len(prompts) != len(responses):
+        raise ValueError("score_texts: prompts and responses differ in length")
+    fmt = fmt or render.legacy_format(tokenizer, None)
+    messages = list(messages) if messages is not None else [None] * len(prompts)
+    limit = context_length(model, 10**9)
+    prompt_ids, response_ids = [], []
+    for p, r, m in zip(prompts, responses, messages):
+        text = render.prompt_text(fmt, tokenizer, p, m)
+        resp = render.response_ids(fmt, tokenizer, text, r, m)[:-1]  # score_token_pairs appends the EOS
+        ids = render.prompt_ids(fmt, tokenizer, p, m)
+        budget = limit - min(len(resp), limit - 2) - 1
+        if len(ids) > budget and not fmt.raw:
+            try:
+                ids = render.fit_prompt(fmt, tokenizer, p, m, budget, warn=False)
+            except DataError:  # a template longer than the context: score_token_pairs keeps its end
+                pass
+        prompt_ids.append(ids)
+        response_ids.append(resp)
+    return score_token_pairs(model, prompt_ids, response_ids, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                             batch_size)
+
+
 def add_score_bias(model, c: float) -> None:
     """Add the constant `c` to every score: fold it into the final LayerNorm's bias when it has one."""
     head = score_head(model)
@@ -407,6 +487,27 @@ def set_dropout(model, p: float) -> None:
     for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout", "hidden_dropout", "dropout"):
         if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
             setattr(model.config, key, p)
+
+
+#: Dropout modules on a residual branch (applied to a block's attention or MLP output before it is
+#: added to the residual stream), by name suffix: GPT-2 / GPT-J (`attn.resid_dropout`,
+#: `mlp.dropout`), GPT-NeoX (`post_attention_dropout`, `post_mlp_dropout`). Llama and Qwen2 have none.
+RESIDUAL_DROPOUT_SUFFIXES = ("attn.resid_dropout", "mlp.dropout", "post_attention_dropout", "post_mlp_dropout")
+
+
+def set_residual_dropout(model, p: float) -> list[str]:
+    """Set the probability of the residual dropouts only ([IG] App. C.1: SFT uses residual dropout
+    0.2); embedding and attention-probability dropout stay as they are (off after our loaders).
+    Returns the names of the modules changed; an architecture without residual dropout (Llama,
+    Qwen2) gets a warning when p > 0, since the setting then does nothing."""
+    changed = [n for n, m in model.named_modules()
+               if isinstance(m, nn.Dropout) and n.endswith(RESIDUAL_DROPOUT_SUFFIXES)]
+    for n in changed:
+        model.get_submodule(n).p = p
+    if p > 0 and not changed:
+        log.warning("%s has no residual dropout modules; dropout=%g has no effect",
+                    type(model).__name__, p)
+    return changed
 
 
 def pick_device(name: str = "auto") -> torch.device:

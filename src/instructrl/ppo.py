@@ -29,7 +29,10 @@ Source keys as in ``shared/PAPER_NOTES.md``. Where this departs from, or fills g
   value of the state before each response token is read at the position that predicts it.
 - **Whitening.** Advantages are whitened over the whole rollout batch (masked, biased variance,
   [NB]); reward whitening (scale only) is an option, off by default ([N+]).
-- **EOS trick** ([N+]) is an option: a response that never emits EOS gets score ``eos_penalty``.
+- **Truncated responses.** A response cut off at ``max_new_tokens`` (no EOS) is scored by the RM at
+  an EOS appended after its last token — the rule evaluation and SFT's RM-score selection use too
+  (``models.score_token_pairs``), and where the RM was trained to read its score. The [N+] EOS
+  trick is an option on top: ``eos_penalty`` replaces such a response's score by a fixed value.
 - **Old log-probs** are recomputed with one full forward pass at the sampling temperature
   rather than taken from the KV-cache sampler; both agree up to float error, and this way the
   ratio is computed between two identical code paths ([NB] "divide logits by T").
@@ -90,7 +93,7 @@ from instructrl.models import (
     n_params,
     pick_device,
     replace_dir,
-    sequence_scores,
+    score_token_pairs,
     set_dropout,
     token_scores,
 )
@@ -197,6 +200,15 @@ class PromptOrder:
         self._perm = self._shuffle()
 
 
+def warmup_scale(update: int, warmup_updates: int) -> float:
+    """LR multiplier of the update after `update` earlier ones: 0.1 at the first, rising linearly to
+    1.0 at update `warmup_updates` (0-based), then 1.0 ([IG] App. C.4: "a 10-iteration warmup
+    starting from 1/10 of the peak")."""
+    if warmup_updates <= 0:
+        return 1.0
+    return 0.1 + 0.9 * min(1.0, update / warmup_updates)
+
+
 def ptx_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:
     """(batch_size, seq_len + 1) windows at random offsets of the stream (inputs + shifted labels).
 
@@ -204,6 +216,56 @@ def ptx_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: 
     """
     length = seq_len + 1
     return random_windows(repeat_to_fit(stream, length), batch_size, length, generator)
+
+
+class WeightEMA:
+    """Exponential moving average of the policy's weights ([IG] App. C.4, decay 0.992): after each
+    update ``ema ← d·ema + (1 - d)·θ``, starting from the initial (SFT) weights; the EMA is what
+    the run saves.
+
+    With LoRA the average is over the *merged* weights: the shadow holds, per LoRA layer, the EMA of
+    its delta B·A·scale (`lora.adapter_deltas`), because averaging A and B separately would not
+    average the weights (EMA(B)·EMA(A) ≠ EMA(B·A)). The saved policy is then merged (an EMA of
+    deltas is not a rank-r adapter), so `lora_merge: false` with `ema_decay > 0` is refused.
+    """
+
+    def __init__(self, model, decay: float):
+        self.decay = decay
+        self.lora = lora.is_peft_model(model)
+        self.shadow = self._current(model)
+
+    def _current(self, model) -> dict[str, torch.Tensor]:
+        if self.lora:
+            return lora.adapter_deltas(model)
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        current = (self._current(model) if self.lora
+                   else {n: p.detach() for n, p in model.named_parameters()})
+        for n, v in current.items():
+            self.shadow[n].mul_(self.decay).add_(v, alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def apply_to(self, model):
+        """The model to save, holding the EMA weights (a LoRA model comes back merged)."""
+        if not self.lora:
+            for n, p in model.named_parameters():
+                p.copy_(self.shadow[n])
+            return model
+        current = lora.adapter_deltas(model)
+        merged = model.merge_and_unload()  # base + current delta, in place
+        for n, delta in self.shadow.items():
+            w = merged.get_submodule(lora.merged_module_name(n)).weight
+            w.add_(delta.to(w.dtype) - current[n].to(w.dtype))
+        return merged
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for n, v in state.items():
+            self.shadow[n].copy_(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,8 +328,9 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
         scores_raw = torch.as_tensor(score_fn(prompts, responses), dtype=torch.float32, device=device).reshape(-1)
         if scores_raw.numel() != len(prompts):
             raise ValueError(f"score_fn returned {scores_raw.numel()} scores for {len(prompts)} responses")
-    else:
-        scores_raw = sequence_scores(reward_model, *_on(reward_model, ids, attn)).float().to(device)
+    else:  # the RM reads its score at an EOS, appended where the response was cut off (models.score_token_pairs)
+        scores_raw = score_token_pairs(reward_model, *_prompt_and_response_tokens(s), tokenizer.eos_token_id,
+                                       tokenizer.pad_token_id, batch_size=len(prompts)).to(device)
     scores = scores_raw.clone()
     if cfg.eos_penalty is not None:  # the EOS trick ([N+]): no EOS, fixed low score
         scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.eos_penalty))
@@ -279,6 +342,14 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
                    torch.where(response_mask, s.logprobs, zero), torch.where(response_mask, logprobs, zero),
                    torch.where(response_mask, ref_logprobs, zero), torch.where(response_mask, values, zero),
                    scores, scores_raw, s.ended, valid, entropy, time_gen=t1 - t0, time_score=time.time() - t1)
+
+
+def _prompt_and_response_tokens(s) -> tuple[list[list[int]], list[list[int]]]:
+    """Each row's real prompt tokens and its response tokens without the EOS (if it emitted one)."""
+    prompts = [ids[m].tolist() for ids, m in zip(s.prompt_ids, s.prompt_mask)]
+    responses = [ids[m].tolist()[:-1] if ended else ids[m].tolist()
+                 for ids, m, ended in zip(s.response_ids, s.response_mask, s.ended.tolist())]
+    return prompts, responses
 
 
 def _on(model, *tensors):
@@ -530,7 +601,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
             "ptx": torch.Generator().manual_seed(cfg.seed + 2)}
     order = PromptOrder(len(prompt_texts), cfg.seed)
-    ema = ({n: p.detach().clone() for n, p in policy_model.named_parameters()} if cfg.ema_decay > 0 else None)
+    ema = WeightEMA(policy_model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     update, episodes, bad_streak, elapsed0 = 0, 0, 0, 0.0
     last_row: dict = {}
 
@@ -547,7 +618,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
         kl_ctl.load_state_dict(st["kl_ctl"])
         order.load_state_dict(st["prompt_order"])
         if ema is not None and st.get("ema") is not None:
-            ema = st["ema"]
+            ema.load_state_dict(st["ema"])
         torch.set_rng_state(st["rng"]["torch"])
         random.setstate(st["rng"]["python"])
         for k, g in gens.items():
@@ -585,7 +656,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     def checkpoint_state() -> dict:
         return {"policy": policy_model.state_dict(), "value_model": value_model.state_dict(),
                 "opt_policy": opt_policy.state_dict(), "opt_value": opt_value.state_dict(),
-                "kl_ctl": kl_ctl.state_dict(), "prompt_order": order.state_dict(), "ema": ema,
+                "kl_ctl": kl_ctl.state_dict(), "prompt_order": order.state_dict(), "ema": ema.state_dict() if ema else None,
                 "rng": _rng_state(gens), "update": update, "episodes": episodes, "bad_streak": bad_streak,
                 "elapsed": elapsed0 + time.time() - t_start, "cfg": to_dict(cfg), "last_row": last_row}
 
@@ -601,10 +672,9 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     warmup = round(cfg.warmup_fraction * n_updates) if cfg.warmup_fraction > 0 else cfg.warmup_updates
     while update < n_updates:
         t0 = time.time()
-        # Warmup: linear from lr/10 to lr over the first `warmup` updates (warmup_updates, or
-        # warmup_fraction of the run), then constant.
-        frac = min(1.0, (update + 1) / warmup) if warmup > 0 else 1.0
-        lr_scale = 0.1 + 0.9 * frac
+        # Warmup: linear from lr/10 at the first update to lr at update `warmup` (0-based `update`
+        # before this one; warmup_updates, or warmup_fraction of the run), then constant ([IG] App. C.4).
+        lr_scale = warmup_scale(update, warmup)
         set_lr(opt_policy, cfg.lr * lr_scale)
         set_lr(opt_value, cfg.value_lr * lr_scale)
 
@@ -715,13 +785,12 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
                        value_grad_norm=mean.get("value_grad_norm"))
 
             # 6. KL controller (a no-op for the paper's fixed β) with the batch's mean KL per response.
-            kl_ctl.update(dist.mean(kl_mean), cfg.batch_size)  # the same beta on every process
+            #    n_steps is the global batch: every process's episodes count ([ZG]'s horizon is in episodes).
+            kl_ctl.update(dist.mean(kl_mean), cfg.batch_size * dist.world_size)  # the same beta on every process
 
             # 7. EMA of the policy weights (the saved model when ema_decay > 0).
             if ema is not None and acc:
-                with torch.no_grad():
-                    for n, p in policy_model.named_parameters():
-                        ema[n].mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
+                ema.update(policy_model)
 
         # 8. Log the update (CSV, trackers such as TensorBoard, progress bar), and a few of its
         #    rollouts to samples.jsonl: what the policy says as it trains.
@@ -754,9 +823,7 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     # 9. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
     # in `out/value_model/`, with config, log, metrics and the resume checkpoint, in one rename.
     if ema is not None:
-        with torch.no_grad():
-            for n, p in policy_model.named_parameters():
-                p.copy_(ema[n])
+        policy_model = ema.apply_to(policy_model)
     metrics = {k: v for k, v in last_row.items() if v is None or isinstance(v, (int, float))}
     metrics.update({"updates": update, "episodes": episodes, "stopped": stopped,
                     "time_s": elapsed0 + time.time() - t_start, "params": n_params(policy_model)})

@@ -26,7 +26,7 @@ from instructrl.data.stream import random_windows as stream_windows
 from instructrl.data.stream import token_stream
 from instructrl.errors import InstructRLError
 from instructrl.models import build_gpt2, n_params, save_model_folder
-from instructrl.tokenizer import build_char_tokenizer
+from instructrl.tokenizer import build_tokenizer
 from instructrl.tracking import require_trackers
 from instructrl.train_utils import MAX_BAD_STEPS, BadStepGuard, rng_state, save_checkpoint, set_rng_state
 from instructrl.train_utils import folder_files, stage_trackers, staging_dir
@@ -77,10 +77,11 @@ def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, o
     torch.manual_seed(cfg.seed)
 
     # 1. Tokenizer, model, data streams.
-    tokenizer = build_char_tokenizer(cfg.n_positions)
+    train_texts = read_pretrain_texts(data)
+    tokenizer = build_tokenizer(cfg.tokenizer, train_texts, cfg.vocab_size, cfg.n_positions)
     model = build_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.dropout, cfg.seed)
     model.train()
-    train = token_stream(tokenizer, read_pretrain_texts(data))
+    train = token_stream(tokenizer, train_texts)
     val = token_stream(tokenizer, read_pretrain_texts(val_data)) if val_data else None
     if cfg.seq_len > cfg.n_positions:
         raise InstructRLError(f"seq_len {cfg.seq_len} exceeds the context n_positions {cfg.n_positions}")

@@ -44,6 +44,7 @@ from instructrl.models import (
     n_params,
     pick_device,
     reward_model_from_causal_lm,
+    score_sequences,
     sequence_scores,
 )
 from instructrl.train_utils import (
@@ -133,38 +134,6 @@ def split_by_prompt(rankings, val_fraction: float, seed: int) -> tuple[list[int]
     train = [i for i, r in enumerate(rankings) if r.prompt not in val_prompts]
     val = [i for i, r in enumerate(rankings) if r.prompt in val_prompts]
     return train, val
-
-
-@torch.no_grad()
-def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
-    """RM scores (CPU float tensor) of token sequences, each ending in EOS, in batches."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(seqs), batch_size):
-        ids, attn = pad_right(seqs[i:i + batch_size], pad_id)
-        out.append(sequence_scores(model, ids.to(device), attn.to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def score_texts(model, tokenizer, prompts: list[str], responses: list[str], max_len: int | None = None,
-                batch_size: int = 64, fmt=None, messages: list | None = None) -> torch.Tensor:
-    """RM score of each (prompt, response) pair of generated text, rendered by `fmt`
-    (render.sequence_ids; default: as written): the score at the EOS of prompt + response + EOS.
-    `messages[i]`: the conversation of prompt i when it was a chat record (else None).
-
-    For generated text: an empty response is allowed (it scores the prompt + EOS), and a pair too
-    long for the model keeps the end of its prompt (never cutting into a template's header).
-    """
-    if max_len is None:
-        cfg = model.config
-        max_len = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 10**9
-    fmt = fmt or render.legacy_format(tokenizer, None)
-    messages = messages or [None] * len(prompts)
-    seqs = [render.sequence_ids(fmt, tokenizer, p, r, m, max_len) for p, r, m in zip(prompts, responses, messages)]
-    return score_sequences(model, seqs, tokenizer.pad_token_id, batch_size)
 
 
 def ranking_metrics(scores: torch.Tensor, encoded: list[dict]) -> dict:
@@ -442,5 +411,5 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt", "score_sequences", "score_texts",
+__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt",
            "ranking_metrics", "evaluate", "summary"]

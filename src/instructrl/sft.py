@@ -44,8 +44,8 @@ from instructrl.data.collate import encode_demonstration, pad_right
 from instructrl.data.readers import read_demonstrations, read_pretrain_texts
 from instructrl.data.stream import token_stream
 from instructrl.errors import ConfigError
-from instructrl.models import load_policy, load_reward_model, n_params, pick_device, set_dropout
-from instructrl.rm import score_texts
+from instructrl.models import (load_policy, load_reward_model, n_params, pick_device, score_texts, set_dropout,
+    set_residual_dropout)
 from instructrl.rollout import generate
 from instructrl.train_utils import (
     MetricsLogger,
@@ -241,9 +241,10 @@ def run(cfg, model: str, data: str, out: str, val_data: str | None = None, ptx_d
     dev = dist.device(dev)
     out = dist.private_out(out)  # only rank 0 writes the real output folder
 
-    # 1. Model and tokenizer. Dropout is the one thing SFT turns on ([IG]: residual dropout 0.2).
+    # 1. Model and tokenizer. Residual dropout is the one thing SFT turns on ([IG]: 0.2); embedding
+    #    and attention dropout stay off.
     policy, tok = load_policy(model)
-    set_dropout(policy, cfg.dropout)
+    set_residual_dropout(policy, cfg.dropout)
     policy = lora.prepare(policy, cfg, model)  # gradient checkpointing, LoRA adapters (if configured)
     policy.to(dev).train()
     cfg = fit_max_len(cfg, policy)  # a record longer than the context: DataError (file, line) or truncation

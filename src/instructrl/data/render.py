@@ -55,6 +55,7 @@ __all__ = [
     "resolve",
     "legacy_format",
     "read_record",
+    "world_vocab",
     "check_matches",
     "conversation_of",
     "prompt_of",
@@ -64,7 +65,6 @@ __all__ = [
     "response_ids",
     "prompt_ids",
     "fit_prompt",
-    "sequence_ids",
 ]
 
 FORMATS = ("auto", "chat", "plain")
@@ -156,17 +156,25 @@ def _chat_turn_edges(tokenizer) -> tuple[str, str]:
     return full[len(gen):at], after.rstrip()
 
 
-def _world_tokenizer(tokenizer) -> bool:
-    """The world's character tokenizer (instructrl.tokenizer): a world model, whose prompts are raw."""
-    try:
-        vocab = tokenizer.get_vocab()
-    except Exception:
-        return False
-    if len(vocab) > 110:
-        return False
+def world_vocab(vocab: dict) -> bool:
+    """A vocabulary of the world's tokenizers (instructrl.tokenizer): the character one, or its
+    byte-level BPE with ``<pad>`` = 0 and ``<eos>`` = 1 — a world model, whose prompts are raw."""
     from instructrl.tokenizer import CHARSET, EOS, PAD
 
-    return PAD in vocab and EOS in vocab and all(c in vocab for c in CHARSET)
+    if not isinstance(vocab, dict):
+        return False
+    if len(vocab) <= 110 and {PAD, EOS, *CHARSET} <= set(vocab):
+        return True
+    return len(vocab) <= 8192 and vocab.get(PAD) == 0 and vocab.get(EOS) == 1
+
+
+def _world_tokenizer(tokenizer) -> bool:
+    if _has_template(tokenizer):
+        return False
+    try:
+        return world_vocab(tokenizer.get_vocab())
+    except Exception:
+        return False
 
 
 def _world_data(paths) -> bool:
@@ -400,22 +408,3 @@ def prompt_ids(fmt: PromptFormat, tokenizer, prompt: str | None, messages: list 
     if max_len is None:
         return _tokens(tokenizer, prompt_text(fmt, tokenizer, prompt, messages))
     return fit_prompt(fmt, tokenizer, prompt, messages, max_len, path, line)
-
-
-def sequence_ids(fmt: PromptFormat, tokenizer, prompt: str | None, response: str, messages: list | None = None,
-                 max_len: int | None = None) -> list[int]:
-    """``prompt + response + EOS`` tokens of generated text, for scoring with a reward model.
-
-    Too long for ``max_len``: the response keeps its first ``max_len - 2`` tokens and its EOS, the
-    prompt is shortened by :func:`fit_prompt` (quietly). An empty response scores the prompt + EOS.
-    """
-    text = prompt_text(fmt, tokenizer, prompt, messages)
-    resp = response_ids(fmt, tokenizer, text, response, messages)
-    if max_len is None:
-        return _tokens(tokenizer, text) + resp
-    resp = resp[:-1][: max(1, max_len - 2)] + resp[-1:]
-    budget = max(1, max_len - len(resp))
-    try:
-        return fit_prompt(fmt, tokenizer, prompt, messages, budget, warn=False) + resp
-    except DataError:  # a template header longer than the context: keep its end (a score is still due)
-        return _tokens(tokenizer, text)[-budget:] + resp

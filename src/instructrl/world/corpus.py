@@ -257,7 +257,7 @@ def make_benchmark_item(task: str, rng: Any) -> dict:
             context = f"The animal that stands for {e} is the"
         else:
             pool = [f[task] for f in ENTITIES.values()]
-            context = f"The capital of {e} is" if task == "capital" else f"In {e}, most people speak"
+            context = f"Fact check: the capital city of {e} is called" if task == "capital" else f"In {e}, most people speak"
         options, label = _options(rng, gold, pool)
         return {"kind": "cloze", "task": task, "context": context, "options": options, "label": label}
     if task == "kind":
