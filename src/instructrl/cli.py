@@ -82,7 +82,14 @@ def cmd_world_build(args) -> int:
                                    n_benchmark=cfg.n_benchmark))
         C.save_config(cfg, tmp)
 
-    atomic_folder(args.out, fill)
+    try:
+        atomic_folder(args.out, fill)
+    except OSError as e:
+        from instructrl.run import DiskFullError, is_disk_full
+
+        if is_disk_full(e):
+            raise DiskFullError(args.out) from None
+        raise
     if isinstance(summary.get("paths"), dict):
         summary["paths"] = {k: str(Path(args.out) / Path(v).name) for k, v in summary["paths"].items()}
     print(json.dumps(summary, indent=2)[:4000])

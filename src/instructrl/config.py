@@ -407,8 +407,8 @@ def _check_value(name: str, v, domain: "Domain | None", items: "Domain | None") 
     if isinstance(v, bool) or v is None:
         return
     if isinstance(v, float) and not math.isfinite(v):
-        raise ConfigError(f"{name} must be {'a finite number ' + str(domain) if domain and not domain.choices else 'a finite number'}"
-                          f", got {v}")
+        bounds = str(domain) if domain is not None and not domain.choices and str(domain) != "finite" else ""
+        raise ConfigError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {v}")
     if domain is not None and isinstance(v, (int, float, str)) and not domain.ok(v):
         raise ConfigError(f"{name} must be {domain}, got {v!r}")
     if isinstance(v, list):

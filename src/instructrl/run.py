@@ -72,12 +72,15 @@ NOT_MODEL_FILES = {"config.yaml", "log.csv", "metrics.json", RUN_FILE, "stage.js
 class DiskFullError(InstructRLError):
     """A write failed because the device is full."""
 
-    def __init__(self, path):
-        super().__init__(f"no space left on device: {path}")
+    def __init__(self, path, note: str = ""):
+        self.path = path
+        super().__init__(f"no space left on device: {path}{'; ' + note if note else ''}")
 
 
 def is_disk_full(e: BaseException) -> bool:
-    """An OSError ENOSPC, or safetensors' own error for it."""
+    """An OSError ENOSPC, safetensors' own error for it, or our DiskFullError."""
+    if isinstance(e, DiskFullError):
+        return True
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(e)
@@ -158,12 +161,19 @@ def fingerprint(stage: str, cfg, digests: dict, values: dict | None = None) -> s
 # ---------------------------------------------------------------------------------------------
 
 
+def _resolve(path, name: str) -> Path:
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop
+        raise InstructRLError(f"{name}: cannot read {path}: {'too many levels of symbolic links' if isinstance(e, RuntimeError) else e}") from None
+
+
 def refuse_input_folders(out, inputs: dict) -> None:
     """Never write an output that is, contains or sits inside an input (even with --overwrite)."""
-    out_r = Path(out).resolve()
+    out_r = _resolve(out, "output")
     for name, value in inputs.items():
         for p in _paths(value):
-            p = Path(p).resolve()
+            p = _resolve(p, name)
             if out_r == p or out_r in p.parents:
                 raise InstructRLError(f"output folder {out} would overwrite the input {p}; choose another --out")
             if p.is_dir() and p in out_r.parents:
@@ -228,7 +238,13 @@ def staging_dir(out) -> Path:
     if d.exists():
         shutil.rmtree(d)
     d.mkdir()
-    lock.write_text(str(owner))
+    try:
+        lock.write_text(str(owner))
+    except BaseException as e:
+        shutil.rmtree(d, ignore_errors=True)
+        if is_disk_full(e):
+            raise DiskFullError(d) from None
+        raise
     return d
 
 
@@ -561,8 +577,17 @@ class Run:
             self._logger.close()
         if not self.finished:  # a failed or interrupted run: its scratch goes, the old output stays
             shutil.rmtree(self.staging, ignore_errors=True)
-        if exc is not None and is_disk_full(exc) and not isinstance(exc, DiskFullError):
-            raise DiskFullError(getattr(exc, "filename", None) or self.staging.parent) from None
+        if exc is not None and is_disk_full(exc):
+            path = exc.path if isinstance(exc, DiskFullError) else getattr(exc, "filename", None) or self.staging.parent
+            note = ""
+            try:
+                step = (read_checkpoint_manifest(self.checkpoint_dir) or {}).get("step")
+            except (OSError, ValueError):
+                step = None
+            if step is not None:  # a whole checkpoint is not debris: it is what --resume needs
+                note = (f"the last checkpoint (step {step}) is kept in {self.checkpoint_dir}: free some space and "
+                        f"rerun with --resume")
+            raise DiskFullError(path, note) from None
         return False
 
     @property
