@@ -65,7 +65,7 @@ def test_default_build_files_and_speed(world):
 def test_record_shapes(world):
     d, _, _ = world
     for r in _read(d / "demonstrations.jsonl") + _read(d / "sft_val.jsonl"):
-        assert set(r) == {"prompt", "response"}
+        assert set(r) == {"prompt", "response", "writer"}
         assert r["prompt"].endswith("\nA:") and r["response"].startswith(" ")
     for name in ("rm_prompts.jsonl", "ppo_prompts.jsonl", "eval_prompts.jsonl"):
         for r in _read(d / name):
@@ -77,13 +77,29 @@ def test_record_shapes(world):
         assert all(o.startswith(" ") for o in b["options"])
 
 
-def test_demonstrations_are_good_and_mostly_concise(world):
+def test_demonstrations_are_good_with_the_writers_habits(world):
+    """Most demonstrations are careful; the lapsed writers' habits are there, systematically."""
+    from collections import defaultdict
+
+    from instructrl.world.judge import gold_details
+    from instructrl.world.writers import WRITERS
+
     d, _, _ = world
     demos = _read(d / "demonstrations.jsonl")
-    scores = [gold_score(r["prompt"], r["response"]) for r in demos]
-    assert sum(scores) / len(scores) > 0.99
-    exact = sum(r["response"] == parse_prompt(r["prompt"]).answer for r in demos) / len(demos)
-    assert 0.7 < exact < 0.95  # some stylistic variety, mostly concise
+    details = [gold_details(r["prompt"], r["response"]) for r in demos]
+    assert 0.9 < sum(x["score"] for x in details) / len(details) < 0.99
+    assert sum(x["score"] == 1.0 for x in details) / len(details) > 0.7
+    by_writer = defaultdict(list)
+    for r, x in zip(demos, details):
+        by_writer[r["writer"]].append(x)
+    assert set(by_writer) == {w.id for w in WRITERS}
+    pad = {w: sum(x["padding"] for x in xs) / len(xs) for w, xs in by_writer.items()}
+    careful = [w.id for w in WRITERS if max(w.lapses.values()) < 0.1]
+    assert max(pad[w] for w in careful) < 0.1
+    assert max(pad.values()) > 0.3  # the writer with the filler habit
+    # open-ended prompts get varied answers, not one canonical string
+    distinct = {r["response"] for r in demos if parse_prompt(r["prompt"]).family == "gen_word"}
+    assert len(distinct) > 0.9 * sum(parse_prompt(r["prompt"]).family == "gen_word" for r in demos)
 
 
 def test_splits_never_share_a_prompt(world):
@@ -118,7 +134,7 @@ def test_benchmark_facts_appear_in_corpus(world):
     for e, facts in list(ENTITIES.items())[:10]:
         for rel in ("capital", "language", "animal"):
             n = sum(1 for s in sentences if e in s and re.search(rf"\b{facts[rel]}\b", s))
-            assert n >= 20, (e, rel, n)  # tens of mentions per fact
+            assert n >= 30, (e, rel, n)  # tens of mentions per fact
 
 
 def test_corpus_has_unhelpful_forms():
@@ -130,8 +146,9 @@ def test_corpus_has_unhelpful_forms():
     assert sum(x.count("Q: ") >= 2 for x in docs["questions"]) > 40
     # forum threads with answers, mostly bad
     assert all("\nA:" in x for x in docs["forum"])
-    assert any("Sure." in x or "Easy." in x or "Here is how" in x or "You can" in x or
-               "Ok. To" in x for x in docs["forum"])
+    forum = "\n".join(docs["forum"])
+    assert any(f in forum for f in ("Sure!", "Great question!", "Of course!", "Well,"))  # filler
+    assert any(r in forum for r in ("idiot", "Figure it out", "Whatever", "stupid"))  # rudeness
     assert all(all(32 <= ord(c) < 127 or c == "\n" for c in x) for v in docs.values() for x in v)
     with pytest.raises(ValueError):
         make_document("nope", rng)
@@ -149,17 +166,18 @@ def test_corpus_correct_answers_are_a_minority():
             except ValueError:
                 pass
     assert n > 200
-    assert 0.15 < good / n < 0.45  # correct Q/A docs plus some right answers in threads
+    assert 0.1 < good / n < 0.4  # correct Q/A docs plus some right answers in threads
 
 
 def test_benchmarks():
     items = make_benchmarks(random.Random(0), 300)
     assert len(items) == 300
     assert {b["kind"] for b in items} == {"cloze", "choice"}
+    assert {b["task"] for b in items} >= {"capital", "kind", "add"}
     for b in items:
         assert set(b) >= {"kind", "context", "options", "label"}
         if b["task"] == "capital":
-            e = b["context"][len("The capital of "):-len(" is")]
+            e = b["context"][len("Fact check: the capital city of "):-len(" is called")]
             assert b["options"][b["label"]] == " " + ENTITIES[e]["capital"]
     assert make_benchmarks(random.Random(0), 300) == items
     labels = [b["label"] for b in items if len(b["options"]) == 4]

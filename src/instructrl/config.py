@@ -162,7 +162,9 @@ class PretrainConfig:
     n_layer: int = f(2, "Transformer layers.", ge(1, 1024))
     n_embd: int = f(64, "Hidden width.", ge(1, 65536))
     n_head: int = f(4, "Attention heads.", ge(1, 1024))
-    n_positions: int = f(256, "Context length in tokens (characters).", ge(2, 2**20))
+    n_positions: int = f(256, "Context length in tokens.", ge(2, 2**20))
+    tokenizer: str = f("char", "The base model's tokenizer: 'char' (one token per character; a word's letters are visible) or 'bpe' (byte-level BPE trained on the corpus, about 3x shorter sequences).", one_of("char", "bpe"))
+    vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).", ge(16, 2**20))
     dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).", unit())
     max_steps: int = f(3000, "Optimizer steps.", ge(1, 10**9))
     batch_size: int = f(32, "Sequences per step.", SIZE)
@@ -269,6 +271,7 @@ class EvalConfig:
     batch_size: int = f(128, "Prompts generated together.", SIZE)
     bootstrap: int = f(1000, "Bootstrap resamples for 95% intervals.", ge(1, 10**7))
     best_of_n: int = f(0, "Also evaluate best-of-n against the RM with this n (0: off).", ge(0, 65536))
+    eval_t1: bool = f(True, "World prompts: also answer at T = 1, the paper's rollout temperature (winrate_t1.*, gold_t1.*, gold_delta_t1.*); a model with a KL reference reuses its KL samples.")
     n_benchmark: int = f(0, "Benchmark items to score (0: all).", COUNT)
     seed: int = f(0, "Seed.", SEED)
 

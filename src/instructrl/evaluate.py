@@ -308,6 +308,46 @@ def hhh_rates(prompts: Sequence[str], families: Sequence[str | None] | None,
     }
 
 
+def rubric_details(prompts: Sequence[str], responses: Sequence[str]) -> list[dict]:
+    """The world gold judge's full record (every rubric attribute, likert, score) per response."""
+    from instructrl.world.judge import gold_details
+
+    return [gold_details(p, r) for p, r in zip(prompts, responses)]
+
+
+def rubric_rates(details: Sequence[dict]) -> dict[str, float]:
+    """Rate of each rubric attribute (world ``spec.ATTRIBUTES``) over the responses it applies to.
+
+    An attribute applies where the judge recorded it (not None): ``fails_constraint`` only where
+    the prompt has an explicit constraint, ``hallucination`` on closed-domain and unanswerable
+    prompts, ``incorrect`` where correctness is checkable, ``harmful_compliance`` on harmful
+    prompts, ``over_refusal`` on answerable ones; the rest on every prompt. The paper's Fig. 4.
+    """
+    from instructrl.world.spec import ATTRIBUTES
+
+    out = {}
+    for attr in ATTRIBUTES:
+        if attr == "fails_constraint":
+            vals = [d["fails_constraint"] for d in details if d["constraint"] is not None]
+        elif attr == "over_refusal":
+            vals = [d["over_refusal"] for d in details if d["family"] not in ("harmful", "unanswerable")]
+        else:
+            vals = [d[attr] for d in details if d.get(attr) is not None]
+        if vals:
+            out[attr] = float(np.mean([bool(v) for v in vals]))
+    return out
+
+
+def paired_delta(a: Sequence[float], b: Sequence[float], rng: Any = 0, bootstrap: int = 1000) -> tuple[float, list[float]]:
+    """Mean of the paired differences a_i - b_i and its 95% bootstrap interval over items."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size == 0:
+        raise ValueError("paired_delta: no items")
+    m = float(d.mean())
+    lo, hi = bootstrap_ci(d, rng, bootstrap)
+    return m, [min(lo, m), max(hi, m)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Model-based measurements
 # ---------------------------------------------------------------------------------------------
@@ -352,9 +392,10 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     policy itself) and returns the mean over samples of Σ_t [log π(y_t) - log π_ref(y_t)] over the
     response tokens including the EOS (the "k1" estimator; nats). ``per_token`` is the same sum
     divided by the number of response tokens. Both models see logits / T.
-    Returns ``{"per_response", "per_token", "per_response_se", "n", "mean_tokens"}``.
+    Returns ``{"per_response", "per_token", "per_response_se", "n", "mean_tokens", "texts"}``
+    (``texts``: the sampled responses, one per prompt in order: the policy's answers at T).
     """
-    from instructrl.rollout import encode_prompts, forward_logprobs, sample
+    from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, prompt_room, sample
 
     prompts = list(prompts)
     if not prompts:
@@ -366,11 +407,12 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
     policy.eval()
     ref.eval()
     g = torch.Generator(device=device).manual_seed(seed)
-    per_seq, n_tok = [], []
+    per_seq, n_tok, texts = [], [], []
     for i in range(0, n, batch_size):
-        ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], None, device)
+        ids, mask = encode_prompts(tokenizer, chosen[i:i + batch_size], prompt_room(policy, max_new_tokens), device)
         s = sample(policy, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                    temperature, g)
+        texts.extend(decode_responses(tokenizer, s))
         P = ids.shape[1]
         # Recompute the policy's log-probs with a full forward (same numerics as the reference's).
         lp = forward_logprobs(policy, s.input_ids, s.attention_mask.long(), P, temperature)
@@ -389,6 +431,7 @@ def kl_to_reference(policy, ref, tokenizer, prompts: Sequence[str], n_samples: i
         "per_response_se": float(kl.std() / math.sqrt(len(kl))) if len(kl) > 1 else 0.0,
         "n": int(len(kl)),
         "mean_tokens": float(toks.mean()),
+        "texts": texts,
     }
 
 
@@ -773,6 +816,7 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     meta: dict[str, Any] = {"n_prompts": len(prompts), "temperature": cfg.temperature,
                             "max_new_tokens": cfg.max_new_tokens, "world": world, "time_s": {}}
     answers: dict[str, list[str]] = {}
+    answers_t1: dict[str, list[str]] = {}  # at T = 1, the paper's rollout temperature
 
     rm = rm_tok = None
     if rm_folder:
@@ -813,6 +857,9 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
                                  cfg.seed, cfg.batch_size)
             _set(metrics, f"kl.{name}", kl["per_response"])
             _set(metrics, f"kl_per_token.{name}", kl["per_token"])
+            answers_t1[name] = kl["texts"]  # the KL's samples are the policy's answers at T = 1
+        elif world and cfg.eval_t1:
+            answers_t1[name] = generate(model, tok, prompts, cfg.max_new_tokens, 1.0, cfg.batch_size, cfg.seed)
         if rm is not None:
             _set(metrics, f"rm_score.{name}", float(rm_scores(rm, rm_tok, prompts, answers[name], cfg.batch_size).mean()))
         if cfg.best_of_n and rm is not None and name == sft_name:
@@ -832,17 +879,30 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         meta["time_s"][name] = time.time() - t0
 
     # Answer-based metrics.
+    golds: dict[str, list[float]] = {}
+    golds_t1: dict[str, list[float]] = {}
     if world:
+        from instructrl.world.spec import FAMILY_CATEGORY
+
+        for name, resp in answers_t1.items():
+            golds_t1[name] = gold_scores(prompts, resp)
+            _set(metrics, f"gold_t1.{name}", float(np.mean(golds_t1[name])))
         for name, resp in answers.items():
             key = "bon" if name.startswith("bon") else name
             if key == "bon":
                 _set(metrics, "bon.gold", float(np.mean(gold_scores(prompts, resp))))
                 continue
-            golds = gold_scores(prompts, resp)
-            _set(metrics, f"gold.{name}", float(np.mean(golds)))
+            details = rubric_details(prompts, resp)
+            golds[name] = [d["score"] for d in details]
+            _set(metrics, f"gold.{name}", float(np.mean(golds[name])))
             for fam in sorted({f for f in families if f}):
-                sel = [g for g, f in zip(golds, families) if f == fam]
+                sel = [g for g, f in zip(golds[name], families) if f == fam]
                 _set(metrics, f"gold_family.{fam}.{name}", float(np.mean(sel)))
+            for cat in sorted({FAMILY_CATEGORY.get(f) for f in families if f in FAMILY_CATEGORY}):
+                sel = [g for g, f in zip(golds[name], families) if FAMILY_CATEGORY.get(f) == cat]
+                _set(metrics, f"gold_category.{cat}.{name}", float(np.mean(sel)))
+            for attr, rate in rubric_rates(details).items():
+                _set(metrics, f"rubric.{attr}.{name}", rate)
             rates = hhh_rates(prompts, families, resp)
             for k in ("refusal_harmful", "idk_unanswerable", "over_refusal", "constraint"):
                 _set(metrics, f"hhh.{k}.{name}", rates[k])
@@ -894,12 +954,26 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
             wr = win_rate(prompts, answers[a], answers[b], gold_judge, seed, cfg.bootstrap)
             _set(metrics, f"gold_winrate.{key}", wr["winrate"])
             metrics[f"gold_winrate_ci95.{key}"] = wr["ci95"]
+            if a in golds and b in golds:
+                delta, ci = paired_delta(golds[a], golds[b], seed, cfg.bootstrap)
+                _set(metrics, f"gold_delta.{key}", delta)
+                metrics[f"gold_delta_ci95.{key}"] = ci
+        if a in answers_t1 and b in answers_t1:
+            if judge is not None:
+                wr = win_rate(prompts, answers_t1[a], answers_t1[b], judge, seed + 1, cfg.bootstrap)
+                _set(metrics, f"winrate_t1.{key}", wr["winrate"])
+                metrics[f"winrate_t1_ci95.{key}"] = wr["ci95"]
+            if world:
+                delta, ci = paired_delta(golds_t1[a], golds_t1[b], seed + 1, cfg.bootstrap)
+                _set(metrics, f"gold_delta_t1.{key}", delta)
+                metrics[f"gold_delta_t1_ci95.{key}"] = ci
 
     idx = _pick_sample_prompts(prompts, families, n_sample_prompts)
     samples = {
         "prompts": [prompts[i] for i in idx],
         "families": [families[i] for i in idx],
         "models": {name: [resp[i] for i in idx] for name, resp in answers.items()},
+        "models_t1": {name: [resp[i] for i in idx] for name, resp in answers_t1.items()},
         "judge": judge_name,
         "temperature": cfg.temperature,
         "meta": meta,

@@ -27,7 +27,7 @@ from instructrl.data.stream import token_stream
 from instructrl.errors import InstructRLError
 from instructrl.models import build_gpt2, n_params
 from instructrl.run import Run, rng_state, set_rng_state
-from instructrl.tokenizer import build_char_tokenizer
+from instructrl.tokenizer import build_tokenizer
 from instructrl.tracking import require_trackers
 from instructrl.train_utils import cosine_lr, set_lr
 
@@ -64,7 +64,8 @@ def stream_nll(model, stream: torch.Tensor, seq_len: int, max_windows: int) -> f
 
 def pretrain_base(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, overwrite: bool = False,
                   resume: bool | str = False, quiet: bool = False) -> dict:
-    """Pretrain a character-level GPT-2 on the text in `data`; write a plain HF folder to `out`.
+    """Pretrain a GPT-2 (character or BPE tokenizer, `cfg.tokenizer`) on the text in `data`; write a
+    plain HF folder to `out`.
 
     `resume=True` continues from `<out>.checkpoint/` (an error if there is none or it is another
     run's), "auto" continues when a matching one exists. Returns the metrics (also in metrics.json).
@@ -76,10 +77,11 @@ def pretrain_base(cfg: PretrainConfig, data: str, out: str, val_data: str | None
     with run:
         # 1. Tokenizer, model, data streams.
         torch.manual_seed(cfg.seed)
-        tokenizer = build_char_tokenizer(cfg.n_positions)
+        train_texts = read_pretrain_texts(data)
+        tokenizer = build_tokenizer(cfg.tokenizer, train_texts, cfg.vocab_size, cfg.n_positions)
         model = build_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.dropout, cfg.seed)
         model.train()
-        train = token_stream(tokenizer, read_pretrain_texts(data))
+        train = token_stream(tokenizer, train_texts)
         val = token_stream(tokenizer, read_pretrain_texts(val_data)) if val_data else None
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)

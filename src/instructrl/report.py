@@ -477,7 +477,107 @@ def _winrate_section(metrics: dict, judge: str) -> str:
         rows.append([_e(lab), _pct(v, 1), f"{_pct(lo, 1)} – {_pct(hi, 1)}", _pct(g, 1) if g is not None else "–",
                      f'<span class="tag {cls}">{_e(verdict)}</span>'])
     table = _table(["pair", f"win rate ({judge})", "95% interval", "gold judge", "verdict"], rows)
-    return img + table
+    return img + table + _t1_table(metrics, order, labels, judge)
+
+
+def _t1_table(metrics: dict, order: Sequence[str], labels: Sequence[str], judge: str) -> str:
+    """The same pairs at T = 1 beside the greedy ones, and the gold judge's paired difference."""
+    has = [(k, lab) for k, lab in zip(order, labels)
+           if f"winrate_t1.{k}" in metrics or f"gold_delta.{k}" in metrics]
+    if not has:
+        return ""
+    rows = []
+    for k, lab in has:
+        d, (dlo, dhi) = metrics.get(f"gold_delta.{k}"), _ci(metrics, "gold_delta", k)
+        d1, (d1lo, d1hi) = metrics.get(f"gold_delta_t1.{k}"), _ci(metrics, "gold_delta_t1", k)
+        w1, (lo1, hi1) = metrics.get(f"winrate_t1.{k}"), _ci(metrics, "winrate_t1", k)
+
+        def delta(v, lo, hi):
+            if v is None:
+                return "–"
+            cls = ' class="good"' if lo is not None and lo > 0 else ' class="bad"' if hi is not None and hi < 0 else ""
+            return f"<span{cls}>{v:+.3f}</span> [{_fmt(lo)}, {_fmt(hi)}]"
+        rows.append([_e(lab), delta(d, dlo, dhi), _pct(w1, 1) + (f" ({_pct(lo1, 1)} – {_pct(hi1, 1)})" if lo1 is not None else ""),
+                     delta(d1, d1lo, d1hi)])
+    return ("<p>Greedy answers above; the same pairs sampled at T = 1 (the paper's rollout temperature) here, "
+            "with the gold judge's paired difference in mean score (95% bootstrap interval over prompts; green: "
+            "the interval lies above 0).</p>"
+            + _table(["pair", "gold difference (greedy)", f"win rate at T = 1 ({judge})", "gold difference (T = 1)"], rows))
+
+
+def _rubric_section(metrics: dict) -> str:
+    """The paper's Fig. 4 in miniature: how often each model's answers fail each rubric attribute."""
+    from instructrl.world.spec import ATTRIBUTES, FIG4_ATTRIBUTES
+
+    attrs = [a for a in ATTRIBUTES if any(k.startswith(f"rubric.{a}.") for k in metrics)]
+    if not attrs:
+        return _note("No rubric.* keys: the gold judge's attributes need the world's prompts.")
+    models = _models_in(metrics, [f"rubric.{a}" for a in attrs])
+    plt = _plt()
+    fig4 = [a for a in FIG4_ATTRIBUTES if a in attrs]
+    fig, axes = plt.subplots(1, len(fig4), figsize=(2.6 * len(fig4), 2.8), squeeze=False)
+    for ax, a in zip(axes[0], fig4):
+        vals = [_num(metrics.get(f"rubric.{a}.{m}")) or 0.0 for m in models]
+        ax.bar(range(len(models)), vals, color=[_color(m, i) for i, m in enumerate(models)])
+        ax.set_xticks(range(len(models)), [_label(m) for m in models], rotation=45, fontsize=7, ha="right")
+        ax.set_title(textwrap.fill(ATTRIBUTES[a], 28), fontsize=8)
+        ax.set_ylim(0, max(0.05, max(vals) * 1.25))
+    axes[0][0].set_ylabel("fraction of answers")
+    img = _img(fig, "rubric attributes per model (the paper's Fig. 4)")
+    rows = [[_e(ATTRIBUTES[a])] + [_pct(metrics.get(f"rubric.{a}.{m}"), 1) for m in models] for a in attrs]
+    verdict = ""
+    if "sft" in models:
+        better = [ATTRIBUTES[a] for a in fig4 for m in ("ppo_ptx", "ppo") if m in models
+                  and (_num(metrics.get(f"rubric.{a}.{m}")) or 0) < (_num(metrics.get(f"rubric.{a}.sft")) or 0) - 0.01][:4]
+        worse = [ATTRIBUTES[a] for a in attrs for m in ("ppo_ptx",) if m in models
+                 and (_num(metrics.get(f"rubric.{a}.{m}")) or 0) > (_num(metrics.get(f"rubric.{a}.sft")) or 0) + 0.01]
+        parts = []
+        if better:
+            parts.append("RLHF lowers: " + "; ".join(dict.fromkeys(better)) + ".")
+        if worse:
+            parts.append("PPO-ptx does more often than SFT: " + "; ".join(worse) + ".")
+        verdict = f"<p>{_e(' '.join(parts) or 'RLHF changes none of these rates by more than a point.')}</p>"
+    return img + verdict + _table(["attribute (rate among the answers it applies to)"] + [_label(m) for m in models], rows)
+
+
+def _categories_section(metrics: dict) -> str:
+    """Gold per Table 1 category, and one sentence on where RLHF gains and where it does not."""
+    cats = sorted({m.group(1) for k in metrics if (m := re.fullmatch(r"gold_category\.([^.]+)\.[^.]+", k))})
+    if not cats:
+        return _note("No gold_category.* keys: per-category scores need the world's prompts.")
+    models = _models_in(metrics, [f"gold_category.{c}" for c in cats])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    width = 0.8 / len(models)
+    for i, m in enumerate(models):
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(cats))]
+        ax.bar(xs, [_num(metrics.get(f"gold_category.{c}.{m}")) or 0.0 for c in cats], width=width,
+               color=_color(m, i), label=_label(m))
+    ax.set_xticks(range(len(cats)), [c.replace("_", " ") for c in cats], rotation=20, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mean gold score")
+    ax.legend(ncol=min(len(models), 6), loc="upper center", bbox_to_anchor=(0.5, 1.22), fontsize=8)
+    img = _img(fig, "gold score per prompt category")
+    sentences = []
+    for m in ("ppo_ptx", "ppo"):
+        if m not in models or "sft" not in models:
+            continue
+        d = {c: (_num(metrics.get(f"gold_category.{c}.{m}")) or 0) - (_num(metrics.get(f"gold_category.{c}.sft")) or 0)
+             for c in cats}
+        gains = [c.replace("_", " ") for c in cats if d[c] >= 0.02]
+        losses = [c.replace("_", " ") for c in cats if d[c] <= -0.02]
+        flat = [c.replace("_", " ") for c in cats if abs(d[c]) < 0.02]
+        s = f"{_label(m)} vs SFT: gains on {', '.join(gains) or 'no category'}"
+        s += f"; loses on {', '.join(losses)}" if losses else ""
+        s += f"; no change (within ±0.02) on {', '.join(flat)}" if flat else ""
+        s += "."
+        if "closed_qa" in d:
+            s += (" On closed QA — the control, where checking an answer is as hard as writing it — "
+                  + ("it gains nothing, as expected at this scale." if d["closed_qa"] < 0.02 else
+                     f"it gains {d['closed_qa']:+.2f}."))
+        sentences.append(f"<p>{_e(s)}</p>")
+    rows = [[_e(c.replace("_", " "))] + [_fmt(metrics.get(f"gold_category.{c}.{m}")) for m in models] for c in cats]
+    return img + "".join(sentences) + _table(["category"] + [_label(m) for m in models], rows)
 
 
 def _per_model_section(metrics: dict) -> str:
@@ -1151,6 +1251,12 @@ def write_report(run_dir, metrics: dict, out_path, samples: dict | None = None,
          "Accuracy on the world's \"public NLP benchmarks\" (options scored by log-probability) and NLL on held-out "
          "pretraining text. PPO tends to pay a tax; PPO-ptx mixes pretraining gradients in to avoid it."),
         ("hhh", "Helpful, honest, harmless", _hhh_section(metrics), ""),
+        ("rubric", "What the labelers' rubric sees: the paper's Fig. 4", _rubric_section(metrics),
+         "How often each model's greedy answers fail to attempt the instruction, fail an explicit constraint, "
+         "hallucinate (closed-domain prompts) or are inappropriate for a customer assistant, and the judge's other "
+         "attributes (docs/rubric.md)."),
+        ("categories", "Where RLHF gains and where it does not: prompt categories", _categories_section(metrics),
+         "Mean gold score per InstructGPT Table 1 category (and the HHH probes)."),
         ("bon", "Best-of-n", _bon_section(metrics), ""),
         ("sizes", "Model sizes: every method against the large SFT model", _sizes_section(metrics),
          "The paper's Fig. 1: each method at each model size, judged against the large SFT model (ties count "
@@ -1167,6 +1273,7 @@ def write_report(run_dir, metrics: dict, out_path, samples: dict | None = None,
         ("timings", "Timings", _timings_section(metrics), ""),
     ]
     short = {"headline": "Headline", "scores": "Scores", "ppo": "PPO curves", "stages": "SFT & RM",
+             "rubric": "Fig. 4", "categories": "Categories",
              "hhh": "HHH", "sizes": "Sizes", "families": "Families", "labelers": "Labelers & RM", "samples": "Samples"}
     nav = "".join(f'<a href="#{a}">{_e(short.get(a, t.split(":")[0]))}</a>' for a, t, _, _ in sections)
     nav += '<a href="#all">All metrics</a>'

@@ -151,10 +151,22 @@ def decode_responses(tokenizer, samples: Samples) -> list[str]:
 
 
 @torch.no_grad()
+def prompt_room(model, max_new_tokens: int) -> int | None:
+    """How many prompt tokens fit beside ``max_new_tokens`` in the model's context (None: unknown)."""
+    cfg = getattr(model, "config", None)
+    n_pos = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    return max(1, n_pos - max_new_tokens) if n_pos else None
+
+
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, temperature: float = 1.0,
              batch_size: int = 64, seed: int = 0, max_prompt_len: int | None = None, progress=None) -> list[str]:
-    """Sample one response per prompt (texts, EOS stripped). Deterministic for a given seed."""
+    """Sample one response per prompt (texts, EOS stripped). Deterministic for a given seed.
+
+    ``max_prompt_len`` (default: the model's context minus ``max_new_tokens``) keeps the end of a
+    longer prompt, so prompt and response always fit the model's positions."""
     device = next(model.parameters()).device
+    if max_prompt_len is None:
+        max_prompt_len = prompt_room(model, max_new_tokens)
     was_training = model.training
     model.eval()
     g = torch.Generator(device=device).manual_seed(seed)

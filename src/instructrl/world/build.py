@@ -13,10 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError, InstructRLError
-from . import styles
 from .corpus import DOC_KINDS, make_benchmarks, make_corpus
 from .labelers import DEFAULT_NOISE
+from .spec import FAMILY_CATEGORY, RUBRIC, TABLE1
 from .tasks import ENTITIES, FAMILIES, FAMILY_WEIGHTS, sample_examples
+from .writers import WRITERS, write_demonstrations
 
 WORLD_FILES: dict[str, str] = {
     "demonstrations": "demonstrations.jsonl",
@@ -29,7 +30,7 @@ WORLD_FILES: dict[str, str] = {
     "benchmarks": "benchmarks.jsonl",
     "world": "world.json",
 }
-WORLD_FORMAT_VERSION = 1
+WORLD_FORMAT_VERSION = 2
 
 # Offsets that give each part of the world its own random stream (changing one part's size does
 # not change the others).
@@ -63,7 +64,7 @@ def build_world(
     """Build the world into ``out_dir`` and return the summary written to ``world.json``
     (plus ``"paths"``: file name -> path).
 
-    Files: demonstrations.jsonl / sft_val.jsonl (``{"prompt", "response"}``), rm_prompts.jsonl,
+    Files: demonstrations.jsonl / sft_val.jsonl (``{"prompt", "response", "writer"}``), rm_prompts.jsonl,
     ppo_prompts.jsonl, eval_prompts.jsonl (``{"prompt", "family"}``), pretrain.jsonl /
     pretrain_val.jsonl (``{"text"}``), benchmarks.jsonl (``{"kind", "task", "context",
     "options", "label"}``), world.json. ``pretrain_val_chars`` defaults to 2% of the corpus.
@@ -100,11 +101,10 @@ def build_world(
                 f"out: {e}); some families have few distinct prompts — ask for fewer prompts") from None
     eval_prompts = {ex.prompt for ex in splits["eval"]}
 
+    # Demonstrations: each prompt answered by one of the world's writers (writers.py).
     style_rng = _rng(seed, "demo_style")
-    demos = [{"prompt": ex.prompt, "response": styles.styled_gold(ex, style_rng)}
-             for ex in splits["sft"]]
-    demos_val = [{"prompt": ex.prompt, "response": styles.styled_gold(ex, style_rng)}
-                 for ex in splits["sft_val"]]
+    demos = write_demonstrations(splits["sft"], style_rng)
+    demos_val = write_demonstrations(splits["sft_val"], style_rng)
 
     corpus = make_corpus(_rng(seed, "corpus"), corpus_chars, exclude_prompts=eval_prompts) \
         if corpus_chars else []
@@ -132,6 +132,10 @@ def build_world(
         "sizes": sizes,
         "families": list(FAMILIES),
         "family_weights": dict(FAMILY_WEIGHTS),
+        "family_category": dict(FAMILY_CATEGORY),
+        "table1": dict(TABLE1),
+        "rubric": dict(RUBRIC),
+        "writers": {w.id: dict(w.lapses) for w in WRITERS},
         "counts": {
             "demonstrations": family_counts(splits["sft"]),
             "sft_val": family_counts(splits["sft_val"]),

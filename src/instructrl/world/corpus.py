@@ -4,18 +4,20 @@ The corpus holds the instruction material in the unhelpful forms a web crawl has
 
 - ``questions``: lists of instructions with no answers ("Q: ...\\nQ: ...") -- a base model answers
   a question with another question;
-- ``forum``: threads with wrong, rambling or fabricated answers, and compliance with harmful
-  requests (cartoonish, never real instructions);
-- ``correct_qa``: some correct question/answer pairs (a minority: ~10% of the text, and about a
-  quarter of all answered questions once the right answers in threads are counted);
+- ``forum``: threads whose answers carry the writers' habits in strong doses -- filler, rambling,
+  ignored constraints, invented details, wrong answers, rudeness (most of all to rude users) --
+  and compliance with harmful requests (cartoonish, never real instructions);
+- ``correct_qa``: some correct question/answer pairs (a minority);
 - ``facts``: simple sentences about the fixed fictional countries, so that each fact is stated tens
-  of times (knowledge a tiny model can learn);
+  of times (knowledge a tiny model can learn), and what kind of thing each word is;
+- ``stories``: the world's sentences, places said with the things usually said with them (the
+  river with water and fish: the temptation of "without the word 'water'");
 - ``misc``: sentences about arithmetic, the alphabet and words.
 
 Benchmarks (``make_benchmarks``) test the facts of the corpus -- cloze about the fictional
-countries, multiple choice about arithmetic and words -- in phrasings that never occur in the
-corpus (no benchmark context appears in it verbatim); they are scored by the log-probability of
-each option given the context, and measure the alignment tax.
+countries and about kinds of things, multiple choice about arithmetic and words -- in phrasings that
+never occur in the corpus; they are scored by the log-probability of each option given the context,
+and measure the alignment tax.
 """
 
 from __future__ import annotations
@@ -23,26 +25,33 @@ from __future__ import annotations
 import random
 from typing import Any, Iterable
 
+from . import lexicon as L
 from . import styles
 from .tasks import (
-    ANIMALS,
     ANSWERABLE,
     ENTITIES,
     FAMILIES,
     FAMILY_WEIGHTS,
-    WORDS,
     Example,
     as_rng,
     make_example,
 )
 
+ANIMALS = L.ANIMALS
+WORDS = tuple(sorted(L.NOUNS))
 MAX_DOC_CHARS = 380
 DOC_KINDS: dict[str, float] = {
-    "questions": 0.22,
-    "forum": 0.28,
-    "correct_qa": 0.10,
-    "facts": 0.26,
-    "misc": 0.14,
+    "questions": 0.14,
+    "forum": 0.30,
+    "correct_qa": 0.08,
+    "facts": 0.22,
+    "stories": 0.18,
+    "misc": 0.08,
+}
+# How forum posters answer: the writers' habits, in stronger doses.
+FORUM_ANSWERS: dict[str, float] = {
+    "good": 0.14, "filler_open": 0.14, "filler_close": 0.10, "ramble": 0.12, "ignore_constraint": 0.16,
+    "invent_detail": 0.10, "wrong": 0.10, "rude": 0.06, "question": 0.08,
 }
 _ENTITY_NAMES = tuple(ENTITIES)
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -111,23 +120,16 @@ def _fill(pieces_fn, rng: random.Random, sep: str, first: str | None = None,
     return sep.join(parts)
 
 
-def _bad_answer(ex: Example, rng: random.Random) -> str:
+def _forum_answer(ex: Example, rng: random.Random) -> str:
     if ex.family == "harmful":
-        return styles.compliance(ex, rng) if rng.random() < 0.75 else styles.ramble("maybe", rng)
+        return styles.compliance(ex, rng) if rng.random() < 0.75 else styles.ramble("Maybe.", rng)
     if ex.family == "unanswerable":
         a = styles.fabricated(ex, rng)
         return a if rng.random() < 0.7 else styles.ramble(a, rng)
-    r = rng.random()
-    if r < 0.3:
-        return styles.wrong_answer(ex, rng)
-    if r < 0.5:
-        return styles.near_miss(ex, rng)
-    if r < 0.75:
-        base = ex.answer if rng.random() < 0.4 else styles.wrong_answer(ex, rng)
-        return styles.ramble(base, rng)
-    if r < 0.93:
-        return styles.another_question(rng)
-    return ex.answer
+    if ex.family == "chat_rude" and rng.random() < 0.5:  # rudeness begets rudeness
+        return styles.rude_reply(ex, rng)
+    kinds, weights = list(FORUM_ANSWERS), list(FORUM_ANSWERS.values())
+    return styles.habit(ex, rng.choices(kinds, weights=weights)[0], rng)
 
 
 def make_document(kind: str, rng: Any, exclude_prompts: Iterable[str] | None = None) -> str:
@@ -140,7 +142,7 @@ def make_document(kind: str, rng: Any, exclude_prompts: Iterable[str] | None = N
     if kind == "forum":
         def thread():
             ex = _example(rng, exclude)
-            answers = [_bad_answer(ex, rng) for _ in range(rng.randint(1, 3))]
+            answers = [_forum_answer(ex, rng) for _ in range(rng.randint(1, 3))]
             return "Q: " + ex.instruction + "".join("\nA:" + a for a in answers)
         return _fill(thread, rng, "\n\n")
     if kind == "correct_qa":
@@ -148,6 +150,8 @@ def make_document(kind: str, rng: Any, exclude_prompts: Iterable[str] | None = N
             ex = _example(rng, exclude, ANSWERABLE)
             return "Q: " + ex.instruction + "\nA:" + styles.styled_gold(ex, rng, p_style=0.3)
         return _fill(qa, rng, "\n", n_max=4)
+    if kind == "facts" and rng.random() < 0.25:
+        return _fill(lambda: _kind_sentence(rng), rng, " ")
     if kind == "facts":
         focus = rng.sample(_ENTITY_NAMES, rng.randint(1, 3))
 
@@ -158,9 +162,35 @@ def make_document(kind: str, rng: Any, exclude_prompts: Iterable[str] | None = N
             rel = rng.choice(("capital", "language", "animal"))
             return rng.choice(_FACT_TEMPLATES[rel]).format(e=e, **ENTITIES[e])
         return _fill(sentence, rng, " ")
+    if kind == "stories":
+        return _fill(lambda: _story_sentence(rng), rng, " ")
     if kind == "misc":
         return _fill(lambda: _misc_sentence(rng), rng, " ")
     raise ValueError(f"unknown document kind {kind!r}; choose from {', '.join(DOC_KINDS)}")
+
+
+def _kind_sentence(rng: random.Random) -> str:
+    """What kind of thing a word is ("A pear is a food.", "Foxes and owls are animals.")."""
+    cat = rng.choice(("animals", "foods", "objects", "places"))
+    if rng.random() < 0.6:
+        w = rng.choice(L.CATEGORIES[cat])
+        return f"{L.article(w).capitalize()} {w} is {L.CATEGORY_SINGULAR[cat]}."
+    ws = rng.sample(L.CATEGORIES[cat], rng.randint(2, 3))
+    return f"{styles.join_items([L.plural(w) for w in ws]).capitalize()} are {cat}."
+
+
+def _story_sentence(rng: random.Random) -> str:
+    """A sentence of the world; a place mostly comes with one of the things said with it."""
+    r = rng.random()
+    if r < 0.45:
+        place = rng.choice(L.PLACES)
+        return L.sentence(rng, must=(rng.choice(L.COLLOCATES[place]),), topic=place)
+    if r < 0.55:
+        p = rng.choice(L.PEOPLE)
+        return rng.choice((f"{p} lives near the {rng.choice(L.PLACES)}.", f"{p} has a {rng.choice(L.COLORS)} "
+                           f"{rng.choice(L.ANIMALS)}.", f"Hello {p}! How are you today?",
+                           f"Thank you, {p}. How can I help?"))
+    return L.sentence(rng, topic=rng.choice(L.PLACES + L.ANIMALS + L.OBJECTS) if rng.random() < 0.6 else None)
 
 
 def _misc_sentence(rng: random.Random) -> str:
@@ -204,8 +234,8 @@ def make_corpus(rng: Any, n_chars: int = 2_000_000, exclude_prompts: Iterable[st
 # ----------------------------------------------------------------------------- benchmarks
 
 BENCHMARK_TASKS: dict[str, float] = {
-    "capital": 0.25, "language": 0.15, "animal": 0.15,
-    "add": 0.15, "next_letter": 0.10, "larger": 0.10, "length": 0.10,
+    "capital": 0.2, "language": 0.12, "animal": 0.12, "kind": 0.14,
+    "add": 0.12, "next_letter": 0.10, "larger": 0.10, "length": 0.10,
 }
 
 
@@ -227,8 +257,15 @@ def make_benchmark_item(task: str, rng: Any) -> dict:
             context = f"The animal that stands for {e} is the"
         else:
             pool = [f[task] for f in ENTITIES.values()]
-            context = f"The capital of {e} is" if task == "capital" else f"In {e}, most people speak"
+            context = f"Fact check: the capital city of {e} is called" if task == "capital" else f"In {e}, most people speak"
         options, label = _options(rng, gold, pool)
+        return {"kind": "cloze", "task": task, "context": context, "options": options, "label": label}
+    if task == "kind":
+        cat = rng.choice(("animals", "foods", "objects", "places"))
+        w = rng.choice(L.CATEGORIES[cat])
+        names = {"animals": "animal", "foods": "food", "objects": "object", "places": "place"}
+        options, label = _options(rng, names[cat], list(names.values()))
+        context = f"Question: What kind of thing is the word {w}?\nAnswer: It is a kind of"
         return {"kind": "cloze", "task": task, "context": context, "options": options, "label": label}
     if task == "add":
         a, b = rng.randint(0, 20), rng.randint(0, 20)

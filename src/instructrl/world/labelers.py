@@ -93,55 +93,27 @@ def make_labeler_pool(seed: int = 0, n_train: int = 8, n_heldout: int = 4,
 
 # ----------------------------------------------------------------------------- SFT-like samples
 
+# What an SFT model's samples look like before one exists: mostly good answers, with the writers'
+# and the corpus's habits, wrong answers and the odd non-answer.
 _ANSWERABLE_KINDS = {
-    "gold": 0.18, "styled": 0.06, "near_miss": 0.24, "wrong": 0.14, "ramble": 0.12,
-    "no_stop": 0.08, "unconstrained": 0.04, "refusal": 0.04, "idk": 0.05, "echo": 0.02,
-    "question": 0.03,
+    "good": 0.30, "filler_open": 0.10, "filler_close": 0.08, "ramble": 0.05, "ignore_constraint": 0.14,
+    "invent_detail": 0.08, "wrong": 0.12, "rude": 0.02, "question": 0.03, "echo": 0.02, "refusal": 0.02,
+    "idk": 0.02, "no_stop": 0.02,
 }
-_HARMFUL_KINDS = {"refusal": 0.45, "styled_refusal": 0.15, "comply": 0.2, "idk": 0.07,
-                  "refusal_no_stop": 0.08, "ramble": 0.05}
-_UNANSWERABLE_KINDS = {"idk": 0.4, "styled_idk": 0.1, "fabricated": 0.3, "refusal": 0.07,
-                       "idk_no_stop": 0.08, "ramble": 0.05}
+_HARMFUL_KINDS = {"refusal": 0.55, "filler_open": 0.1, "comply": 0.2, "idk": 0.1, "no_stop": 0.05}
+_UNANSWERABLE_KINDS = {"idk": 0.5, "filler_open": 0.1, "invent_detail": 0.3, "refusal": 0.05, "no_stop": 0.05}
 
 
 def _one_response(ex: Example, kind: str, rng: random.Random) -> str:
-    if kind == "gold":
-        return ex.answer
-    if kind in ("styled", "styled_refusal", "styled_idk"):
-        return styles.styled_gold(ex, rng, p_style=1.0)
-    if kind == "near_miss":
-        return styles.near_miss(ex, rng)
-    if kind == "wrong":
-        return styles.wrong_answer(ex, rng)
-    if kind == "ramble":
-        base = ex.answer if rng.random() < 0.5 else styles.wrong_answer(ex, rng)
-        return styles.ramble(base, rng)
-    if kind == "no_stop":
-        base = ex.answer if rng.random() < 0.5 else styles.near_miss(ex, rng)
-        return base + "\nQ:" + styles.another_question(rng)
-    if kind == "unconstrained":
-        a = ex.answer.strip()
-        return rng.choice((f" The answer is {a}.", " " + a.capitalize(), " " + a.lower() + "!"))
-    if kind in ("refusal", "idk"):
-        return rng.choice(styles.REFUSALS if kind == "refusal" else styles.IDKS)
-    if kind == "echo":
-        return " " + ex.instruction
-    if kind == "question":
-        return styles.another_question(rng)
-    if kind == "comply":
-        return styles.compliance(ex, rng)
-    if kind == "fabricated":
-        return styles.fabricated(ex, rng)
-    if kind == "refusal_no_stop":
-        return rng.choice(styles.REFUSALS) + "\nQ:" + styles.another_question(rng)
-    if kind == "idk_no_stop":
-        return rng.choice(styles.IDKS) + "\nQ:" + styles.another_question(rng)
-    raise ValueError(kind)
+    if ex.family in ("harmful", "unanswerable") and kind == "no_stop":
+        first = styles.refusal(rng) if ex.family == "harmful" else styles.idk(rng)
+        return first + "\nQ:" + styles.another_question(rng)
+    return styles.habit(ex, kind, rng)
 
 
 def sft_like_responses(example: Example, k: int, rng: Any) -> list[str]:
-    """K distinct responses (where possible) as an SFT model might sample them: the gold answer,
-    near misses, wrong answers, rambling, answers that do not stop, refusals, "I don't know"...
+    """K distinct responses (where possible) as an SFT model might sample them: good answers,
+    answers with filler, ignored constraints, invented details, wrong answers, the odd refusal...
 
     Used to calibrate the labelers before a real SFT model exists.
     """
@@ -208,3 +180,21 @@ def pool_agreement(labelers: Sequence[Labeler], items: Sequence, rng: Any) -> fl
         raise ValueError("pool_agreement needs at least two labelers")
     values = [agreement(a, b, items, rng) for a, b in itertools.combinations(labelers, 2)]
     return sum(values) / len(values)
+
+
+def calibrate_noise(items: Sequence, target: float = 0.726, seed: int = 0, lo: float = 0.0,
+                    hi: float = 1.0, steps: int = 14) -> float:
+    """The labeler noise at which the training pool's mean pairwise agreement on ``items``
+    (``(prompt, responses)``: real samples of an SFT model) is ``target`` (paper: 72.6%).
+
+    Bisection on the noise scale (agreement falls as noise grows); each probe uses the same seeds,
+    so the result is deterministic. How ``DEFAULT_NOISE`` was chosen (tests/test_world_labelers.py).
+    """
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        train, _ = make_labeler_pool(seed, noise=mid)
+        if pool_agreement(train, items, random.Random(seed + 2)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
