@@ -517,6 +517,73 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
             "grad_norm": mean.get("grad_norm"), "value_grad_norm": mean.get("value_grad_norm")}, skipped
 
 
+def make_trainers(cfg: PPOConfig, m, d, dist, device) -> SimpleNamespace:
+    """What the loop trains with: one AdamW per model (policy ``lr``, value ``value_lr``; β=(0.9,
+    0.95), ε=1e-5, no weight decay), their DDP/FSDP views (the plain models sample, score and are
+    saved), the KL controller, the RNGs (sampling seeded per process), the prompt order, the EMA,
+    and the counters a checkpoint restores."""
+    opt_policy = make_optimizer(m.policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    opt_value = make_optimizer(m.value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    train_policy, opt_policy = dist.prepare(m.policy, opt_policy)
+    train_value, opt_value = dist.prepare_scorer(m.value, opt_value)
+    return SimpleNamespace(
+        opt_policy=opt_policy, opt_value=opt_value, train_policy=train_policy, train_value=train_value,
+        kl_ctl=(AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+                else FixedKLController(cfg.kl_coef)),
+        gens={"sample": torch.Generator(device=device).manual_seed(cfg.seed + dist.rank * distributed.RANK_SEED_STRIDE),
+              "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
+              "ptx": torch.Generator().manual_seed(cfg.seed + 2)},
+        order=PromptOrder(len(d.prompts), cfg.seed),
+        ema=WeightEMA(m.policy, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        update=0, episodes=0, elapsed=0.0, last_row={})
+
+
+def checkpoint_state(m, t, guard, log_rows) -> dict:
+    """Everything a resumed run needs to continue bit for bit (run.py stores it without pickle)."""
+    return {"policy": m.policy.state_dict(), "value_model": m.value.state_dict(),
+            "opt_policy": t.opt_policy.state_dict(), "opt_value": t.opt_value.state_dict(),
+            "kl_ctl": t.kl_ctl.state_dict(), "prompt_order": t.order.state_dict(),
+            "ema": t.ema.state_dict() if t.ema else None, "rng": rng_state(),
+            "generators": {k: g.get_state() for k, g in t.gens.items()}, "update": t.update, "episodes": t.episodes,
+            "bad_streak": guard.streak, "elapsed": t.elapsed, "last_row": t.last_row, "log": log_rows}
+
+
+def restore(st: dict, m, t, guard) -> None:
+    """Put a checkpoint's state back into the models, optimizers, controller, RNGs and counters."""
+    m.policy.load_state_dict(st["policy"])
+    m.value.load_state_dict(st["value_model"])
+    t.opt_policy.load_state_dict(st["opt_policy"])
+    t.opt_value.load_state_dict(st["opt_value"])
+    t.kl_ctl.load_state_dict(st["kl_ctl"])
+    t.order.load_state_dict(st["prompt_order"])
+    if t.ema is not None:
+        t.ema.load_state_dict(st["ema"])
+    set_rng_state(st["rng"])
+    for k, g in t.gens.items():
+        g.set_state(st["generators"][k])
+    t.update, t.episodes, t.elapsed, t.last_row = st["update"], st["episodes"], st["elapsed"], st["last_row"]
+    guard.streak = st["bad_streak"]
+
+
+def stop_reason(guard, row: dict, cfg: PPOConfig) -> str | None:
+    """Why the run stops after this update, if it does: too many bad steps, or a KL explosion."""
+    if guard.exhausted:
+        return (f"stopped at update {row['update']}: {guard.streak} consecutive steps or batches with "
+                f"non-finite scores, losses or gradients; the last good weights are saved")
+    if row.get("kl") is not None and row["kl"] > cfg.max_kl:
+        return (f"stopped at update {row['update']}: mean KL per response {row['kl']:.2f} nats exceeds "
+                f"max_kl {cfg.max_kl}; the policy so far is saved")
+    return None
+
+
+def final_metrics(t, stopped, time_s: float, params: int) -> dict:
+    """metrics.json: the last update's logged numbers, with the run's counters (NaN/inf as null)."""
+    metrics = {k: v for k, v in t.last_row.items() if v is None or isinstance(v, (int, float))}
+    metrics.update({"updates": t.update, "episodes": t.episodes, "stopped": stopped, "time_s": time_s,
+                    "params": params})
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
 def mean_gold(gold_fn, ro: Rollout):
     """The judge's mean score of the batch (evaluation only, never trained on); None if it fails."""
     try:
@@ -571,128 +638,88 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
         m = load_models(cfg, policy, reward, score_fn, device)
         d = load_data(cfg, m.policy, m.tok, prompts, ptx_data)
 
-        # 2. Optimizers (the DDP/FSDP views train; the plain models sample, score and are saved), the
-        #    KL controller, the RNGs, the prompt order, the EMA; then resume from a checkpoint.
-        opt_policy = make_optimizer(m.policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
-        opt_value = make_optimizer(m.value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
-        train_policy, opt_policy = dist.prepare(m.policy, opt_policy)
-        train_value, opt_value = dist.prepare_scorer(m.value, opt_value)
-        kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
-                  else FixedKLController(cfg.kl_coef))
-        gens = {"sample": torch.Generator(device=device).manual_seed(cfg.seed + dist.rank * distributed.RANK_SEED_STRIDE),
-                "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
-                "ptx": torch.Generator().manual_seed(cfg.seed + 2)}
-        order = PromptOrder(len(d.prompts), cfg.seed)
-        ema = WeightEMA(m.policy, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        update, episodes, elapsed0, last_row = 0, 0, 0.0, {}
+        # 2. Optimizers, KL controller, RNGs, prompt order, EMA; resume from a checkpoint of this run.
+        t = make_trainers(cfg, m, d, dist, device)
         st = run.resume_state()
         if st is not None:
-            m.policy.load_state_dict(st["policy"])
-            m.value.load_state_dict(st["value_model"])
-            opt_policy.load_state_dict(st["opt_policy"])
-            opt_value.load_state_dict(st["opt_value"])
-            kl_ctl.load_state_dict(st["kl_ctl"])
-            order.load_state_dict(st["prompt_order"])
-            if ema is not None:
-                ema.load_state_dict(st["ema"])
-            set_rng_state(st["rng"])
-            for k, g in gens.items():
-                g.set_state(st["generators"][k])
-            update, episodes, elapsed0, last_row = st["update"], st["episodes"], st["elapsed"], st["last_row"]
-            run.guard.streak = st["bad_streak"]
+            restore(st, m, t, run.guard)
         # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only); a resumed run
         # logs its rows so far again, so both hold exactly the rows of an uninterrupted run.
         logger = run.logger(LOG_COLUMNS, step_field="update", rows=st["log"] if st else ())
-
         log.info("PPO%s: policy %.2fM params, %d prompts, %d updates of %d episodes on %s",
                  "-ptx" if cfg.ptx_coef > 0 else "", n_params(m.policy) / 1e6, len(d.prompts),
                  n_updates, cfg.batch_size, device)
         stopped = None
         bar = progress_bar(n_updates, "ppo-ptx" if cfg.ptx_coef > 0 else "ppo", unit="update",
                            disable=None if progress is None else not progress)
-        bar.update(update)
-        while update < n_updates:
+        bar.update(t.update)
+        elapsed0 = t.elapsed
+        while t.update < n_updates:
             t0 = time.time()
             # Warmup: 0.1·lr at the first update, rising linearly to lr at update `warmup_updates` ([IG] App. C.4).
-            lr_scale = warmup_scale(update, cfg.warmup_updates)
-            set_lr(opt_policy, cfg.lr * lr_scale)
-            set_lr(opt_value, cfg.value_lr * lr_scale)
+            lr_scale = warmup_scale(t.update, cfg.warmup_updates)
+            set_lr(t.opt_policy, cfg.lr * lr_scale)
+            set_lr(t.opt_value, cfg.value_lr * lr_scale)
 
             # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
             #    Distributed: batch_size prompts per process, each its own share of the global batch.
-            batch_prompts = dist.shard([d.prompts[i] for i in order.next(cfg.batch_size * dist.world_size)])[0]
+            batch_prompts = dist.shard([d.prompts[i] for i in t.order.next(cfg.batch_size * dist.world_size)])[0]
 
             # 2-3. Rollout and evaluation (no grad): sample, then old log-probs, reference, values, RM scores.
-            ro = collect_rollout(m.policy, m.ref, m.value, m.rm, m.tok, batch_prompts, cfg, gens["sample"], score_fn)
-            episodes += cfg.batch_size
-            update += 1
-            row = {"update": update, "episodes": episodes, "kl_coef": kl_ctl.value, "lr": cfg.lr * lr_scale,
+            ro = collect_rollout(m.policy, m.ref, m.value, m.rm, m.tok, batch_prompts, cfg, t.gens["sample"], score_fn)
+            t.episodes += cfg.batch_size
+            t.update += 1
+            row = {"update": t.update, "episodes": t.episodes, "kl_coef": t.kl_ctl.value, "lr": cfg.lr * lr_scale,
                    "value_lr": cfg.value_lr * lr_scale, **rollout_stats(ro)}
             if row["bad_scores"]:
                 log.warning("update %d: %d of %d reward scores are NaN/inf; those episodes are dropped",
-                            update, row["bad_scores"], cfg.batch_size)
-            gold = mean_gold(gold_fn, ro) if gold_fn is not None else None
-            if gold is None:
-                gold_fn = None
-            row["gold"] = gold
+                            t.update, row["bad_scores"], cfg.batch_size)
+            row["gold"] = mean_gold(gold_fn, ro) if gold_fn is not None else None
+            gold_fn = gold_fn if row["gold"] is not None else None  # a failing judge: the column stays empty
             t_train = time.time()
             skipped = 0
             if not ro.valid.any():  # a whole batch without a finite score: nothing to learn from
-                run.guard.bad(update, "every reward score is NaN/inf; the update is skipped")
+                run.guard.bad(t.update, "every reward score is NaN/inf; the update is skipped")
                 skipped = 1
             else:
                 # 4. Rewards (-β·KL per token, score on the last token), GAE, whitened advantages.
-                ro = compute_advantages(ro, cfg, kl_ctl.value)
+                ro = compute_advantages(ro, cfg, t.kl_ctl.value)
                 row.update(advantage_stats(ro))
 
                 # 5. PPO epochs over shuffled minibatches; PPO-ptx adds γ·NLL into the same backward.
-                stats, skipped = ppo_epochs(ro, m, train_policy, train_value, (opt_policy, opt_value), cfg, d, gens,
-                                            run.guard, update, dist, device)
+                stats, skipped = ppo_epochs(ro, m, t.train_policy, t.train_value, (t.opt_policy, t.opt_value), cfg, d,
+                                            t.gens, run.guard, t.update, dist, device)
                 row.update(stats)
 
                 # 6. KL controller (a no-op for the paper's fixed β) with the batch's mean KL per response;
                 #    n_steps is the global batch: every process's episodes count ([ZG]'s horizon is in episodes).
-                kl_ctl.update(dist.mean(row["kl"]), cfg.batch_size * dist.world_size)  # the same β on every process
+                t.kl_ctl.update(dist.mean(row["kl"]), cfg.batch_size * dist.world_size)  # the same β on every process
 
                 # 7. EMA of the policy weights (the saved model when ema_decay > 0).
-                if ema is not None and stats["policy_loss"] is not None:
-                    ema.update(m.policy)
+                if t.ema is not None and stats["policy_loss"] is not None:
+                    t.ema.update(m.policy)
 
             # 8. Log the update (CSV, trackers such as TensorBoard, progress bar): means over processes.
             now = time.time()
             row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
                        time_train=now - t_train, time_total=now - t0)
-            last_row = row = dist.mean_dict(row)
+            t.last_row = row = dist.mean_dict(row)
             logger.log(**row)
             bar.update(1)
             bar.set_postfix(score=_fmt(row.get("score")), kl=_fmt(row.get("kl")))
 
             # 9. Checkpoint (after a good update); stop on too many bad steps or a KL explosion.
-            run.checkpoint(update, n_updates, run.guard.streak == 0, lambda: {
-                "policy": m.policy.state_dict(), "value_model": m.value.state_dict(),
-                "opt_policy": opt_policy.state_dict(), "opt_value": opt_value.state_dict(),
-                "kl_ctl": kl_ctl.state_dict(), "prompt_order": order.state_dict(),
-                "ema": ema.state_dict() if ema else None, "rng": rng_state(),
-                "generators": {k: g.get_state() for k, g in gens.items()}, "update": update, "episodes": episodes,
-                "bad_streak": run.guard.streak, "elapsed": elapsed0 + time.time() - t_start, "last_row": last_row,
-                "log": logger.rows})
-            if run.guard.exhausted:
-                stopped = (f"stopped at update {update}: {run.guard.streak} consecutive steps or batches with "
-                           f"non-finite scores, losses or gradients; the last good weights are saved")
-                break
-            if row.get("kl") is not None and row["kl"] > cfg.max_kl:
-                stopped = (f"stopped at update {update}: mean KL per response {row['kl']:.2f} nats exceeds "
-                           f"max_kl {cfg.max_kl}; the policy so far is saved")
+            t.elapsed = elapsed0 + time.time() - t_start
+            run.checkpoint(t.update, n_updates, run.guard.streak == 0, lambda: checkpoint_state(m, t, run.guard, logger.rows))
+            stopped = stop_reason(run.guard, row, cfg)
+            if stopped:
                 break
         bar.close()
 
         # 10. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
         #     in `out/value_model/`, with config, log and metrics, in one atomic swap.
-        policy_model = ema.apply_to(m.policy) if ema is not None else m.policy
-        metrics = {k: v for k, v in last_row.items() if v is None or isinstance(v, (int, float))}
-        metrics.update({"updates": update, "episodes": episodes, "stopped": stopped,
-                        "time_s": elapsed0 + time.time() - t_start, "params": n_params(policy_model)})
-        metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        policy_model = t.ema.apply_to(m.policy) if t.ema is not None else m.policy
+        metrics = final_metrics(t, stopped, elapsed0 + time.time() - t_start, n_params(policy_model))
         run.finish(metrics, [("", policy_model, m.tok), ("value_model", m.value, m.tok)], merge=cfg.lora_merge)
     if stopped:
         log.warning("%s (saved to %s)", stopped, run.out)

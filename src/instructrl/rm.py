@@ -232,6 +232,15 @@ def normalise_bias(rm, demo_seqs, pad: int, batch_size: int) -> dict:
             "score_bias": -before, "n_demonstrations": len(demo_seqs)}
 
 
+def restore(state: dict, rm, optimizer, guard) -> int:
+    """Put a checkpoint back (weights, optimizer, RNGs, bad-step streak); returns its step."""
+    rm.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    guard.streak = state["bad_streak"]
+    return state["step"]
+
+
 def final_metrics(epoch_stats, val, held, demo, train_set, total_steps, rm, timer) -> dict:
     last = epoch_stats[-1] if epoch_stats else {}
     return {
@@ -287,8 +296,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
 
         # 1. The RM: the (SFT) model with its unembedding replaced by a fresh scalar head; dropout off.
         rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
-        rm = lora.prepare(rm, cfg, model, task="SEQ_CLS")  # gradient checkpointing, LoRA (head trained in full)
-        rm.to(dev).train()
+        rm = lora.prepare(rm, cfg, model, task="SEQ_CLS").to(dev).train()  # gradient checkpointing, LoRA (head in full)
         cfg = fit_max_len(cfg, rm)  # a record longer than the context: DataError (file, line) or truncation
         pad = tok.pad_token_id
 
@@ -308,13 +316,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
         # position in the rankings is the step count.
         resumed = run.resume_state()  # weights, optimizer, RNGs, log rows
         logger = run.logger(LOG_FIELDS, rows=resumed["log"] if resumed else ())
-        start_step = 0
-        if resumed is not None:
-            rm.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            set_rng_state(resumed["rng"])
-            run.guard.streak = resumed["bad_streak"]
-            start_step = resumed["step"]
+        start_step = restore(resumed, rm, optimizer, run.guard) if resumed else 0
 
         # 4. The loop.
         bar = progress(total_steps, "rm")

@@ -297,6 +297,19 @@ class Selection:
         return row
 
 
+def restore(state: dict, policy, optimizer, ptx_gen, select: Selection, guard) -> int:
+    """Put a checkpoint back: weights, optimizer, RNGs, the ptx stream, evaluations and the best
+    weights so far, the bad-step streak. Returns the step to continue after."""
+    policy.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    ptx_gen.set_state(state["ptx_rng"])
+    set_rng_state(state["rng"])
+    select.evals.extend(state["evals"])
+    select.best.update(state["best"])
+    guard.streak = state["bad_streak"]
+    return state["step"]
+
+
 def final_metrics(sel: Selection, d, cfg, total_steps: int, step: int, epoch_losses, last: dict, policy, timer) -> dict:
     """metrics.json of a finished run (the selected checkpoint's validation numbers, and the last)."""
     selected = {"step": sel.best["step"], "epoch": sel.best["epoch"]} if sel.best["state"] is not None \
@@ -321,6 +334,12 @@ def final_metrics(sel: Selection, d, cfg, total_steps: int, step: int, epoch_los
         "evals": evals,
         "time_s": timer.elapsed,
     }
+
+
+def summary(m: dict, selected: bool, select_by: str) -> str:
+    sel = f"selected epoch {m['selected_epoch']} (step {m['selected_step']}) by {select_by}" if selected else "final weights"
+    val_txt = "-" if m["val_loss"] is None else f"{m['val_loss']:.4f}"
+    return f"sft: {m['steps']} steps in {m['time_s']:.1f}s, train_loss {m['train_loss']:.4f}, val_loss {val_txt}; {sel}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,11 +370,10 @@ def train_sft(cfg, model: str, data: str, out: str, val_data: str | None = None,
         dev = dist.device(pick_device(device or "auto"))
 
         # 1. Model and tokenizer. Residual dropout is the one thing SFT turns on ([IG]: 0.2); embedding
-        #    and attention dropout stay off.
+        #    and attention dropout stay off. Gradient checkpointing and LoRA adapters if configured.
         policy, tok = load_policy(model)
         set_residual_dropout(policy, cfg.dropout)
-        policy = lora.prepare(policy, cfg, model)  # gradient checkpointing, LoRA adapters (if configured)
-        policy.to(dev).train()
+        policy = lora.prepare(policy, cfg, model).to(dev).train()
         cfg = fit_max_len(cfg, policy)  # a record longer than the context: DataError (file, line) or truncation
 
         # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
@@ -374,16 +392,8 @@ def train_sft(cfg, model: str, data: str, out: str, val_data: str | None = None,
         resumed = run.resume_state()  # weights, optimizer, RNGs, ptx stream, evaluations, best weights, log
         logger = run.logger(LOG_FIELDS, rows=resumed["log"] if resumed else ())
         select = Selection(policy, tok, d, cfg, dev, logger, reward_model, rm_tok)
-        start_step = 0
-        if resumed is not None:  # the demonstration order is the seeded plan: its position is the step count
-            policy.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            ptx_gen.set_state(resumed["ptx_rng"])
-            set_rng_state(resumed["rng"])
-            select.evals.extend(resumed["evals"])
-            select.best.update(resumed["best"])
-            run.guard.streak = resumed["bad_streak"]
-            start_step = resumed["step"]
+        # The demonstration order is the seeded plan: the position in it is the step count.
+        start_step = restore(resumed, policy, optimizer, ptx_gen, select, run.guard) if resumed else 0
 
         # 4. The loop.
         bar = progress(total_steps, "sft")
@@ -442,11 +452,7 @@ def train_sft(cfg, model: str, data: str, out: str, val_data: str | None = None,
         set_dropout(policy, 0.0)
         policy.eval()
         metrics = final_metrics(select, d, cfg, total_steps, step, epoch_losses, last, policy, timer)
-        sel = (f"selected epoch {metrics['selected_epoch']} (step {metrics['selected_step']}) by {cfg.select_by}"
-               if select.best["state"] is not None else "final weights")
-        val_txt = "-" if metrics["val_loss"] is None else f"{metrics['val_loss']:.4f}"
-        print(f"sft: {total_steps} steps in {metrics['time_s']:.1f}s, train_loss {metrics['train_loss']:.4f}, "
-              f"val_loss {val_txt}; {sel}")
+        print(summary(metrics, select.best["state"] is not None, cfg.select_by))
         policy.to("cpu")
         run.finish(metrics, [("", policy, tok)], merge=cfg.lora_merge)
     return metrics
