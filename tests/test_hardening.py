@@ -466,3 +466,18 @@ def test_fuzz_finds_the_bad_values_it_should(tmp_path, capsys):
             if domain is not None and domain.choices:
                 with pytest.raises(C.ConfigError, match="must be"):
                     C.apply_overrides(cls(), [f"{fl.name}=surely-not-a-choice"])
+
+
+def test_nan_weights_are_never_saved_as_a_finished_output(env, tmp_path):
+    from instructrl.errors import TrainingStopped
+    from instructrl.run import Run
+
+    model, tok = load_policy(env["base"])
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("inf"))
+    cfg = C.SFTConfig(report_to=["none"])
+    run = Run.start("sft", cfg, tmp_path / "o", {"model": env["base"]})
+    with pytest.raises(TrainingStopped, match="NaN/inf"):
+        with run:
+            run.finish({}, [("", model, tok)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -667,6 +667,11 @@ class Run:
 
         if self._logger is not None:
             self._logger.close()
+        for sub, model, _tok in models:  # never a complete-looking folder of NaN weights
+            bad = next((n for n, p in model.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())), None)
+            if bad is not None:
+                raise TrainingStopped(f"{self.stage}: the trained weights hold NaN/inf (tensor {bad}{' of ' + sub if sub else ''}); "
+                                      f"nothing was written to {self.out}. Lower the learning rate")
         try:
             for sub, model, tok in models:
                 lora.write_model(model, tok, self.staging / sub if sub else self.staging, merge)
