@@ -181,13 +181,15 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     # 4. Comparisons: K samples per RM prompt from SFT, ranked by training labelers; a held-out
     #    labelers' set on separate prompts measures how the RM generalises to new people.
     comp = out / "comparisons.jsonl"
-    h_comp = C.config_hash("compare", h_sft, cfg.compare)
+    from instructrl.world.labelers import DEFAULT_NOISE  # the labelers are part of what a ranking depends on
+
+    h_comp = C.config_hash("compare", h_sft, cfg.compare, DEFAULT_NOISE)
     st.run("compare", comp, h_comp, lambda: compare.run(
         cfg.compare, model=str(sft_dir), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp),
         labelers="world", world_seed=w.seed, pool="train"))
     comp_ho = out / "comparisons_heldout.jsonl"
     ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
-    h_comp_ho = C.config_hash("compare_heldout", h_sft, ho_cfg)
+    h_comp_ho = C.config_hash("compare_heldout", h_sft, ho_cfg, DEFAULT_NOISE)
     st.run("compare_heldout", comp_ho, h_comp_ho, lambda: compare.run(
         ho_cfg, model=str(sft_dir), prompts=str(world_dir / "sft_val.jsonl"), out=str(comp_ho),
         labelers="world", world_seed=w.seed, pool="heldout"))
@@ -219,7 +221,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
             prev_ppo = earlier_rounds[f"ppo_round{r - 1}"]
             comp_r = out / f"comparisons_round{r}.jsonl"
             cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * r)
-            h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg)
+            h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg, DEFAULT_NOISE)
             st.run(f"compare_round{r}", comp_r, h_comp_r, lambda: compare.run(
                 cmp_cfg, model=str(prev_ppo), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp_r),
                 labelers="world", world_seed=w.seed, pool="train"))
