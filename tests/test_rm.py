@@ -121,7 +121,7 @@ def world_rankings(world_dir, pool: str, seed: int, families=("harmful", "unansw
     from instructrl.world.labelers import make_labeler_pool, sft_like_responses
 
     if not (world_dir / "rm_prompts.jsonl").exists():
-        build_world(world_dir, seed=seed, n_sft=40, n_sft_val=5, n_rm=800, n_ppo=0, n_eval=0,
+        build_world(world_dir, seed=seed, n_sft=40, n_sft_val=5, n_rm=1400, n_ppo=0, n_eval=0,
                     corpus_chars=0, n_benchmark=0)
     train, heldout = make_labeler_pool(seed)
     people = train if pool == "train" else heldout
