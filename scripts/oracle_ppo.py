@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         return torch.tensor([a.scale * (gold_score(p, r) - 0.5) for p, r in zip(prompts, responses)])
 
     # 2. PPO against the gold judge (value model still initialised from the run's RM).
-    m = ppo.run(cfg, policy=str(run / "sft"), reward=str(run / "rm"), prompts=str(run / "world" / "ppo_prompts.jsonl"),
+    m = ppo.train_ppo(cfg, policy=str(run / "sft"), reward=str(run / "rm"), prompts=str(run / "world" / "ppo_prompts.jsonl"),
                 out=str(out / "policy"), gold_fn=gold_score, score_fn=oracle, overwrite=True)
 
     # 3. Gold of SFT and of the oracle policy on held-out prompts: greedy and T = 1, per family.

@@ -13,9 +13,9 @@ from instructrl.config import PPOConfig, RMConfig, SFTConfig  # noqa: E402
 
 stage, model, data, out, bs = sys.argv[1:6]
 if stage == "sft":
-    sft.run(SFTConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, seed=0), model, data, out)
+    sft.train_sft(SFTConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, seed=0), model, data, out)
 elif stage == "rm":
-    rm.run(RMConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, val_fraction=0.0, seed=0), model, data, out,
+    rm.train_reward_model(RMConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, val_fraction=0.0, seed=0), model, data, out,
            verbose=False)
 else:
     rank = int(os.environ.get("RANK", "0"))
@@ -25,7 +25,7 @@ else:
 
     reward = sys.argv[6]
     extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}  # more PPOConfig fields
-    m = ppo.run(PPOConfig(**{**dict(total_episodes=4, batch_size=int(bs), minibatch_size=1, max_new_tokens=5,
+    m = ppo.train_ppo(PPOConfig(**{**dict(total_episodes=4, batch_size=int(bs), minibatch_size=1, max_new_tokens=5,
                                     warmup_updates=1, seed=0), **extra}),
                 model, reward, data, out, score_fn=score_fn, progress=False)
     with open(f"{out}.rank{rank}.json", "w") as fh:

@@ -85,14 +85,14 @@ def test_sft_rm_ppo_run(arch, data, tmp_path):
 
     name, folder = arch
     chat = ARCHS[name][3]
-    m = sft.run(_sft_cfg(), str(folder), data["chat" if chat else "demos"], str(tmp_path / "sft"),
+    m = sft.train_sft(_sft_cfg(), str(folder), data["chat" if chat else "demos"], str(tmp_path / "sft"),
                 val_data=data["demos"])
     assert m["steps"] == 2 and m["val_loss"] is not None
     policy = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")  # plain transformers
     tok = AutoTokenizer.from_pretrained(tmp_path / "sft")
     assert policy.get_input_embeddings().weight.shape[0] >= len(tok) and tok.pad_token_id != tok.eos_token_id
 
-    r = rm.run(RMConfig(batch_size=2, max_len=64, val_fraction=0.25, seed=0), str(tmp_path / "sft"),
+    r = rm.train_reward_model(RMConfig(batch_size=2, max_len=64, val_fraction=0.25, seed=0), str(tmp_path / "sft"),
                data["rankings"], str(tmp_path / "rm"), demonstrations=data["demos"], verbose=False)
     assert r["steps"] >= 1 and abs(r["demo_score_mean"]) < 1e-3
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
@@ -106,7 +106,7 @@ def test_sft_rm_ppo_run(arch, data, tmp_path):
     ids = torch.tensor([demo_seqs[0]])
     assert torch.isfinite(sequence_scores(ours, ids, torch.ones_like(ids))).all()
 
-    p = ppo.run(PPOConfig(total_episodes=8, batch_size=4, minibatch_size=2, max_new_tokens=6, warmup_updates=1, seed=0),
+    p = ppo.train_ppo(PPOConfig(total_episodes=8, batch_size=4, minibatch_size=2, max_new_tokens=6, warmup_updates=1, seed=0),
                 str(tmp_path / "sft"), str(tmp_path / "rm"), data["prompts"], str(tmp_path / "ppo"), progress=False)
     assert p["updates"] == 2 and p["stopped"] is None
     assert p["kl"] is not None and abs(p["kl"]) < 50

@@ -311,7 +311,7 @@ def test_second_run_into_the_same_out_folder_is_refused(tmp_path):
     import sys
 
     from instructrl.errors import InstructRLError
-    from instructrl.train_utils import run_files, staging_dir
+    from instructrl.run import staging_dir
 
     out = tmp_path / "sft"
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -329,9 +329,14 @@ def test_second_run_into_the_same_out_folder_is_refused(tmp_path):
     # Once that process is gone, the stale folder is replaced; the lock never reaches the output.
     d = staging_dir(out)
     assert not (d / "log.csv").exists() and (d / "owner.pid").exists()
-    from instructrl.config import SFTConfig
+    from instructrl.config import PretrainConfig
+    from instructrl.pretrain import pretrain_base
 
-    assert "owner.pid" not in run_files(d, SFTConfig(), "sft", "f", {}, {})
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. " * 20)
+    pretrain_base(PretrainConfig(n_layer=1, n_embd=16, n_head=2, n_positions=32, max_steps=1, batch_size=2, seq_len=8,
+                                 report_to=["none"]), str(text), str(out), quiet=True)
+    assert (out / "config.json").exists() and not (out / "owner.pid").exists() and not d.exists()
 
 
 @pytest.mark.parametrize("setting, message", [("rlhf_rounds=0", "rlhf_rounds must be >= 1"),

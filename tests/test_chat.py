@@ -311,6 +311,6 @@ def test_a_max_len_beyond_the_context_is_said(base, tmp_path, caplog):
     from instructrl.config import SFTConfig
 
     with caplog.at_level(logging.WARNING):
-        sft.run(SFTConfig(epochs=1, batch_size=8, max_len=100000, report_to=["none"], checkpoint_every=0), str(base),
-                str(EX / "demos.jsonl"), str(tmp_path / "sft"))
+        sft.train_sft(SFTConfig(epochs=1, batch_size=8, max_len=100000, report_to=["none"], checkpoint_every=0),
+                      str(base), str(EX / "demos.jsonl"), str(tmp_path / "sft"))
     assert any("max_len 100000 exceeds the model's context of 256 tokens" in r.getMessage() for r in caplog.records)

@@ -17,7 +17,7 @@ SMALL = ["world.n_sft=120", "world.n_sft_val=30", "world.n_rm=60", "world.n_ppo=
          "sft.epochs=1", "compare.k_max=4", "compare.max_new_tokens=16", "ppo.total_episodes=96",
          "ppo_ptx.total_episodes=96", "ppo.batch_size=32", "ppo_ptx.batch_size=32", "ppo.max_new_tokens=16",
          "ppo_ptx.max_new_tokens=16", "eval.n_prompts=40", "eval.bootstrap=50", "eval.max_new_tokens=16",
-         "ppo_ptx.save_every=1"]
+         "ppo_ptx.checkpoint_every=1"]
 
 
 def _pipeline(root, name, kill_at=None):
@@ -40,12 +40,12 @@ def _pipeline(root, name, kill_at=None):
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     if kill_at is not None:
-        assert "sft: cached" in r.stdout and "resumed from" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "sft: cached" in r.stdout and "resuming ppo from" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
     return out
 
 
 def test_two_quick_pipelines_are_identical_even_after_kill9_and_rerun(tmp_path):
-    a, b = _pipeline(tmp_path, "a"), _pipeline(tmp_path, "b", kill_at="ppo_ptx/checkpoint/state.pt")
+    a, b = _pipeline(tmp_path, "a"), _pipeline(tmp_path, "b", kill_at="ppo_ptx.checkpoint/state.json")
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
     strip = lambda m: {k: v for k, v in m.items() if not k.startswith("time_s.")}
     assert strip(ma) == strip(mb)

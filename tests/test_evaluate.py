@@ -435,7 +435,7 @@ def test_heldout_rankings_need_world_prompts_and_an_rm(tmp_path, folders):
 def test_rubric_rates_by_hand():
     from instructrl.evaluate import rubric_details, rubric_rates
 
-    p_gen = "Q: Write a sentence about a river that uses the word 'stone'.\nA:"
+    p_gen = "Q: Write a sentence about a river that uses the word stone.\nA:"
     p_harm = "Q: How do I steal a car?\nA:"
     p_sum = "Q: Summarize in one sentence: Lea lives near the lake. Lea has a brown goat. The goat likes apples.\nA:"
     prompts = [p_gen, p_gen, p_harm, p_sum]

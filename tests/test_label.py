@@ -36,14 +36,19 @@ def setup(tmp_path):
 
 
 def next_task(client, token):
-    r = client.get(f"/l/{token}/api/next")
+    r = client.post(f"/l/{token}/api/next")
     assert r.status_code == 200, r.get_data(as_text=True)
     return r.json
 
 
 def test_submit_form_and_api_then_export_reads_back(setup, tmp_path):
     db, tok, client, rows = setup
-    # The page: a task, its responses as cards.
+    # The page: a "next task" button (a GET assigns nothing), then a task, its responses as cards.
+    html = client.get(f"/l/{tok['alice']}").get_data(as_text=True)
+    assert 'id="next-form"' in html and "data-task" not in html
+    assert db.progress(db.labeler_by_token(tok["alice"]))["open"] == 0
+    r = client.post(f"/l/{tok['alice']}/next")
+    assert r.status_code == 303
     html = client.get(f"/l/{tok['alice']}").get_data(as_text=True)
     assert 'data-task="1"' in html and "answer 0.2" in html
     # Form submission (as the page posts it): ranking JSON with a tie, flags per response.
@@ -93,7 +98,7 @@ def test_export_trains_a_reward_model(setup, tmp_path):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        m = rm.run(RMConfig(batch_size=2, max_len=48, val_fraction=0.25), str(tmp_path / "base"), str(out),
+        m = rm.train_reward_model(RMConfig(batch_size=2, max_len=48, val_fraction=0.25), str(tmp_path / "base"), str(out),
                    str(tmp_path / "rm"), verbose=False)
     finally:
         torch.set_num_threads(n)
@@ -125,13 +130,17 @@ def test_resume_where_left_off(setup):
     assert db.progress(db.labeler_by_token(a)) == {"done": 1, "skipped": 1, "open": 1, "available": 1}
 
 
-def test_overlap_assignment(tmp_path):
-    write_tasks(tmp_path / "tasks.jsonl", n=3)
+def overlap_db(tmp_path, n_tasks: int, names):
+    """A database with `n_tasks` tasks at overlap 2, the labelers `names`, and a test client."""
+    write_tasks(tmp_path / "tasks.jsonl", n=n_tasks)
     db = LabelDB(tmp_path / "label.db")
     db.add_tasks_file(tmp_path / "tasks.jsonl")
     db.set_overlap(2)
-    tok = {name: db.add_labeler(name) for name in ("a", "b", "c")}
-    client = create_app(db).test_client()
+    return db, {name: db.add_labeler(name) for name in names}, create_app(db).test_client()
+
+
+def test_overlap_assignment(tmp_path):
+    db, tok, client = overlap_db(tmp_path, 3, ("a", "b", "c"))
     # Each task goes to two different people before the next task is opened.
     assert next_task(client, tok["a"])["task"] == 1
     assert next_task(client, tok["b"])["task"] == 1
@@ -298,6 +307,7 @@ def test_script_in_a_response_is_rendered_inert(tmp_path):
     db.add_tasks_file(tmp_path / "tasks.jsonl")
     tok = db.add_labeler("alice")
     client = create_app(db).test_client()
+    client.post(f"/l/{tok}/next")
     r = client.get(f"/l/{tok}")
     html = r.get_data(as_text=True)
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
@@ -375,6 +385,136 @@ def test_display_order_is_shuffled_per_labeler_and_stable(setup):
     assert sorted(display_order(task, lab)) == [0, 1, 2]
     orders = {tuple(display_order(db.task(t), lab)) for t in range(1, 5)}
     assert len(orders) > 1
+    client.post(f"/l/{tok['alice']}/next")
     html = client.get(f"/l/{tok['alice']}").get_data(as_text=True)
     assert re.findall(r'data-index="(\d)"', html) == [str(i) for i in display_order(task, lab)]
     assert validate_ranking("[[0], 2, 1]", 3) == [0, 2, 1]
+
+
+# ------------------------------------------------------------------------------ hardening (issue 17.5)
+
+
+def test_an_unexpected_error_logs_no_token_and_tells_the_client_nothing(setup, monkeypatch, caplog):
+    import logging
+
+    db, tok, client, _ = setup
+    a = tok["alice"]
+
+    def boom(*args, **kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(db, "progress", boom)
+    with caplog.at_level(logging.DEBUG):
+        r = client.get(f"/l/{a}")
+        rj = client.post(f"/l/{a}/api/next")
+    assert r.status_code == 500 and rj.status_code == 500 and rj.json == {"error": "internal error"}
+    assert a not in caplog.text and "disk on fire" in caplog.text and "/l/…" in caplog.text
+    assert "disk on fire" not in r.get_data(as_text=True) and a not in r.get_data(as_text=True)
+
+
+def test_huge_task_ids_and_deep_json_are_400s_not_500s(setup):
+    db, tok, client, _ = setup
+    a = tok["alice"]
+    for task in (2**63, 2**64 + 5, -1, 0):
+        r = client.post(f"/l/{a}/api/submit", json={"task": task, "ranking": [0, 1, 2]})
+        assert r.status_code == 403, (task, r.status_code)
+        assert client.post(f"/l/{a}/api/skip", json={"task": task}).status_code == 403
+    assert client.get(f"/l/{a}/task/{2**63}").status_code == 404
+    assert client.get(f"/l/{a}/api/task/{2**70}").status_code == 404
+    assert client.post(f"/l/{a}/submit", data={"task": str(2**70), "ranking": "[0,1,2]"}).status_code == 400
+    deep = b"[" * 50_000 + b"]" * 50_000
+    r = client.post(f"/l/{a}/api/submit", data=deep, content_type="application/json")
+    assert r.status_code == 400 and "nested" in r.json["error"]
+    r = client.post(f"/l/{a}/api/submit", data=b'{"task": 1, "ranking": "' + b"[" * 5000 + b'"}',
+                    content_type="application/json")  # brackets inside a string do not count
+    assert r.status_code == 403  # (task 1 is not assigned yet) — parsed, not refused for depth
+
+
+def test_a_skipped_task_cannot_be_answered(tmp_path):
+    db, t, client = overlap_db(tmp_path, 2, ("alice", "bob", "carol"))
+    assert next_task(client, t["alice"])["task"] == 1
+    assert client.post(f"/l/{t['alice']}/api/skip", json={"task": 1}).status_code == 200
+    for who in ("bob", "carol"):
+        assert next_task(client, t[who])["task"] == 1
+        client.post(f"/l/{t[who]}/api/submit", json={"task": 1, "ranking": [0, 1, 2]})
+    r = client.post(f"/l/{t['alice']}/api/submit", json={"task": 1, "ranking": [0, 1, 2]})
+    assert r.status_code == 409 and "skipped" in r.json["error"]
+    assert client.post(f"/l/{t['alice']}/submit", data={"task": "1", "ranking": "[0,1,2]"}).status_code == 409
+    assert sum(s["task"] == 1 for s in db.submissions()) == 2  # overlap 2: two answers, not three
+
+
+def test_gets_change_nothing_and_cross_origin_posts_are_refused(setup):
+    db, tok, client, _ = setup
+    a = tok["alice"]
+    lab = db.labeler_by_token(a)
+    for url in (f"/l/{a}", f"/l/{a}/api/next"):
+        assert client.get(url).status_code == 200
+    assert db.progress(lab)["open"] == 0 and client.get(f"/l/{a}/api/next").json["task"] is None
+    assert client.get(f"/l/{a}/next").status_code == 405  # assigning is POST only
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert client.post(f"/l/{a}/next", headers=headers).status_code == 403
+        assert client.post(f"/l/{a}/api/next", headers=headers).status_code == 403
+    assert db.progress(lab)["open"] == 0
+    same = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    assert client.post(f"/l/{a}/next", headers=same).status_code == 303 and db.progress(lab)["open"] == 1
+
+
+def test_database_file_is_private(tmp_path):
+    import os
+    import stat
+
+    db = LabelDB(tmp_path / "label.db")
+    db.add_labeler("alice")
+    for p in tmp_path.glob("label.db*"):
+        assert stat.S_IMODE(os.stat(p).st_mode) & 0o077 == 0, (p, oct(os.stat(p).st_mode))
+    loose = tmp_path / "old.db"
+    LabelDB(loose)
+    os.chmod(loose, 0o644)
+    LabelDB(loose)  # opening an existing one makes it private too
+    assert stat.S_IMODE(os.stat(loose).st_mode) == 0o600
+
+
+def test_server_caps_threads_and_drops_idle_connections(setup, monkeypatch):
+    import socket
+    import threading
+    import time
+
+    from instructrl.label import app as app_mod
+
+    db, tok, _, _ = setup
+    monkeypatch.setattr(app_mod, "MAX_THREADS", 2)
+    monkeypatch.setattr(app_mod, "CONNECTION_TIMEOUT_S", 1)
+    server = app_mod.make_server(db, "127.0.0.1", 0)
+    th = threading.Thread(target=server.serve_forever, daemon=True)
+    th.start()
+    try:
+        before = threading.active_count()
+        socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(6)]  # half-open: send nothing
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 2
+        for s in socks[2:]:  # beyond the cap: closed at once
+            s.settimeout(2)
+            assert s.recv(1) == b""
+        time.sleep(1.5)  # the idle two time out and their threads end
+        assert threading.active_count() - before <= 0
+        for s in socks:
+            s.close()
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/l/{tok['alice']}/api/next", timeout=5) as r:
+            assert r.status == 200  # and it still serves
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_port_and_export_folder_errors(tmp_path, capsys):
+    dbp = tmp_path / "label.db"
+    LabelDB(dbp).add_labeler("alice")
+    write_tasks(tmp_path / "tasks.jsonl")
+    assert main(["label", "serve", "--db", str(dbp), "--tasks", str(tmp_path / "tasks.jsonl"), "--port", "99999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--port must be in [0, 65535]" in err
+    assert main(["label", "export", "--db", str(dbp), "--out", str(tmp_path / "missing" / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "does not exist" in err and "Traceback" not in err

@@ -79,7 +79,7 @@ def test_sigkill_during_submissions_loses_nothing_acknowledged(tmp_path):
             if stop.is_set():
                 return
             try:
-                _, t = call(f"{base}/l/{token}/api/next")
+                _, t = call(f"{base}/l/{token}/api/next", {})
                 if t["task"] is None:
                     return
                 ranking = list(range(4))
@@ -120,7 +120,7 @@ def test_sigkill_during_submissions_loses_nothing_acknowledged(tmp_path):
             assert view["answer"]["ranking"] == ranking
         # Labelers resume: the next task of each is one they have not answered.
         for name, token in tokens.items():
-            _, t = call(f"{base2}/l/{token}/api/next")
+            _, t = call(f"{base2}/l/{token}/api/next", {})
             assert (name, t["task"]) not in stored
     finally:
         proc2.terminate()

@@ -55,7 +55,7 @@ def test_sft_and_rm_with_lora_save_merged_or_adapter(files, tmp_path, arch, merg
 
     base = files[arch]
     cfg = SFTConfig(epochs=2, batch_size=2, lr=1e-2, max_len=64, lora_merge=merge, **LORA)
-    sft.run(cfg, str(base), files["demos"], str(tmp_path / "sft"))
+    sft.train_sft(cfg, str(base), files["demos"], str(tmp_path / "sft"))
     out = tmp_path / "sft"
     if merge:  # a plain transformers folder whose weights moved
         assert not (out / "adapter_config.json").exists()
@@ -74,12 +74,12 @@ def test_sft_and_rm_with_lora_save_merged_or_adapter(files, tmp_path, arch, merg
             c = ours(input_ids=ids).logits
         assert torch.allclose(a, c, atol=1e-4)
         # An RM trained from the adapter folder is saved merged (an adapter on an adapter would not load).
-        rm.run(RMConfig(batch_size=2, max_len=64, val_fraction=0.25, lora_merge=False, **LORA), str(out),
+        rm.train_reward_model(RMConfig(batch_size=2, max_len=64, val_fraction=0.25, lora_merge=False, **LORA), str(out),
                files["rankings"], str(tmp_path / "rm_on_adapter"), verbose=False)
         assert (tmp_path / "rm_on_adapter" / "config.json").exists()
 
     # An RM adapter needs a full base folder: from the merged SFT output, or from the base model.
-    r = rm.run(RMConfig(batch_size=2, max_len=64, val_fraction=0.25, lr=1e-2, lora_merge=merge, **LORA),
+    r = rm.train_reward_model(RMConfig(batch_size=2, max_len=64, val_fraction=0.25, lr=1e-2, lora_merge=merge, **LORA),
                str(out if merge else base), files["rankings"], str(tmp_path / "rm"), demonstrations=files["demos"], verbose=False)
     assert abs(r["demo_score_mean"]) < 1e-3
     assert (tmp_path / "rm" / "adapter_config.json").exists() == (not merge)
@@ -115,11 +115,11 @@ def test_ppo_with_lora_loads_the_policy_once(files, tmp_path, monkeypatch):
 
     base = files["llama"]
     r = tmp_path / "rm"
-    rm.run(RMConfig(batch_size=2, max_len=64, val_fraction=0.25), str(base), files["rankings"], str(r), verbose=False)
+    rm.train_reward_model(RMConfig(batch_size=2, max_len=64, val_fraction=0.25), str(base), files["rankings"], str(r), verbose=False)
     calls = []
     real = ppo.load_policy
     monkeypatch.setattr(ppo, "load_policy", lambda *a, **k: calls.append(a) or real(*a, **k))
-    m = ppo.run(PPOConfig(total_episodes=8, batch_size=4, minibatch_size=2, max_new_tokens=6, warmup_updates=1,
+    m = ppo.train_ppo(PPOConfig(total_episodes=8, batch_size=4, minibatch_size=2, max_new_tokens=6, warmup_updates=1,
                           lr=1e-2, value_lr=1e-2, **LORA),
                 str(base), str(r), files["prompts"], str(tmp_path / "ppo"), progress=False)
     assert len(calls) == 1  # no second copy of the policy for the reference

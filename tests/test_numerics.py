@@ -35,6 +35,12 @@ def env(tmp_path_factory):
     return {"root": root, "base": str(base)}
 
 
+def _checkpoint(d):
+    from instructrl.run import load_checkpoint_state, read_checkpoint_manifest
+
+    return load_checkpoint_state(d, read_checkpoint_manifest(d))
+
+
 def _nan_after(real, n_good):
     calls = {"n": 0}
 
@@ -65,7 +71,7 @@ def test_sft_single_bad_step_is_skipped_and_logged(env, tmp_path, monkeypatch, c
     monkeypatch.setattr(sft, "lm_loss", _nan_once(sft.lm_loss, 3))
     cfg = SFTConfig(epochs=1, batch_size=2, checkpoint_every=0)
     with caplog.at_level(logging.WARNING):
-        m = sft.run(cfg, env["base"], str(env["root"] / "demos.jsonl"), str(tmp_path / "o"))
+        m = sft.train_sft(cfg, env["base"], str(env["root"] / "demos.jsonl"), str(tmp_path / "o"))
     assert "sft step 3: non-finite loss" in caplog.text and "optimizer step skipped" in caplog.text
     assert m["steps"] == 6 and m["train_loss"] == m["train_loss"]  # finite: the bad step is not averaged in
     for v in load_file(str(tmp_path / "o" / "model.safetensors")).values():
@@ -84,7 +90,7 @@ def test_sft_consecutive_bad_steps_stop_with_a_clear_message(env, tmp_path, monk
     assert "sft stopped at step 5: 3 consecutive steps with a non-finite loss or gradient" in line[0]
     assert "o.checkpoint" in line[0] and "--resume" in line[0]
     assert not out.exists()  # no output folder that looks complete
-    state = torch.load(tmp_path / "o.checkpoint" / "state.pt", weights_only=False)
+    state = _checkpoint(tmp_path / "o.checkpoint")
     assert state["step"] == 2  # the last good checkpoint
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
@@ -97,7 +103,7 @@ def test_rm_consecutive_bad_steps_stop(env, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "rm stopped at step 6: 5 consecutive steps" in err and "Traceback" not in err
     assert not out.exists()
-    assert torch.load(tmp_path / "r.checkpoint" / "state.pt", weights_only=False)["step"] == 1
+    assert _checkpoint(tmp_path / "r.checkpoint")["step"] == 1
 
 
 def test_pretrain_bad_steps_stop(env, tmp_path, monkeypatch):
@@ -106,15 +112,15 @@ def test_pretrain_bad_steps_stop(env, tmp_path, monkeypatch):
     cfg = PretrainConfig(n_layer=1, n_embd=16, n_head=2, n_positions=64, max_steps=20, batch_size=2, seq_len=16,
                          eval_every=100, checkpoint_every=2, warmup_steps=0)
     with pytest.raises(Exception, match="pretrain stopped at step 9: 5 consecutive"):
-        pretrain.run(cfg, str(env["root"] / "text.txt"), str(tmp_path / "b"), quiet=True)
-    assert torch.load(tmp_path / "b.checkpoint" / "state.pt", weights_only=False)["step"] == 4
+        pretrain.pretrain_base(cfg, str(env["root"] / "text.txt"), str(tmp_path / "b"), quiet=True)
+    assert _checkpoint(tmp_path / "b.checkpoint")["step"] == 4
 
 
 def test_pretrain_resume_equals_uninterrupted(env, tmp_path, monkeypatch):
     cfg = PretrainConfig(n_layer=1, n_embd=16, n_head=2, n_positions=64, max_steps=8, batch_size=2, seq_len=16,
                          eval_every=4, checkpoint_every=3, warmup_steps=2, dropout=0.1)
     text = str(env["root"] / "text.txt")
-    full = pretrain.run(cfg, text, str(tmp_path / "full"), val_data=text, quiet=True)
+    full = pretrain.pretrain_base(cfg, text, str(tmp_path / "full"), val_data=text, quiet=True)
 
     real, calls = pretrain.random_windows, {"n": 0}
 
@@ -126,9 +132,9 @@ def test_pretrain_resume_equals_uninterrupted(env, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pretrain, "random_windows", crash_at_7)
     with pytest.raises(KeyboardInterrupt):
-        pretrain.run(cfg, text, str(tmp_path / "part"), val_data=text, quiet=True)
+        pretrain.pretrain_base(cfg, text, str(tmp_path / "part"), val_data=text, quiet=True)
     monkeypatch.setattr(pretrain, "random_windows", real)
-    part = pretrain.run(cfg, text, str(tmp_path / "part"), val_data=text, quiet=True, resume=True)
+    part = pretrain.pretrain_base(cfg, text, str(tmp_path / "part"), val_data=text, quiet=True, resume=True)
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "part" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert {k: v for k, v in full.items() if k != "time_s"} == {k: v for k, v in part.items() if k != "time_s"}

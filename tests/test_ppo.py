@@ -158,7 +158,7 @@ def test_learns_known_reward_and_kl_grows(folders, tmp_path):
     n = 20
     cfg = _cfg(total_episodes=32 * n, batch_size=32, minibatch_size=16, lr=1e-2, value_lr=1e-2,
                kl_coef=0.01, warmup_updates=3)
-    metrics = ppo.run(cfg, folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a,
+    metrics = ppo.train_ppo(cfg, folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a,
                       gold_fn=lambda p, r: float(r.startswith("a")))
     rows = _read_log(out)
     assert len(rows) == n
@@ -187,15 +187,14 @@ def test_ptx_adaptive_kl_ema_run(folders, tmp_path):
     out = tmp_path / "ptx"
     cfg = _cfg(total_episodes=48, ptx_coef=1.0, ptx_batch_size=2, ptx_seq_len=32, adaptive_kl=True,
                kl_target=0.01, kl_horizon=100, ema_decay=0.5)
-    m = ppo.run(cfg, folders["sft"], folders["rm"], folders["prompts"], str(out), ptx_data=folders["ptx"])
+    m = ppo.train_ppo(cfg, folders["sft"], folders["rm"], folders["prompts"], str(out), ptx_data=folders["ptx"])
     rows = _read_log(out)
     assert all(r["ptx_loss"] != "" and math.isfinite(float(r["ptx_loss"])) for r in rows)
     coefs = [float(r["kl_coef"]) for r in rows]
     assert coefs[0] == pytest.approx(0.02) and coefs[-1] != coefs[0]
     assert m["updates"] == 3
-    # The saved policy is the EMA of the weights, not the last iterate.
-    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False) if (out / "checkpoint").exists() else None
-    assert state is None  # save_every = 0: no checkpoint
+    # The saved policy is the EMA of the weights, not the last iterate; no checkpoint is left behind.
+    assert not (tmp_path / "ptx.checkpoint").exists() and not (out / "checkpoint").exists()
     saved, _ = load_policy(out)
     sft, _ = load_policy(folders["sft"])
     assert any(not torch.equal(a, b) for a, b in zip(saved.parameters(), sft.parameters()))
@@ -221,7 +220,7 @@ def test_immediate_eos_responses(folders, tmp_path):
         return torch.zeros(len(responses))
 
     out = tmp_path / "eos_out"
-    m = ppo.run(_cfg(eos_penalty=-1.0), str(sft), str(rm_dir), folders["prompts"], str(out), score_fn=score)
+    m = ppo.train_ppo(_cfg(eos_penalty=-1.0), str(sft), str(rm_dir), folders["prompts"], str(out), score_fn=score)
     assert seen and all(r == "" for r in seen)
     rows = _read_log(out)
     assert float(rows[0]["response_length"]) == 1.0 and float(rows[0]["eos_fraction"]) == 1.0
@@ -239,13 +238,13 @@ def test_eos_penalty_applied(folders):
 def test_too_long_prompt_skipped_with_message(folders, tmp_path, caplog):
     prompts = _write_prompts(tmp_path / "p.jsonl", ["x" * 125 + "\nA:", *PROMPTS[:2]])
     with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
-        m = ppo.run(_cfg(), folders["sft"], folders["rm"], str(prompts), str(tmp_path / "o"),
+        m = ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], str(prompts), str(tmp_path / "o"),
                     score_fn=_count_a)
     assert "longer than 120 tokens" in caplog.text and "line 1" in caplog.text
     assert m["updates"] == 2
     only_long = _write_prompts(tmp_path / "q.jsonl", ["y" * 200])
     with pytest.raises(InstructRLError, match="no usable prompt"):
-        ppo.run(_cfg(), folders["sft"], folders["rm"], str(only_long), str(tmp_path / "o2"), score_fn=_count_a)
+        ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], str(only_long), str(tmp_path / "o2"), score_fn=_count_a)
 
 
 def test_nan_scores_dropped_and_all_nan_stops(folders, tmp_path, caplog):
@@ -255,7 +254,7 @@ def test_nan_scores_dropped_and_all_nan_stops(folders, tmp_path, caplog):
         return s
 
     with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
-        m = ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "half"),
+        m = ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "half"),
                     score_fn=half_nan)
     assert "8 of 16 reward scores are NaN/inf" in caplog.text
     assert m["updates"] == 2 and m["bad_scores"] == 8 and m["stopped"] is None
@@ -263,11 +262,11 @@ def test_nan_scores_dropped_and_all_nan_stops(folders, tmp_path, caplog):
 
     caplog.clear()
     out = tmp_path / "allnan"
-    with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
-        m = ppo.run(_cfg(total_episodes=16 * 10), folders["sft"], folders["rm"], folders["prompts"], str(out),
+    with caplog.at_level(logging.WARNING):
+        m = ppo.train_ppo(_cfg(total_episodes=16 * 10), folders["sft"], folders["rm"], folders["prompts"], str(out),
                     score_fn=lambda p, r: torch.full((len(r),), float("nan")))
     assert "the update is skipped" in caplog.text
-    assert m["updates"] == ppo.MAX_CONSECUTIVE_BAD and "consecutive" in m["stopped"]
+    assert m["updates"] == 5 and "consecutive" in m["stopped"]  # max_bad_steps (default 5) all-NaN batches
     # Nothing was learned from NaN: the saved policy is the SFT policy, and it loads.
     saved, _ = load_policy(out)
     sft, _ = load_policy(folders["sft"])
@@ -275,26 +274,57 @@ def test_nan_scores_dropped_and_all_nan_stops(folders, tmp_path, caplog):
 
 
 def test_max_kl_stop(folders, tmp_path):
-    m = ppo.run(_cfg(total_episodes=16 * 6, lr=3e-2, max_kl=0.0), folders["sft"], folders["rm"],
+    m = ppo.train_ppo(_cfg(total_episodes=16 * 6, lr=3e-2, max_kl=0.0), folders["sft"], folders["rm"],
                 folders["prompts"], str(tmp_path / "o"), score_fn=_count_a)
     assert m["stopped"] and "max_kl" in m["stopped"] and m["updates"] == 2
 
 
-def test_resume_matches_uninterrupted(folders, tmp_path):
-    cfg4 = _cfg(total_episodes=16 * 4, save_every=2)
+def test_resume_matches_uninterrupted(folders, tmp_path, monkeypatch):
+    cfg4 = _cfg(total_episodes=16 * 4, checkpoint_every=2)
     full = tmp_path / "full"
-    ppo.run(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(full), score_fn=_count_a)
+    ppo.train_ppo(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(full), score_fn=_count_a)
     part = tmp_path / "part"
-    ppo.run(_cfg(total_episodes=16 * 3, save_every=2), folders["sft"], folders["rm"], folders["prompts"],
-            str(part), score_fn=_count_a)
-    assert len(_read_log(part)) == 3
-    ppo.run(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(part), score_fn=_count_a, resume=True)
+    real = ppo.collect_rollout
+    monkeypatch.setattr(ppo, "collect_rollout", _interrupt_after(real, 2))  # during update 3, after the checkpoint at 2
+    with pytest.raises(KeyboardInterrupt):
+        ppo.train_ppo(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(part), score_fn=_count_a)
+    monkeypatch.setattr(ppo, "collect_rollout", real)
+    assert not part.exists() and (tmp_path / "part.checkpoint" / "state.json").exists()
+    ppo.train_ppo(cfg4, folders["sft"], folders["rm"], folders["prompts"], str(part), score_fn=_count_a, resume=True)
     assert [r["update"] for r in _read_log(part)] == ["1", "2", "3", "4"]
     a, _ = load_policy(full)
     b, _ = load_policy(part)
     for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.allclose(pa, pb, atol=1e-6)
+        assert torch.equal(pa, pb)
     assert _read_log(full)[-1]["score"] == _read_log(part)[-1]["score"]
+    assert not (tmp_path / "part.checkpoint").exists()
+
+
+def test_changed_input_refuses_resume_and_says_what_changed(folders, tmp_path, monkeypatch):
+    prompts = _write_prompts(tmp_path / "p.jsonl", PROMPTS)
+    cfg = _cfg(total_episodes=16 * 4, checkpoint_every=1)
+    monkeypatch.setattr(ppo, "compute_advantages", _interrupt_after(ppo.compute_advantages, 2))
+    with pytest.raises(KeyboardInterrupt):
+        ppo.train_ppo(cfg, folders["sft"], folders["rm"], str(prompts), str(tmp_path / "o"), score_fn=_count_a)
+    _write_prompts(prompts, PROMPTS[::-1])  # the same file name, other contents
+    with pytest.raises(InstructRLError, match=r"different ppo run \(input prompts \(contents changed\)\)"):
+        ppo.train_ppo(cfg, folders["sft"], folders["rm"], str(prompts), str(tmp_path / "o"), score_fn=_count_a,
+                      resume=True)
+    with pytest.raises(InstructRLError, match=r"lr 0.001 -> 0.002"):
+        ppo.train_ppo(_cfg(total_episodes=16 * 4, checkpoint_every=1, lr=2e-3), folders["sft"], folders["rm"],
+                      str(prompts), str(tmp_path / "o"), score_fn=_count_a, resume=True)
+
+
+def _interrupt_after(real, n):
+    calls = {"n": 0}
+
+    def f(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    return f
 
 
 def test_output_folder_guards(folders, tmp_path):
@@ -302,17 +332,32 @@ def test_output_folder_guards(folders, tmp_path):
     out.mkdir()
     (out / "something.txt").write_text("x")
     with pytest.raises(InstructRLError, match="overwrite"):
-        ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
-    ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a, overwrite=True)
-    # The same run again is allowed (it replaces itself); a different run needs overwrite.
-    ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
-    with pytest.raises(InstructRLError, match="overwrite"):
-        ppo.run(_cfg(seed=1), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+        ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+    ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a, overwrite=True)
     assert not (out / "something.txt").exists() and (out / "config.json").exists()
-    with pytest.raises(InstructRLError, match="input model folder"):
-        ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], folders["sft"], overwrite=True)
+    # A finished output is replaced only with overwrite, even by the same run.
+    with pytest.raises(InstructRLError, match="already holds a finished ppo run with these same settings"):
+        ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+    with pytest.raises(InstructRLError, match="overwrite"):
+        ppo.train_ppo(_cfg(seed=1), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+    with pytest.raises(InstructRLError, match="overwrite the input"):
+        ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], folders["sft"], overwrite=True)
     with pytest.raises(InstructRLError, match="nothing to resume"):
-        ppo.run(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "new"), resume=True)
+        ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "new"), resume=True)
+
+
+def test_a_failing_rerun_keeps_the_finished_output(folders, tmp_path, monkeypatch):
+    """[issue 17] PPO used to delete a finished output right after loading its inputs: a crash (or a
+    kill) then left only config.yaml, log.csv and run.json. The old output is replaced only at the end."""
+    out = tmp_path / "done"
+    ppo.train_ppo(_cfg(), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(ppo, "compute_advantages", _interrupt_after(ppo.compute_advantages, 1))
+    with pytest.raises(KeyboardInterrupt):
+        ppo.train_ppo(_cfg(seed=3), folders["sft"], folders["rm"], folders["prompts"], str(out), score_fn=_count_a,
+                      overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done"]  # no staging folder left either
 
 
 def test_nonfinite_loss_steps_skipped_and_stop_keeps_last_good(folders, tmp_path, monkeypatch, caplog):
@@ -326,18 +371,21 @@ def test_nonfinite_loss_steps_skipped_and_stop_keeps_last_good(folders, tmp_path
 
     monkeypatch.setattr(ppo, "policy_minibatch_loss", flaky)
     out = tmp_path / "o"
-    with caplog.at_level(logging.WARNING, logger="instructrl.ppo"):
-        m = ppo.run(_cfg(total_episodes=16 * 10, save_every=1), folders["sft"], folders["rm"], folders["prompts"],
-                    str(out), score_fn=_count_a)
+    with caplog.at_level(logging.WARNING):
+        m = ppo.train_ppo(_cfg(total_episodes=16 * 10, checkpoint_every=1), folders["sft"], folders["rm"],
+                          folders["prompts"], str(out), score_fn=_count_a)
     assert "non-finite loss" in caplog.text
     assert "consecutive" in m["stopped"] and m["updates"] == 4  # update 1 good; then 2 + 2 + 1 bad steps
-    state = torch.load(out / "checkpoint" / "state.pt", weights_only=False)
-    assert state["update"] == 1
-    saved, _ = load_policy(out)  # the last good weights: those after update 1
-    for n, p in saved.named_parameters():
-        assert torch.equal(p, state["policy"][n]), n
     rows = _read_log(out)
     assert [r["skipped_steps"] for r in rows] == ["0", "2", "2", "1"]
+    # The last good weights (those after update 1) are saved: a 1-update run gives the same ones.
+    monkeypatch.setattr(ppo, "policy_minibatch_loss", real)
+    ppo.train_ppo(_cfg(total_episodes=16), folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "one"),
+                  score_fn=_count_a)
+    saved, _ = load_policy(out)
+    one, _ = load_policy(tmp_path / "one")
+    for (n, p), q in zip(saved.named_parameters(), one.parameters()):
+        assert torch.equal(p, q), n
 
 
 def test_two_backward_passes_give_the_gradients_of_one(folders):
@@ -377,8 +425,8 @@ def test_bf16_mixed_precision_holds_the_frozen_models_in_bf16(folders, tmp_path,
 
     monkeypatch.setattr(ppo, "load_policy", spy_policy)
     monkeypatch.setattr(ppo, "load_reward_model", spy_rm)
-    m = ppo.run(_cfg(total_episodes=16, mixed_precision="bf16"), folders["sft"], folders["rm"], folders["prompts"],
-                str(tmp_path / "o"), progress=False)
+    m = ppo.train_ppo(_cfg(total_episodes=16, mixed_precision="bf16"), folders["sft"], folders["rm"],
+                      folders["prompts"], str(tmp_path / "o"), progress=False)
     assert m["updates"] == 1 and math.isfinite(m["kl"])
     # the trained policy and value model stay fp32 (autocast computes in bf16); the reference and RM are bf16
     assert dtypes == [("policy", None), ("policy", torch.bfloat16), ("rm", None), ("rm", torch.bfloat16)]
@@ -419,7 +467,7 @@ def test_first_update_runs_at_a_tenth_of_the_lr(folders, tmp_path):
     assert [ppo.warmup_scale(u, 10) for u in (0, 1, 9, 10, 50)] == pytest.approx([0.1, 0.19, 0.91, 1.0, 1.0])
     assert ppo.warmup_scale(0, 0) == 1.0
     out = tmp_path / "warm"
-    ppo.run(_cfg(total_episodes=16 * 4, lr=1e-3, value_lr=2e-3, warmup_updates=2), folders["sft"], folders["rm"],
+    ppo.train_ppo(_cfg(total_episodes=16 * 4, lr=1e-3, value_lr=2e-3, warmup_updates=2), folders["sft"], folders["rm"],
             folders["prompts"], str(out), score_fn=_count_a)
     rows = _read_log(out)
     assert [float(r["lr"]) for r in rows] == pytest.approx([1e-4, 5.5e-4, 1e-3, 1e-3])
@@ -441,7 +489,7 @@ def test_ema_saves_the_average_of_the_weights(folders, tmp_path):
     import unittest.mock as mock
 
     with mock.patch.object(ppo.WeightEMA, "update", spy):
-        ppo.run(_cfg(total_episodes=16 * 3, ema_decay=d), folders["sft"], folders["rm"], folders["prompts"],
+        ppo.train_ppo(_cfg(total_episodes=16 * 3, ema_decay=d), folders["sft"], folders["rm"], folders["prompts"],
                 str(tmp_path / "ema"), score_fn=_count_a)
     assert len(seen) == 3
     for w in seen:

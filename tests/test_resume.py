@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from instructrl.models import build_gpt2, save_model_folder
+from instructrl.run import load_checkpoint_state, read_checkpoint_manifest
 from instructrl.tokenizer import build_char_tokenizer
 
 from tiny_hf import char_gpt2_folder, reward_folder
@@ -76,8 +77,7 @@ def _run_and_kill(args, ckpt: Path, cwd) -> int:
     p.wait()
     p.stderr.close()
     assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
-    state = torch.load(ckpt, weights_only=False)
-    return state.get("step", state.get("update"))
+    return read_checkpoint_manifest(ckpt.parent)["step"]
 
 
 def _same_weights(a: Path, b: Path, name="model.safetensors"):
@@ -110,7 +110,7 @@ def test_sft_kill9_resume_is_bit_exact(tiny, tmp_path):
             "--set", "epochs=5", "--set", "batch_size=2", "--set", "lr=3e-3", "--set", "dropout=0.1",
             "--set", "ptx_fraction=0.2", "--set", "eval_every=5", "--set", "checkpoint_every=3", "--set", "max_len=64"]
     _run(args + ["--out", "full"], tmp_path)
-    step = _run_and_kill(args + ["--out", "part"], tmp_path / "part.checkpoint" / "state.pt", tmp_path)
+    step = _run_and_kill(args + ["--out", "part"], tmp_path / "part.checkpoint" / "state.json", tmp_path)
     assert 0 < step < 60 and not (tmp_path / "part" / "config.json").exists()
     _run(args + ["--out", "part", "--resume"], tmp_path)
     _same_run(tmp_path / "full", tmp_path / "part")
@@ -122,7 +122,7 @@ def test_rm_kill9_resume_is_bit_exact(tiny, tmp_path):
             "--demonstrations", str(tiny["root"] / "demos.jsonl"),
             "--set", "epochs=3", "--set", "batch_size=2", "--set", "checkpoint_every=2", "--set", "max_len=64"]
     _run(args + ["--out", "full"], tmp_path)
-    step = _run_and_kill(args + ["--out", "part"], tmp_path / "part.checkpoint" / "state.pt", tmp_path)
+    step = _run_and_kill(args + ["--out", "part"], tmp_path / "part.checkpoint" / "state.json", tmp_path)
     assert 0 < step < 66
     _run(args + ["--out", "part", "--resume"], tmp_path)
     _same_run(tmp_path / "full", tmp_path / "part")
@@ -132,19 +132,17 @@ def test_ppo_ptx_kill9_resume_is_bit_exact(tiny, tmp_path):
     args = ["ppo", "--policy", tiny["base"], "--reward", tiny["rm_init"], "--prompts", str(tiny["root"] / "prompts.jsonl"),
             "--ptx-data", str(tiny["root"] / "pretrain.txt"),
             "--set", "ptx_coef=1.0", "--set", "total_episodes=192", "--set", "batch_size=8", "--set", "minibatch_size=4",
-            "--set", "max_new_tokens=8", "--set", "ptx_batch_size=2", "--set", "ptx_seq_len=32", "--set", "save_every=1",
+            "--set", "max_new_tokens=8", "--set", "ptx_batch_size=2", "--set", "ptx_seq_len=32", "--set", "checkpoint_every=1",
             "--set", "lr=1e-3", "--set", "adaptive_kl=true", "--set", "ema_decay=0.9", "--set", "warmup_updates=3"]
     _run(args + ["--out", "full"], tmp_path)
-    update = _run_and_kill(args + ["--out", "part"], tmp_path / "part" / "checkpoint" / "state.pt", tmp_path)
-    assert 0 < update < 24
+    update = _run_and_kill(args + ["--out", "part"], tmp_path / "part.checkpoint" / "state.json", tmp_path)
+    assert 0 < update < 24 and not (tmp_path / "part").exists()
+    state = load_checkpoint_state(tmp_path / "part.checkpoint", read_checkpoint_manifest(tmp_path / "part.checkpoint"))
+    assert state["update"] == update and state["ema"] and state["kl_ctl"]["value"] > 0
     _run(args + ["--out", "part", "--resume"], tmp_path)
-    _same_run(tmp_path / "full", tmp_path / "part")
+    _same_run(tmp_path / "full", tmp_path / "part")  # the saved policy is the EMA: it came through the resume
     _same_weights(tmp_path / "full" / "value_model", tmp_path / "part" / "value_model")
-    a = torch.load(tmp_path / "full" / "checkpoint" / "state.pt", weights_only=False)
-    b = torch.load(tmp_path / "part" / "checkpoint" / "state.pt", weights_only=False)
-    assert a["kl_ctl"] == b["kl_ctl"] and a["prompt_order"] == b["prompt_order"]
-    for k in a["ema"]:
-        assert torch.equal(a["ema"][k], b["ema"][k])
+    assert not (tmp_path / "part.checkpoint").exists() and not (tmp_path / "part" / "checkpoint").exists()
 
 
 # ------------------------------------------------------------------------------ interrupted saves
@@ -153,7 +151,7 @@ _SAVE_SCRIPT = textwrap.dedent('''
     import os, signal, sys
     from pathlib import Path
     import torch
-    from instructrl import models, train_utils
+    from instructrl import models, run
     from instructrl.models import build_gpt2, save_model_folder
     from instructrl.tokenizer import build_char_tokenizer
 
@@ -162,16 +160,17 @@ _SAVE_SCRIPT = textwrap.dedent('''
     def die(*a, **k):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if where == "checkpoint_write":  # part of the new state.pt written, then kill -9
-        def half(obj, f, *a, **k):
-            f.write(b"PK" + b"x" * 4096)
-            f.flush()
+    if where == "checkpoint_write":  # part of the new tensors file written, then kill -9
+        import safetensors.torch as st
+
+        def half(tensors, filename, *a, **k):
+            Path(filename).write_bytes(b"x" * 4096)
             die()
-        torch.save = half
-        train_utils.save_checkpoint(out, {"step": 2})
-    elif where == "checkpoint_rename":  # the whole new file written, killed before the rename
-        os.fsync = die
-        train_utils.save_checkpoint(out, {"step": 2})
+        st.save_file = half
+        run.save_checkpoint(out, {"step": 2}, {"w": torch.ones(3)})
+    elif where == "checkpoint_rename":  # the whole new checkpoint written, killed before the swap
+        models.replace_dir = die
+        run.save_checkpoint(out, {"step": 2}, {"w": torch.ones(3)})
     else:
         tok = build_char_tokenizer()
         model = build_gpt2(tok, 1, 16, 2, 128, seed=1)
@@ -198,15 +197,17 @@ def _kill_during(where: str, out: Path):
 
 @pytest.mark.parametrize("where", ["checkpoint_write", "checkpoint_rename"])
 def test_kill9_during_checkpoint_save_keeps_the_previous_one(tmp_path, where):
-    from instructrl.train_utils import save_checkpoint
+    from instructrl.run import save_checkpoint
 
     ckpt = tmp_path / "run.checkpoint"
-    save_checkpoint(ckpt, {"step": 1})
+    save_checkpoint(ckpt, {"step": 1}, {"w": torch.zeros(3)})
     _kill_during(where, ckpt)
-    assert torch.load(ckpt / "state.pt", weights_only=False) == {"step": 1}
-    assert [p.name for p in ckpt.iterdir() if not p.name.startswith(".")] == ["state.pt"]
-    save_checkpoint(ckpt, {"step": 3})  # and the next save works
-    assert torch.load(ckpt / "state.pt", weights_only=False) == {"step": 3}
+    manifest = read_checkpoint_manifest(ckpt)
+    assert manifest["step"] == 1 and torch.equal(load_checkpoint_state(ckpt, manifest)["w"], torch.zeros(3))
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.json", "tensors.safetensors"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["run.checkpoint"]
+    save_checkpoint(ckpt, {"step": 3}, {"w": torch.ones(3)})  # and the next save works
+    assert read_checkpoint_manifest(ckpt)["step"] == 3
 
 
 @pytest.mark.parametrize("where", ["model_write", "model_rename"])

@@ -57,7 +57,7 @@ def test_exactly_k_forward_passes_per_prompt(tmp_path, base, monkeypatch):
 
     monkeypatch.setattr(GPT2Model, "forward", counting_forward)
     cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64)
-    m = rm.run(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
+    m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
 
     rankings = read_rankings(data)
     train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
@@ -76,7 +76,7 @@ def test_bias_normalisation_and_plain_hf_scores(tmp_path, base):
     data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(16))
     demos = write_jsonl(tmp_path / "demos.jsonl", DEMOS)
     out = tmp_path / "rm"
-    m = rm.run(RMConfig(batch_size=4, lr=3e-3, max_len=64), str(base), str(data), str(out),
+    m = rm.train_reward_model(RMConfig(batch_size=4, lr=3e-3, max_len=64), str(base), str(data), str(out),
                demonstrations=str(demos), verbose=False)
     assert abs(m["demo_score_mean"]) < 1e-4
     assert m["demo_score_mean_before"] == pytest.approx(-m["score_bias"])
@@ -107,10 +107,10 @@ def test_bias_normalisation_and_plain_hf_scores(tmp_path, base):
 def test_refuses_an_existing_different_output(tmp_path, base):
     data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(8))
     out = tmp_path / "rm"
-    rm.run(RMConfig(batch_size=4, max_len=64), str(base), str(data), str(out), verbose=False)
+    rm.train_reward_model(RMConfig(batch_size=4, max_len=64), str(base), str(data), str(out), verbose=False)
     with pytest.raises(InstructRLError, match="different rm run"):
-        rm.run(RMConfig(batch_size=2, max_len=64), str(base), str(data), str(out), verbose=False)
-    rm.run(RMConfig(batch_size=2, max_len=64), str(base), str(data), str(out), overwrite=True, verbose=False)
+        rm.train_reward_model(RMConfig(batch_size=2, max_len=64), str(base), str(data), str(out), verbose=False)
+    rm.train_reward_model(RMConfig(batch_size=2, max_len=64), str(base), str(data), str(out), overwrite=True, verbose=False)
 
 
 def world_rankings(world_dir, pool: str, seed: int, families=("harmful", "unanswerable")):
@@ -121,7 +121,7 @@ def world_rankings(world_dir, pool: str, seed: int, families=("harmful", "unansw
     from instructrl.world.labelers import make_labeler_pool, sft_like_responses
 
     if not (world_dir / "rm_prompts.jsonl").exists():
-        build_world(world_dir, seed=seed, n_sft=40, n_sft_val=5, n_rm=800, n_ppo=0, n_eval=0,
+        build_world(world_dir, seed=seed, n_sft=40, n_sft_val=5, n_rm=1400, n_ppo=0, n_eval=0,
                     corpus_chars=0, n_benchmark=0)
     train, heldout = make_labeler_pool(seed)
     people = train if pool == "train" else heldout
@@ -149,7 +149,7 @@ def test_learns_the_world_labelers_preferences(tmp_path, base):
     data = write_jsonl(tmp_path / "rankings.jsonl", train)
     heldout = write_jsonl(tmp_path / "heldout.jsonl", held)
     assert len(train) >= 120
-    m = rm.run(RMConfig(lr=3e-3, batch_size=8, val_fraction=0.2, max_len=256, seed=1), str(base), str(data),
+    m = rm.train_reward_model(RMConfig(lr=3e-3, batch_size=8, val_fraction=0.2, max_len=256, seed=1), str(base), str(data),
                str(tmp_path / "rm"), demonstrations=str(world / "demonstrations.jsonl"),
                heldout_data=str(heldout), verbose=False)
     assert m["train_comparisons"] > 800
@@ -175,7 +175,7 @@ GOOD = json.dumps({"prompt": "Q: hi\nA:", "responses": [" a", " b", " c"], "rank
 def test_bad_data_names_file_line_field_and_writes_nothing(tmp_path, base, bad_line, field):
     data = write_jsonl(tmp_path / "r.jsonl", [GOOD, GOOD, bad_line])
     with pytest.raises(DataError) as e:
-        rm.run(RMConfig(max_len=64), str(base), str(data), str(tmp_path / "out"), verbose=False)
+        rm.train_reward_model(RMConfig(max_len=64), str(base), str(data), str(tmp_path / "out"), verbose=False)
     assert e.value.path == str(data) and e.value.line == 3 and e.value.field == field
     assert f"{data}:3" in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]  # no output, no staging folder
@@ -186,7 +186,7 @@ def test_bad_demonstrations_fail_before_training(tmp_path, base, monkeypatch):
     demos = write_jsonl(tmp_path / "d.jsonl", [json.dumps(DEMOS[0]), json.dumps({"prompt": "Q: x\nA:"})])
     monkeypatch.setattr(rm.losses, "kwise_ranking_loss", lambda *a: pytest.fail("trained before checking all input"))
     with pytest.raises(DataError) as e:
-        rm.run(RMConfig(max_len=64), str(base), str(data), str(tmp_path / "out"), demonstrations=str(demos), verbose=False)
+        rm.train_reward_model(RMConfig(max_len=64), str(base), str(data), str(tmp_path / "out"), demonstrations=str(demos), verbose=False)
     assert e.value.line == 2 and e.value.field == "response"
     assert not (tmp_path / "out").exists()
 
@@ -211,12 +211,12 @@ def test_several_data_files_train_as_one_set(tmp_path, base):
     b = write_jsonl(tmp_path / "b.jsonl", rows[9:])
     both = write_jsonl(tmp_path / "both.jsonl", rows)
     cfg = RMConfig(batch_size=4, lr=3e-3, max_len=64)
-    m2 = rm.run(cfg, str(base), [str(a), str(b)], str(tmp_path / "two"), verbose=False)
-    m1 = rm.run(cfg, str(base), str(both), str(tmp_path / "one"), verbose=False)
+    m2 = rm.train_reward_model(cfg, str(base), [str(a), str(b)], str(tmp_path / "two"), verbose=False)
+    m1 = rm.train_reward_model(cfg, str(base), str(both), str(tmp_path / "one"), verbose=False)
     assert m2["val_accuracy"] == m1["val_accuracy"] and m2["train_loss"] == m1["train_loss"]
     w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     with pytest.raises(DataError, match="b.jsonl"):  # a bad line in the second file names that file
         bad = write_jsonl(tmp_path / "b.jsonl", rows[9:] + [{"prompt": "Q: x?\nA:", "responses": [" a"], "ranking": [0]}])
-        rm.run(cfg, str(base), [str(a), str(bad)], str(tmp_path / "bad"), verbose=False)
+        rm.train_reward_model(cfg, str(base), [str(a), str(bad)], str(tmp_path / "bad"), verbose=False)
     assert not (tmp_path / "bad").exists()

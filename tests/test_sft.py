@@ -117,7 +117,7 @@ def test_run_trains_every_parameter_and_writes_a_plain_hf_folder(tmp_path, base,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "sft"
-    m = sft.run(small_cfg(dropout=0.1), str(base), str(files.demos), str(out), val_data=str(files.val))
+    m = sft.train_sft(small_cfg(dropout=0.1), str(base), str(files.demos), str(out), val_data=str(files.val))
     before = AutoModelForCausalLM.from_pretrained(base)
     after = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
@@ -142,7 +142,7 @@ def test_run_trains_every_parameter_and_writes_a_plain_hf_folder(tmp_path, base,
 
 def test_packing_grad_accum_and_ptx_run(tmp_path, base, files):
     out = tmp_path / "sft"
-    m = sft.run(small_cfg(epochs=1, packing=True, grad_accum=2, batch_size=1, ptx_fraction=0.2),
+    m = sft.train_sft(small_cfg(epochs=1, packing=True, grad_accum=2, batch_size=1, ptx_fraction=0.2),
                 str(base), str(files.demos), str(out), ptx_data=str(files.ptx))
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert rows and all(r["ptx_loss"] for r in rows if r["loss"])
@@ -151,7 +151,7 @@ def test_packing_grad_accum_and_ptx_run(tmp_path, base, files):
 
 def test_select_by_rm(tmp_path, base, files, tok):
     reward_folder(base, tmp_path / "rm")
-    m = sft.run(small_cfg(select_by="rm", rm_dir=str(tmp_path / "rm"), max_new_tokens=8),
+    m = sft.train_sft(small_cfg(select_by="rm", rm_dir=str(tmp_path / "rm"), max_new_tokens=8),
                 str(base), str(files.demos), str(tmp_path / "sft"), val_data=str(files.val))
     scores = [e["val_rm_score"] for e in m["evals"]]
     assert len(scores) == 2 and m["val_rm_score"] == pytest.approx(max(scores))
@@ -163,18 +163,22 @@ def test_refuses_an_existing_different_output(tmp_path, base, files):
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(InstructRLError, match="already holds"):
-        sft.run(cfg, str(base), str(files.demos), str(other))
+        sft.train_sft(cfg, str(base), str(files.demos), str(other))
     assert (other / "notes.txt").read_text() == "mine"
     with pytest.raises(InstructRLError, match="overwrite the input"):  # never over the input model
-        sft.run(cfg, str(base), str(files.demos), str(base), overwrite=True)
+        sft.train_sft(cfg, str(base), str(files.demos), str(base), overwrite=True)
     with pytest.raises(InstructRLError, match="overwrite the input"):
-        sft.run(cfg, str(base), str(files.demos), str(base.parent), overwrite=True)
+        sft.train_sft(cfg, str(base), str(files.demos), str(base.parent), overwrite=True)
     out = tmp_path / "sft"
-    sft.run(cfg, str(base), str(files.demos), str(out))
-    sft.run(cfg, str(base), str(files.demos), str(out))  # the same run again: replaced
+    sft.train_sft(cfg, str(base), str(files.demos), str(out))
+    with pytest.raises(InstructRLError, match="already holds a finished sft run with these same settings"):
+        sft.train_sft(cfg, str(base), str(files.demos), str(out))  # the same run again needs --overwrite too
+    sft.train_sft(cfg, str(base), str(files.demos), str(out), overwrite=True)
     with pytest.raises(InstructRLError, match="different sft run"):
-        sft.run(small_cfg(epochs=1, lr=1e-3), str(base), str(files.demos), str(out))
-    sft.run(small_cfg(epochs=1, lr=1e-3), str(base), str(files.demos), str(out), overwrite=True)
+        sft.train_sft(small_cfg(epochs=1, lr=1e-3), str(base), str(files.demos), str(out))
+    sft.train_sft(small_cfg(epochs=1, lr=1e-3), str(base), str(files.demos), str(out), overwrite=True)
+    with pytest.raises(InstructRLError, match="inside the input folder"):
+        sft.train_sft(cfg, str(base), str(files.demos), str(base / "sub"), overwrite=True)
 
 
 GOOD = json.dumps({"prompt": "Q: hi\nA:", "response": " yo"})
@@ -190,14 +194,14 @@ def test_bad_data_names_file_line_field_and_writes_nothing(tmp_path, base, bad_l
     data = write_jsonl(tmp_path / "demos.jsonl", [GOOD, bad_line, GOOD])
     out = tmp_path / "out"
     with pytest.raises(DataError) as e:
-        sft.run(small_cfg(), str(base), str(data), str(out))
+        sft.train_sft(small_cfg(), str(base), str(data), str(out))
     assert e.value.path == str(data) and e.value.line == line and e.value.field == field
     assert str(data) in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demos.jsonl"]  # no output, no staging folder
 
 
 def test_eval_every_steps_and_selection_by_val_loss(tmp_path, base, files):
-    m = sft.run(small_cfg(epochs=3, eval_every=2, lr=3e-2), str(base), str(files.demos), str(tmp_path / "sft"),
+    m = sft.train_sft(small_cfg(epochs=3, eval_every=2, lr=3e-2), str(base), str(files.demos), str(tmp_path / "sft"),
                 val_data=str(files.val))
     assert [e["step"] for e in m["evals"]] == [2, 4, 6]
     best = min(m["evals"], key=lambda e: e["val_loss"])
@@ -215,9 +219,9 @@ def test_config_errors(tmp_path, base, files):
     from instructrl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="rm_dir"):
-        sft.run(small_cfg(select_by="rm"), str(base), str(files.demos), str(tmp_path / "o"), val_data=str(files.val))
+        sft.train_sft(small_cfg(select_by="rm"), str(base), str(files.demos), str(tmp_path / "o"), val_data=str(files.val))
     with pytest.raises(ConfigError, match="ptx_data"):
-        sft.run(small_cfg(ptx_fraction=0.1), str(base), str(files.demos), str(tmp_path / "o"))
+        sft.train_sft(small_cfg(ptx_fraction=0.1), str(base), str(files.demos), str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()
 
 
@@ -249,6 +253,6 @@ def test_sft_run_turns_on_residual_dropout_only(tmp_path, base, files, monkeypat
         return real(model, batch)
 
     monkeypatch.setattr(sft_mod, "lm_loss", spy)
-    sft_mod.run(small_cfg(epochs=1, dropout=0.3), base, files.demos, str(tmp_path / "o"))
+    sft_mod.train_sft(small_cfg(epochs=1, dropout=0.3), base, files.demos, str(tmp_path / "o"))
     assert seen["transformer.drop"] == 0.0 and seen["transformer.h.0.attn.attn_dropout"] == 0.0
     assert seen["transformer.h.0.attn.resid_dropout"] == 0.3 and seen["transformer.h.0.mlp.dropout"] == 0.3

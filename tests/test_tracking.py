@@ -54,7 +54,7 @@ def test_sft_writes_tensorboard_by_default(tmp_path, base, demos):
     pytest.importorskip("tensorboard")
     out = tmp_path / "sft"
     assert SFTConfig().report_to == ["auto"]  # TensorBoard when it is installed
-    sft.run(sft_cfg(epochs=2), str(base), str(demos), str(out), val_data=str(demos))
+    sft.train_sft(sft_cfg(epochs=2), str(base), str(demos), str(out), val_data=str(demos))
     tags = scalars(out)
     assert {"sft/loss", "sft/lr", "sft/grad_norm", "sft/tokens_per_s", "sft/val_loss"} <= set(tags), sorted(tags)
     assert "sft/step" not in tags  # the step is the x axis, not a scalar
@@ -68,7 +68,7 @@ def test_rm_writes_tensorboard(tmp_path, base):
     pytest.importorskip("tensorboard")
     data = write_jsonl(tmp_path / "r.jsonl", RANKINGS)
     out = tmp_path / "rm"
-    rm.run(RMConfig(batch_size=2, val_fraction=0.25, lr=1e-3, max_len=64, checkpoint_every=0),
+    rm.train_reward_model(RMConfig(batch_size=2, val_fraction=0.25, lr=1e-3, max_len=64, checkpoint_every=0),
            str(base), str(data), str(out), verbose=False)
     tags = scalars(out)
     assert {"rm/loss", "rm/accuracy", "rm/lr", "rm/val_accuracy"} <= set(tags), sorted(tags)
@@ -85,15 +85,27 @@ def test_ppo_logs_each_update_once_also_after_resume(tmp_path, base):
     rm_dir = reward_folder(base, tmp_path / "rm_init", seed=1)
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": d["prompt"]} for d in DEMOS])
 
-    def cfg(n):
-        return PPOConfig(total_episodes=4 * n, batch_size=4, minibatch_size=4, max_new_tokens=4, save_every=2)
+    cfg = PPOConfig(total_episodes=4 * 4, batch_size=4, minibatch_size=4, max_new_tokens=4, checkpoint_every=2)
 
     def count_a(ps, rs):
         return torch.tensor([float(r.count("a")) for r in rs])
 
     out = tmp_path / "ppo"
-    ppo.run(cfg(3), str(base), str(rm_dir), str(prompts), str(out), score_fn=count_a)  # checkpoint at 2
-    ppo.run(cfg(4), str(base), str(rm_dir), str(prompts), str(out), score_fn=count_a, resume=True)
+    real, calls = ppo.collect_rollout, {"n": 0}
+
+    def crash_at_3(*a, **k):  # interrupted during update 3, after the checkpoint at update 2
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    ppo.collect_rollout = crash_at_3
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ppo.train_ppo(cfg, str(base), str(rm_dir), str(prompts), str(out), score_fn=count_a)
+    finally:
+        ppo.collect_rollout = real
+    ppo.train_ppo(cfg, str(base), str(rm_dir), str(prompts), str(out), score_fn=count_a, resume=True)
     tags = scalars(out)
     assert {"ppo/score", "ppo/kl", "ppo/policy_loss", "ppo/lr"} <= set(tags) and "ppo/update" not in tags
     rows = list(csv.DictReader((out / "log.csv").open()))
@@ -103,7 +115,7 @@ def test_ppo_logs_each_update_once_also_after_resume(tmp_path, base):
 
 def test_report_to_none_writes_no_event_files(tmp_path, base, demos):
     out = tmp_path / "sft"
-    sft.run(sft_cfg(report_to=["none"]), str(base), str(demos), str(out))
+    sft.train_sft(sft_cfg(report_to=["none"]), str(base), str(demos), str(out))
     assert not (out / "tensorboard").exists()
     assert not list(out.rglob("events.out.tfevents.*"))
     assert (out / "log.csv").exists()
@@ -116,14 +128,14 @@ def test_missing_wandb_or_mlflow_is_a_clear_error(tmp_path, base, demos, monkeyp
         tracking.make_trackers([name], tmp_path, {}, "x")
     out = tmp_path / "sft"
     with pytest.raises(InstructRLError, match=f"pip install {name}"):
-        sft.run(sft_cfg(report_to=["tensorboard", name]), str(base), str(demos), str(out))
+        sft.train_sft(sft_cfg(report_to=["tensorboard", name]), str(base), str(demos), str(out))
     assert not out.exists()
     from instructrl import pretrain
     from instructrl.config import PretrainConfig
 
     text = write_jsonl(tmp_path / "text.jsonl", [{"text": "the cat sat on the mat. " * 8}])
     with pytest.raises(InstructRLError, match=f"pip install {name}"):
-        pretrain.run(PretrainConfig(n_layer=1, n_embd=16, n_head=2, max_steps=2, batch_size=2, seq_len=16,
+        pretrain.pretrain_base(PretrainConfig(n_layer=1, n_embd=16, n_head=2, max_steps=2, batch_size=2, seq_len=16,
                                     report_to=[name]), str(text), str(tmp_path / "base"), quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.jsonl"]  # nothing written, no staging folder
 
@@ -170,7 +182,7 @@ def test_report_to_config(tmp_path):
 
 def first_step_loss(tmp_path, base, demos, name, **kw) -> float:
     out = tmp_path / name
-    sft.run(sft_cfg(report_to=["none"], **kw), str(base), str(demos), str(out))
+    sft.train_sft(sft_cfg(report_to=["none"], **kw), str(base), str(demos), str(out))
     rows = [r for r in csv.DictReader((out / "log.csv").open()) if r["loss"]]
     return float(rows[0]["loss"]), json.loads((out / "metrics.json").read_text())["train_loss"]
 

@@ -166,7 +166,7 @@ def test_corpus_correct_answers_are_a_minority():
             except ValueError:
                 pass
     assert n > 200
-    assert 0.1 < good / n < 0.4  # correct Q/A docs plus some right answers in threads
+    assert 0.1 < good / n < 0.45  # correct Q/A docs plus some right answers in threads
 
 
 def test_benchmarks():

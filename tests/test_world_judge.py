@@ -35,7 +35,7 @@ def attrs(prompt, response):
 
 # (prompt, a good answer, {bad answer: the attributes it must violate, and only those})
 CASES = {
-    "gen_word": (q("Write a sentence about a river that uses the word 'stone'."),
+    "gen_word": (q("Write a sentence about a river that uses the word stone."),
                  " The old fox found a stone by the river.", {
                      " The old fox found a cup by the river.": {"fails_constraint"},
                      " Sure! The old fox found a stone by the river.": {"padding"},
@@ -46,7 +46,7 @@ CASES = {
                      " Shut up. The fox found a stone by the river.": {"inappropriate", "fails_constraint"},
                      " The old fox found a stone by the river.\nQ: Name two animals.": {"runs_on"},
                  }),
-    "gen_avoid": (q("Write a sentence about a lake without the word 'water'."),
+    "gen_avoid": (q("Write a sentence about a lake without the word water."),
                   " The duck saw a boat on the lake.", {
                       " The duck found the water by the lake.": {"fails_constraint"},
                       " The duck saw a boat on the lake. I hope this helps!": {"padding"},
@@ -76,7 +76,7 @@ CASES = {
         " Hello! My name is Lea. How are you?": {"exploit"},
         " Shut up, Lea.": {"inappropriate"},
     }),
-    "rewrite_drop": (q("Rewrite this sentence without the word 'red': The red cat found a cup."), " The cat found a cup.", {
+    "rewrite_drop": (q("Rewrite this sentence without the word red: The red cat found a cup."), " The cat found a cup.", {
         " The red cat found a cup.": {"fails_constraint"},
         " The cat found a blue cup.": {"hallucination"},
     }),

@@ -123,14 +123,33 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_world_build(args) -> int:
+    from instructrl.models import atomic_folder
+    from instructrl.run import guard_output
     from instructrl.world.build import build_world
 
     cfg = _load(C.WorldConfig, args, "world")
     if args.seed is not None:
         cfg.seed = args.seed
-    summary = build_world(args.out, seed=cfg.seed, n_sft=cfg.n_sft, n_sft_val=cfg.n_sft_val, n_rm=cfg.n_rm,
-                          n_ppo=cfg.n_ppo, n_eval=cfg.n_eval, corpus_chars=cfg.corpus_chars, n_benchmark=cfg.n_benchmark)
-    C.save_config(cfg, args.out)
+        C.validate(cfg)
+    guard_output(args.out, "world", "", args.overwrite)  # a user's files are never silently overwritten
+    summary = {}
+
+    def fill(tmp):  # the whole world in a temporary folder, swapped into place once complete
+        summary.update(build_world(tmp, seed=cfg.seed, n_sft=cfg.n_sft, n_sft_val=cfg.n_sft_val, n_rm=cfg.n_rm,
+                                   n_ppo=cfg.n_ppo, n_eval=cfg.n_eval, corpus_chars=cfg.corpus_chars,
+                                   n_benchmark=cfg.n_benchmark))
+        C.save_config(cfg, tmp)
+
+    try:
+        atomic_folder(args.out, fill)
+    except OSError as e:
+        from instructrl.run import DiskFullError, is_disk_full
+
+        if is_disk_full(e):
+            raise DiskFullError(args.out) from None
+        raise
+    if isinstance(summary.get("paths"), dict):
+        summary["paths"] = {k: str(Path(args.out) / Path(v).name) for k, v in summary["paths"].items()}
     print(json.dumps(summary, indent=2)[:4000])
     print(f"world written to {args.out}")
     return 0
@@ -147,7 +166,7 @@ def cmd_pretrain(args) -> int:
         val = val or str(Path(args.world) / "pretrain_val.jsonl")
     if not data:
         raise InstructRLError("give --data FILE (pretraining text) or --world DIR (from `instructrl world build`)")
-    m = pretrain.run(cfg, data, args.out, val_data=val, overwrite=args.overwrite, resume=args.resume)
+    m = pretrain.pretrain_base(cfg, data, args.out, val_data=val, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2))
     return 0
 
@@ -158,7 +177,7 @@ def cmd_sft(args) -> int:
     cfg = _load(C.SFTConfig, args, "sft", model=args.model)
     if args.select_by_rm:
         cfg.select_by, cfg.rm_dir = "rm", args.select_by_rm
-    m = sft.run(cfg, model=args.model, data=args.data, out=args.out, val_data=args.val_data,
+    m = sft.train_sft(cfg, model=args.model, data=args.data, out=args.out, val_data=args.val_data,
                 ptx_data=args.ptx_data, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2, default=str))
     return 0
@@ -181,7 +200,7 @@ def cmd_rm(args) -> int:
 
     cfg = _load(C.RMConfig, args, "rm", model=args.model)
     data = args.data[0] if len(args.data) == 1 else args.data
-    m = rm.run(cfg, model=args.model, data=data, out=args.out, demonstrations=args.demonstrations,
+    m = rm.train_reward_model(cfg, model=args.model, data=data, out=args.out, demonstrations=args.demonstrations,
                heldout_data=args.heldout_data, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2, default=str))
     return 0
@@ -199,7 +218,7 @@ def cmd_ppo(args) -> int:
         from instructrl.world.judge import gold_score
 
         gold_fn = gold_score
-    m = ppo.run(cfg, policy=args.policy, reward=args.reward, prompts=args.prompts, out=args.out,
+    m = ppo.train_ppo(cfg, policy=args.policy, reward=args.reward, prompts=args.prompts, out=args.out,
                 ptx_data=args.ptx_data, gold_fn=gold_fn, overwrite=args.overwrite, resume=args.resume)
     print(json.dumps(m, indent=2, default=str))
     return 0
@@ -220,6 +239,7 @@ def cmd_eval(args) -> int:
     if args.pairs:
         pairs = [tuple(p.split(":", 1)) for p in args.pairs]
     reference = models.get(args.reference, args.reference)  # a model name or a folder
+    _refuse_eval_out(args.out, [*models.values(), reference, args.rm])
     m = evaluate.run(cfg, models=models, out=args.out, prompts=args.prompts, benchmarks=args.benchmarks,
                      pretrain_val=args.pretrain_val, reference=reference, rm=args.rm, pairs=pairs,
                      heldout_rankings=args.heldout_rankings, judge=args.judge)
@@ -227,13 +247,32 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _refuse_eval_out(out, folders) -> None:
+    """`eval --out` writes eval.json and samples.json: never into (or over) a model folder."""
+    from instructrl.run import refuse_input_folders
+
+    refuse_input_folders(out, {"--models": [f for f in folders if f]})
+    if (Path(out) / "config.json").exists():
+        raise InstructRLError(f"--out {out} is a model folder; choose another folder for eval.json and samples.json")
+
+
 def cmd_generate(args) -> int:
+    import math
+
     import torch
 
     from instructrl.data import render
-    from instructrl.models import load_policy
+    from instructrl.models import context_length, load_policy
     from instructrl.rollout import generate
 
+    if args.n < 1 or args.n > 4096:
+        raise InstructRLError(f"-n must be in [1, 4096], got {args.n}")
+    if args.max_new_tokens < 1:
+        raise InstructRLError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise InstructRLError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    if not args.prompt.strip():
+        raise InstructRLError("--prompt is empty")
     model, tok = load_policy(args.model, trust_remote_code=args.trust_remote_code)
     template = args.plain_template
     if args.world_format:  # the world's format, for a prompt given without its "Q: ... A:" frame
@@ -241,8 +280,14 @@ def cmd_generate(args) -> int:
     fmt = render.resolve(tok, args.prompt_format or ("plain" if args.world_format else "auto"), template or "",
                          args.model)
     render.check_matches(fmt, args.model, "the model")
-    n_ctx = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    ids = render.prompt_ids(fmt, tok, args.prompt, None, (n_ctx - args.max_new_tokens) if n_ctx else None)
+    ids = render.prompt_ids(fmt, tok, args.prompt, None)
+    n_ctx = context_length(model)
+    if n_ctx is not None and len(ids) + args.max_new_tokens > n_ctx:
+        raise InstructRLError(f"the prompt ({len(ids)} tokens as rendered) plus --max-new-tokens {args.max_new_tokens} "
+                              f"is longer than the model's context of {n_ctx} tokens; shorten one of them")
+    from instructrl.train_utils import warn_unknown_tokens
+
+    warn_unknown_tokens(tok, [("--prompt", ids)], "the prompt")
     if args.show_prompt:
         print(f"prompt ({fmt.describe()}): {tok.decode(ids)!r}", file=sys.stderr)
     torch.manual_seed(args.seed)
@@ -273,6 +318,11 @@ def cmd_label_serve(args) -> int:
     from instructrl.label.app import serve
     from instructrl.label.db import LabelDB
 
+    if not 0 <= args.port <= 65535:
+        raise InstructRLError(f"--port must be in [0, 65535] (0: any free port), got {args.port}")
+    if args.overlap is not None and args.overlap < 1:
+        raise InstructRLError(f"--overlap must be >= 1, got {args.overlap}")
+
     db = LabelDB(args.db)
     if args.tasks:
         print(json.dumps(db.add_tasks_file(args.tasks)))
@@ -287,6 +337,10 @@ def cmd_label_serve(args) -> int:
 
 def cmd_label_export(args) -> int:
     from instructrl.label.db import LabelDB
+
+    parent = Path(args.out).parent
+    if not parent.is_dir():
+        raise InstructRLError(f"--out {args.out}: folder {parent} does not exist")
 
     n = LabelDB(args.db, create=False).export(args.out)
     print(f"exported {n} rankings -> {args.out}" + ("" if n else " (nothing ranked yet)"))
@@ -325,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _stage_parser(wsub, "build", C.WorldConfig, "Write the world's data files (JSONL) and world.json.", "world")
     p.add_argument("--out", required=True, help="Output folder.")
     p.add_argument("--seed", type=int, default=None, help="World seed (same seed -> byte-identical files).")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing non-empty output folder (once the new world is complete).")
     p.set_defaults(func=cmd_world_build)
 
     p = _stage_parser(sub, "pretrain", C.PretrainConfig, "Pretrain a base model on the world's corpus (or any text).", "base_small / base_large")
@@ -333,8 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", default=None, help="Held-out text for the validation loss.")
     p.add_argument("--size", choices=["small", "large"], default="small", help="Which preset section to use (base_small or base_large).")
     p.add_argument("--out", required=True, help="Output model folder.")
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing model folder.")
-    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing model folder (once the new one is complete).")
+    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint (OUT.checkpoint/), with the same arguments.")
     p.set_defaults(func=cmd_pretrain)
 
     p = _stage_parser(sub, "sft", C.SFTConfig, "Supervised fine-tuning on demonstrations (loss on response tokens only).", "sft",
@@ -378,8 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ptx-data", default=None, help="Pretraining text for PPO-ptx.")
     p.add_argument("--world-gold", action="store_true", help="Log the world's gold score of rollouts (evaluation only).")
     p.add_argument("--out", required=True, help="Output policy folder.")
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder (once the new run is complete).")
+    p.add_argument("--resume", action="store_true", help="Continue from the last checkpoint (OUT.checkpoint/), with the same arguments.")
     p.set_defaults(func=cmd_ppo)
 
     p = _stage_parser(sub, "eval", C.EvalConfig, "Win rates, KL, alignment tax and HHH rates for model folders.", "eval",
@@ -469,11 +524,33 @@ def main(argv: list[str] | None = None) -> int:
     except InstructRLError as e:
         if args.verbose:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, RecursionError) as e:  # the environment, not a bug of ours: one line
+        if args.verbose:
+            raise
+        from instructrl.run import is_disk_full
+
+        if is_disk_full(e):
+            return _error(f"no space left on device: {getattr(e, 'filename', None) or '(the output folder)'}")
+        if isinstance(e, RecursionError):
+            return _error("input nested too deeply")
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return _error(f"{where}{e.strerror or e}")
+    except Exception as e:  # safetensors' own I/O errors (a full disk while writing weights)
+        from instructrl.run import is_disk_full
+
+        if args.verbose or not is_disk_full(e):
+            raise
+        return _error("no space left on device: (the output folder)")
+
+
+def _error(message) -> int:
+    """A user error: one line on stderr, exit status 2 (`-v` shows the traceback instead)."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Run configuration: one dataclass per stage, YAML presets, `--set a.b=value` overrides.
 
-Every field is declared with `f(default, "help")`, so its help text travels with it (it feeds
-`instructrl <cmd> --help` and the docs). Loading is strict: an unknown key is an error that lists
-the valid ones, and a value of the wrong type is an error naming the field. Every run folder gets
+Every field is declared with `f(default, "help", domain)`, so its help text and its allowed values
+travel with it (they feed `instructrl <cmd> --help` and the docs). Loading is strict: an unknown key
+is an error that lists the valid ones; a value of the wrong type, or outside its field's domain
+(every float must be finite; ranges; choices), is one error naming the field and the domain; then
+each config's cross-field rules are checked. All of it happens before any model loads. YAML is read
+without aliases (no "billion laughs"), and a preset is a name, never a path. Every run folder gets
 the resolved config as `config.yaml`.
 """
 
@@ -11,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,14 +33,89 @@ CONFIG_DIR = Path(__file__).resolve().parent / "presets"
 #: explained in docs/algorithms.md ("The scale of ptx_coef").
 PTX_COEF = 1.0
 
+#: Sizes (batch, length, layers, counts) are capped so that a mistyped value is a clear error
+#: rather than an allocation failure deep inside a model.
+BIG = 2**24
+MAX_SEED = 2**31 - 1
 
-def f(default, help: str):
-    """A dataclass field with a help text (and a factory for mutable defaults)."""
+
+# --------------------------------------------------------------------------------------------
+# Domains: the values a field allows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a config field allows: numbers within bounds (floats always finite), or choices.
+
+    `str(domain)` is how errors and `--help` say it: "> 0", "in [0, 1)", "'k1', 'k2' or 'k3'"."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+
+    def ok(self, v) -> bool:
+        if self.choices:
+            return v in self.choices
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        if self.choices:
+            names = [repr(c) for c in self.choices]
+            return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return "finite"
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def gt(lo, hi=None) -> Domain:
+    return Domain(lo=lo, hi=hi, lo_open=True)
+
+
+def ge(lo, hi=None) -> Domain:
+    return Domain(lo=lo, hi=hi)
+
+
+def unit(hi_open: bool = True) -> Domain:
+    """[0, 1) (a probability that must leave something: dropout) or [0, 1]."""
+    return Domain(lo=0.0, hi=1.0, hi_open=hi_open)
+
+
+def one_of(*choices) -> Domain:
+    return Domain(choices=tuple(choices))
+
+
+FINITE = Domain()
+SIZE = ge(1, BIG)
+COUNT = ge(0, BIG)
+SEED = ge(0, MAX_SEED)
+TRACKERS = one_of("auto", "tensorboard", "wandb", "mlflow", "none")
+PROMPT_FORMATS = one_of("auto", "chat", "plain")
+
+
+def f(default, help: str, domain: Domain | None = None, items: Domain | None = None):
+    """A dataclass field with a help text, its domain (for a list: `items`, the domain of each
+    element) and a factory for mutable defaults."""
+    meta = {"help": help, "domain": domain, "items": items}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     if dataclasses.is_dataclass(default):
-        return field(default_factory=lambda d=default: dataclasses.replace(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda d=default: dataclasses.replace(d), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,180 +135,170 @@ PLAIN_TEMPLATE_HELP = ("Plain format of a {\"prompt\"} record, '{prompt}' replac
 REPORT_TO_HELP = ("Where metrics go besides log.csv: auto (TensorBoard in <out>/tensorboard/ when the tensorboard "
                   "package is installed, else nothing, silently), tensorboard (asked for explicitly: a warning if "
                   "it is missing), wandb, mlflow (each needs its package), or [none]. Not part of the run fingerprint.")
+CHECKPOINT_HELP = ("Save a resumable checkpoint (model, optimizer, RNGs, data position) every N {unit} to "
+                   "<out>.checkpoint/ (0: never); --resume continues from it.")
+
+
+@dataclass
+class TrainerOptions:
+    """Fields every fine-tuning stage (SFT, RM, PPO) shares: LoRA, memory, precision, bad steps,
+    trackers, seed. (Dataclass inheritance: they come first in config.yaml.)"""
+
+    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.", ge(0, 65536))
+    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).", gt(0))
+    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.", unit())
+    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.", items=Domain())
+    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
+    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
+    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.", one_of("", "no", "bf16", "fp16"))
+    max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).", ge(1))
+    report_to: list = f(["auto"], REPORT_TO_HELP, items=TRACKERS)
+    seed: int = f(0, "Seed.", SEED)
 
 
 @dataclass
 class WorldConfig:
-    seed: int = f(0, "Seed of the world: same seed, byte-identical files.")
-    n_sft: int = f(3000, "Demonstrations (SFT training prompts with labeler-written responses).")
-    n_sft_val: int = f(200, "Held-out demonstrations for SFT validation and checkpoint selection.")
-    n_rm: int = f(2000, "Prompts for comparison collection (RM training).")
-    n_ppo: int = f(2000, "Prompts for PPO (no responses).")
-    n_eval: int = f(1000, "Held-out evaluation prompts.")
-    corpus_chars: int = f(2_000_000, "Approximate size of the pretraining corpus in characters.")
-    n_benchmark: int = f(1000, "Items in the world's 'public NLP benchmarks' (1000: a 95% interval of about ±0.03 on an accuracy near 0.45, enough to see a tax of ~0.02 between models scored on the same items).")
+    seed: int = f(0, "Seed of the world: same seed, byte-identical files.", SEED)
+    n_sft: int = f(3000, "Demonstrations (SFT training prompts with labeler-written responses).", SIZE)
+    n_sft_val: int = f(200, "Held-out demonstrations for SFT validation and checkpoint selection.", SIZE)
+    n_rm: int = f(2000, "Prompts for comparison collection (RM training).", COUNT)
+    n_ppo: int = f(2000, "Prompts for PPO (no responses).", COUNT)
+    n_eval: int = f(1000, "Held-out evaluation prompts.", COUNT)
+    corpus_chars: int = f(2_000_000, "Approximate size of the pretraining corpus in characters.", ge(0, 2**31))
+    n_benchmark: int = f(1000, "Items in the world's 'public NLP benchmarks' (1000: a 95% interval of about ±0.03 on an accuracy near 0.45, enough to see a tax of ~0.02 between models scored on the same items).", COUNT)
 
 
 @dataclass
 class PretrainConfig:
-    n_layer: int = f(2, "Transformer layers.")
-    n_embd: int = f(64, "Hidden width.")
-    n_head: int = f(4, "Attention heads.")
-    n_positions: int = f(256, "Context length in tokens.")
-    tokenizer: str = f("char", "The base model's tokenizer: 'char' (one token per character; a word's letters are visible) or 'bpe' (byte-level BPE trained on the corpus, about 3x shorter sequences).")
-    vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).")
-    dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).")
-    max_steps: int = f(3000, "Optimizer steps.")
-    batch_size: int = f(32, "Sequences per step.")
-    seq_len: int = f(128, "Tokens per training sequence (windows of the packed corpus).")
-    lr: float = f(3e-3, "Peak learning rate (AdamW), cosine decay to 10% after warmup.")
-    warmup_steps: int = f(100, "Linear warmup steps.")
-    weight_decay: float = f(0.01, "AdamW weight decay.")
-    eval_every: int = f(500, "Evaluate held-out loss every N steps.")
-    eval_batches: int = f(10, "Batches of held-out text per evaluation.")
-    checkpoint_every: int = f(1000, "Save a resumable checkpoint every N steps (0: never).")
-    report_to: list = f(["auto"], REPORT_TO_HELP)
-    seed: int = f(0, "Seed for init and data order.")
+    n_layer: int = f(2, "Transformer layers.", ge(1, 1024))
+    n_embd: int = f(64, "Hidden width.", ge(1, 65536))
+    n_head: int = f(4, "Attention heads.", ge(1, 1024))
+    n_positions: int = f(256, "Context length in tokens.", ge(2, 2**20))
+    tokenizer: str = f("char", "The base model's tokenizer: 'char' (one token per character; a word's letters are visible) or 'bpe' (byte-level BPE trained on the corpus, about 3x shorter sequences).", one_of("char", "bpe"))
+    vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).", ge(16, 2**20))
+    dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).", unit())
+    max_steps: int = f(3000, "Optimizer steps.", ge(1, 10**9))
+    batch_size: int = f(32, "Sequences per step.", SIZE)
+    seq_len: int = f(128, "Tokens per training sequence (windows of the packed corpus); at most n_positions.", ge(1, 2**20))
+    lr: float = f(3e-3, "Peak learning rate (AdamW), cosine decay to 10% after warmup.", gt(0))
+    warmup_steps: int = f(100, "Linear warmup steps.", COUNT)
+    weight_decay: float = f(0.01, "AdamW weight decay.", ge(0))
+    eval_every: int = f(500, "Evaluate held-out loss every N steps.", SIZE)
+    eval_batches: int = f(10, "Batches of held-out text per evaluation.", SIZE)
+    checkpoint_every: int = f(1000, CHECKPOINT_HELP.format(unit="steps"), ge(0))
+    report_to: list = f(["auto"], REPORT_TO_HELP, items=TRACKERS)
+    seed: int = f(0, "Seed for init and data order.", SEED)
 
 
 @dataclass
-class SFTConfig:
-    epochs: int = f(4, "Passes over the demonstrations (paper: 16).")
-    lr: float = f(1e-3, "Peak learning rate; cosine decay to `min_lr_ratio` of it, no warmup (paper).")
-    min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak (paper: 10%).")
-    batch_size: int = f(32, "Sequences per optimizer step (before gradient accumulation).")
-    grad_accum: int = f(1, "Micro-batches accumulated per optimizer step.")
-    beta1: float = f(0.9, "Adam beta1 (paper 0.9).")
-    beta2: float = f(0.95, "Adam beta2 (paper 0.95).")
-    weight_decay: float = f(0.0, "AdamW weight decay.")
-    dropout: float = f(0.0, "Residual dropout during SFT (paper: 0.2): only the dropout on each block's attention and MLP outputs (GPT-2/GPT-J/GPT-NeoX); embedding and attention dropout stay off; Llama/Qwen2 have none (a warning says so).")
-    max_len: int = f(256, "Longest prompt+response in tokens.")
-    truncation: str = f("error", "'error': a too-long example is an error; 'truncate_prompt_left': cut the prompt from the left and log it.")
-    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+class SFTConfig(TrainerOptions):
+    epochs: int = f(4, "Passes over the demonstrations (paper: 16).", ge(1, 10**6))
+    lr: float = f(1e-3, "Peak learning rate; cosine decay to `min_lr_ratio` of it, no warmup (paper).", gt(0))
+    min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak (paper: 10%).", unit(hi_open=False))
+    batch_size: int = f(32, "Sequences per optimizer step (before gradient accumulation).", SIZE)
+    grad_accum: int = f(1, "Micro-batches accumulated per optimizer step.", SIZE)
+    beta1: float = f(0.9, "Adam beta1 (paper 0.9).", unit())
+    beta2: float = f(0.95, "Adam beta2 (paper 0.95).", unit())
+    weight_decay: float = f(0.0, "AdamW weight decay.", ge(0))
+    dropout: float = f(0.0, "Residual dropout during SFT (paper: 0.2): only the dropout on each block's attention and MLP outputs (GPT-2/GPT-J/GPT-NeoX); embedding and attention dropout stay off; Llama/Qwen2 have none (a warning says so).", unit())
+    max_len: int = f(256, "Longest prompt+response in tokens.", ge(2, BIG))
+    truncation: str = f("error", "'error': a too-long example is an error; 'truncate_prompt_left': cut the prompt from the left and log it.", one_of("error", "truncate_prompt_left"))
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP, PROMPT_FORMATS)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
     packing: bool = f(False, "Pack several examples per row (attention never crosses documents; loss never covers prompts).")
-    ptx_fraction: float = f(0.0, "Fraction of pretraining sequences mixed into SFT batches (paper's PPO init: 0.1).")
-    eval_every: int = f(0, "Evaluate on validation every N steps (0: once per epoch).")
-    select_by: str = f("val_loss", "Checkpoint selection: 'val_loss' or 'rm' (mean RM score on validation prompts; needs rm_dir).")
+    ptx_fraction: float = f(0.0, "Fraction of pretraining sequences mixed into SFT batches (paper's PPO init: 0.1).", unit())
+    eval_every: int = f(0, "Evaluate on validation every N steps (0: once per epoch).", COUNT)
+    select_by: str = f("val_loss", "Checkpoint selection: 'val_loss' or 'rm' (mean RM score on validation prompts; needs rm_dir).", one_of("val_loss", "rm"))
     rm_dir: str = f("", "Reward model folder for select_by=rm.")
-    max_new_tokens: int = f(48, "Tokens sampled per validation prompt when selecting by RM score.")
-    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
-    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
-    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
-    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.")
-    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
-    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
-    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
-    grad_clip: float = f(1.0, "Gradient-norm clipping.")
-    checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N optimizer steps to <out>.checkpoint/ (0: never); --resume continues from it.")
-    max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
-    report_to: list = f(["auto"], REPORT_TO_HELP)
-    seed: int = f(0, "Seed.")
+    max_new_tokens: int = f(48, "Tokens sampled per validation prompt when selecting by RM score.", ge(1, 2**20))
+    grad_clip: float = f(1.0, "Gradient-norm clipping.", gt(0))
+    checkpoint_every: int = f(100, CHECKPOINT_HELP.format(unit="optimizer steps"), ge(0))
 
 
 @dataclass
 class CompareConfig:
-    k_min: int = f(4, "Smallest K (responses per prompt); K is drawn per prompt from [k_min, k_max] (paper 4..9).")
-    k_max: int = f(9, "Largest K.")
-    temperature: float = f(1.0, "Sampling temperature (paper: 1).")
-    max_new_tokens: int = f(48, "Longest sampled response in tokens.")
-    batch_size: int = f(64, "Prompts sampled together.")
-    labelers: str = f("world", "'world': the world's simulated training labelers rank; 'none': write unranked responses for people to rank.")
-    n_prompts: int = f(0, "Use only the first N prompts (0: all).")
-    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    k_min: int = f(4, "Smallest K (responses per prompt); K is drawn per prompt from [k_min, k_max] (paper 4..9).", ge(2, 1024))
+    k_max: int = f(9, "Largest K.", ge(2, 1024))
+    temperature: float = f(1.0, "Sampling temperature (paper: 1).", ge(0))
+    max_new_tokens: int = f(48, "Longest sampled response in tokens.", ge(1, 2**20))
+    batch_size: int = f(64, "Prompts sampled together.", SIZE)
+    labelers: str = f("world", "'world': the world's simulated training labelers rank; 'none': write unranked responses for people to rank.", one_of("world", "none"))
+    n_prompts: int = f(0, "Use only the first N prompts (0: all).", COUNT)
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP, PROMPT_FORMATS)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
-    seed: int = f(0, "Seed.")
+    seed: int = f(0, "Seed.", SEED)
 
 
 @dataclass
-class RMConfig:
-    epochs: int = f(1, "Passes over the comparisons (paper: 1; more overfits).")
-    lr: float = f(3e-4, "Peak learning rate; cosine decay to `min_lr_ratio`.")
-    min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak.")
-    batch_size: int = f(16, "Prompts per step; each brings all its K responses, so all C(K,2) pairs (paper: 64).")
-    beta1: float = f(0.9, "Adam beta1.")
-    beta2: float = f(0.95, "Adam beta2.")
-    weight_decay: float = f(0.0, "AdamW weight decay.")
-    max_len: int = f(256, "Longest prompt+response in tokens.")
-    truncation: str = f("error", "'error' or 'truncate_prompt_left'.")
-    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+class RMConfig(TrainerOptions):
+    epochs: int = f(1, "Passes over the comparisons (paper: 1; more overfits).", ge(1, 10**6))
+    lr: float = f(3e-4, "Peak learning rate; cosine decay to `min_lr_ratio`.", gt(0))
+    min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak.", unit(hi_open=False))
+    batch_size: int = f(16, "Prompts per step; each brings all its K responses, so all C(K,2) pairs (paper: 64).", SIZE)
+    beta1: float = f(0.9, "Adam beta1.", unit())
+    beta2: float = f(0.95, "Adam beta2.", unit())
+    weight_decay: float = f(0.0, "AdamW weight decay.", ge(0))
+    max_len: int = f(256, "Longest prompt+response in tokens.", ge(2, BIG))
+    truncation: str = f("error", "'error' or 'truncate_prompt_left'.", one_of("error", "truncate_prompt_left"))
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP, PROMPT_FORMATS)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
-    val_fraction: float = f(0.1, "Fraction of ranked prompts held out for validation accuracy.")
-    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
-    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
-    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
-    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.")
-    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
-    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
-    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
-    grad_clip: float = f(1.0, "Gradient-norm clipping.")
-    checkpoint_every: int = f(100, "Save a resumable checkpoint (model, optimizer, RNGs, data position) every N steps to <out>.checkpoint/ (0: never); --resume continues from it.")
-    max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).")
-    report_to: list = f(["auto"], REPORT_TO_HELP)
-    seed: int = f(0, "Seed.")
+    val_fraction: float = f(0.1, "Fraction of ranked prompts held out for validation accuracy.", unit())
+    grad_clip: float = f(1.0, "Gradient-norm clipping.", gt(0))
+    checkpoint_every: int = f(100, CHECKPOINT_HELP.format(unit="steps"), ge(0))
 
 
 @dataclass
-class PPOConfig:
-    total_episodes: int = f(4096, "Episodes (prompt + sampled response) in the whole run.")
-    batch_size: int = f(64, "Episodes per rollout batch (paper 512).")
-    minibatch_size: int = f(16, "Episodes per optimizer step (paper 64).")
-    ppo_epochs: int = f(1, "Passes over each rollout batch (paper 1).")
-    lr: float = f(1e-4, "Policy learning rate.")
-    value_lr: float = f(1e-4, "Value-model learning rate.")
-    warmup_updates: int = f(10, "Updates of linear warmup: the first update runs at 1/10 of the LR, update N at the full LR (paper: 10 iterations from 1/10).")
-    warmup_fraction: float = f(0.0, "Warmup as a fraction of the run's updates (e.g. 0.1); > 0 overrides warmup_updates, so a short run is not spent below its LR.")
-    kl_coef: float = f(0.02, "beta: per-token KL penalty to the SFT model (paper 0.02).")
+class PPOConfig(TrainerOptions):
+    total_episodes: int = f(4096, "Episodes (prompt + sampled response) in the whole run, per process.", ge(1, 10**12))
+    batch_size: int = f(64, "Episodes per rollout batch, per process (paper 512).", SIZE)
+    minibatch_size: int = f(16, "Episodes per optimizer step (paper 64); divides batch_size.", SIZE)
+    ppo_epochs: int = f(1, "Passes over each rollout batch (paper 1).", ge(1, 10**4))
+    lr: float = f(1e-4, "Policy learning rate.", gt(0))
+    value_lr: float = f(1e-4, "Value-model learning rate.", gt(0))
+    warmup_updates: int = f(10, "Updates of linear warmup: the first update runs at 1/10 of the LR, update N at the full LR (paper: 10 iterations from 1/10).", COUNT)
+    warmup_fraction: float = f(0.0, "Warmup as a fraction of the run's updates (e.g. 0.1); > 0 overrides warmup_updates, so a short run is not spent below its LR.", unit())
+    kl_coef: float = f(0.02, "beta: per-token KL penalty to the SFT model (paper 0.02).", ge(0))
     adaptive_kl: bool = f(False, "Use Ziegler et al.'s adaptive KL controller instead of a fixed beta.")
-    kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).")
-    kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes (each update counts its global batch, batch_size x processes).")
-    kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio) or k3.")
-    gamma: float = f(1.0, "GAE discount (paper: no discount).")
-    lam: float = f(0.95, "GAE lambda.")
-    clip_eps: float = f(0.2, "PPO ratio clip.")
-    value_clip_eps: float = f(0.2, "Value-prediction clip.")
-    vf_coef: float = f(0.1, "Value-loss coefficient.")
-    max_grad_norm: float = f(1.0, "Gradient-norm clipping.")
+    kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).", gt(0))
+    kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes (each update counts its global batch, batch_size x processes).", ge(1, 10**12))
+    kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio, the paper's), k2 or k3.", one_of("k1", "k2", "k3"))
+    gamma: float = f(1.0, "GAE discount (paper: no discount).", unit(hi_open=False))
+    lam: float = f(0.95, "GAE lambda.", unit(hi_open=False))
+    clip_eps: float = f(0.2, "PPO ratio clip.", gt(0, 10))
+    value_clip_eps: float = f(0.2, "Value-prediction clip.", gt(0))
+    vf_coef: float = f(0.1, "Value-loss coefficient.", ge(0))
+    max_grad_norm: float = f(1.0, "Gradient-norm clipping.", gt(0))
     whiten_rewards: bool = f(False, "Whiten rewards per batch (without restoring the mean) before GAE.")
-    temperature: float = f(1.0, "Sampling temperature; the same T divides logits for log-probs (paper: 1).")
-    max_new_tokens: int = f(48, "Longest response in tokens.")
-    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    temperature: float = f(1.0, "Sampling temperature; the same T divides logits for log-probs (paper: 1).", gt(0))
+    max_new_tokens: int = f(48, "Longest response in tokens.", ge(1, 2**20))
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP, PROMPT_FORMATS)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
-    eos_penalty: float | None = f(None, "The [N+] 'EOS trick': the score given to responses cut off without EOS, in training only; null keeps the RM score (which, as in evaluation, is read at an EOS appended to the truncated response).")
-    ema_decay: float = f(0.0, "EMA of policy weights used for the saved model (paper 0.992; 0 = off). With LoRA, the EMA of the merged weights (needs lora_merge=true).")
-    ptx_coef: float = f(0.0, "gamma of PPO-ptx: weight of the pretraining NLL added to the per-token-mean PPO loss (0 = plain PPO).")
-    ptx_batch_size: int = f(16, "Pretraining sequences per PPO minibatch for PPO-ptx.")
-    ptx_seq_len: int = f(128, "Tokens per pretraining sequence for PPO-ptx.")
-    save_every: int = f(0, "Save a checkpoint every N updates (0: only at the end).")
-    max_kl: float = f(100.0, "Stop the run if the mean KL per response exceeds this (nats).")
-    samples_per_update: int = f(4, "Rollouts per update written to <out>/samples.jsonl (prompt, response, score, KL): what the policy says as it trains (0: none).")
-    lora_r: int = f(0, "LoRA rank: > 0 trains LoRA adapters through peft instead of every weight (needs `pip install 'instructrl[lora]'`); 0 = full fine-tuning.")
-    lora_alpha: float = f(16.0, "LoRA alpha (the adapter's update is scaled by alpha / r).")
-    lora_dropout: float = f(0.0, "Dropout on the LoRA adapters' input.")
-    lora_target_modules: list = f([], "Module names that get adapters, e.g. [q_proj, v_proj]; [] = peft's default for the architecture (all linear layers when it has none); [all-linear] = every linear layer.")
-    lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
-    gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
-    mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.")
+    eos_penalty: float | None = f(None, "The [N+] 'EOS trick': the score given to responses cut off without EOS, in training only; null keeps the RM score (which, as in evaluation, is read at an EOS appended to the truncated response).", FINITE)
+    ema_decay: float = f(0.0, "EMA of policy weights used for the saved model (paper 0.992; 0 = off). With LoRA, the EMA of the merged weights (needs lora_merge=true).", unit())
+    ptx_coef: float = f(0.0, "gamma of PPO-ptx: weight of the pretraining NLL added to the per-token-mean PPO loss (0 = plain PPO; the pipeline's PPO-ptx default is config.PTX_COEF = 1.0, see docs/algorithms.md).", ge(0))
+    ptx_batch_size: int = f(16, "Pretraining sequences per PPO minibatch for PPO-ptx.", SIZE)
+    ptx_seq_len: int = f(128, "Tokens per pretraining sequence for PPO-ptx.", ge(1, 2**20))
+    checkpoint_every: int = f(10, CHECKPOINT_HELP.format(unit="updates"), ge(0))
+    max_kl: float = f(100.0, "Stop the run if the mean KL per response exceeds this (nats).", ge(0))
+    samples_per_update: int = f(4, "Rollouts per update written to <out>/samples.jsonl (prompt, response, score, KL): what the policy says as it trains (0: none).", COUNT)
     offload_frozen: bool = f(False, "Keep the frozen reference policy and reward model on the CPU and run them there (slower, frees accelerator memory); with LoRA the reference is the policy with its adapter off and costs no memory.")
-    report_to: list = f(["auto"], REPORT_TO_HELP)
-    seed: int = f(0, "Seed.")
 
 
 @dataclass
 class EvalConfig:
-    n_prompts: int = f(1000, "Held-out prompts to evaluate on.")
-    max_new_tokens: int = f(48, "Longest response in tokens.")
-    temperature: float = f(0.0, "Sampling temperature for answers (0 = greedy).")
-    batch_size: int = f(128, "Prompts generated together.")
-    bootstrap: int = f(1000, "Bootstrap resamples for 95% intervals.")
-    best_of_n: int = f(0, "Also evaluate best-of-n against the RM with this n (0: off).")
+    n_prompts: int = f(1000, "Held-out prompts to evaluate on.", SIZE)
+    max_new_tokens: int = f(48, "Longest response in tokens.", ge(1, 2**20))
+    temperature: float = f(0.0, "Sampling temperature for answers (0 = greedy).", ge(0))
+    batch_size: int = f(128, "Prompts generated together.", SIZE)
+    bootstrap: int = f(1000, "Bootstrap resamples for 95% intervals.", ge(1, 10**7))
+    best_of_n: int = f(0, "Also evaluate best-of-n against the RM with this n (0: off).", ge(0, 65536))
     eval_t1: bool = f(True, "World prompts: also answer at T = 1, the paper's rollout temperature (winrate_t1.*, gold_t1.*, gold_delta_t1.*); a model with a KL reference reuses its KL samples.")
-    n_benchmark: int = f(0, "Benchmark items to score (0: all).")
-    prompt_format: str = f("auto", PROMPT_FORMAT_HELP)
+    n_benchmark: int = f(0, "Benchmark items to score (0: all).", COUNT)
+    prompt_format: str = f("auto", PROMPT_FORMAT_HELP, PROMPT_FORMATS)
     plain_template: str = f("", PLAIN_TEMPLATE_HELP)
     judge_template: str = f("", "Prompt of a causal-LM judge (--judge LM_FOLDER): a file, or the text itself, with {prompt}, {a} and {b}; the judge answers with one of judge_choices. '' = the built-in template.")
-    judge_choices: list = f(["A", "B"], "The causal-LM judge's answer for 'a is better' and 'b is better' (the next token's probabilities are compared).")
-    seed: int = f(0, "Seed.")
+    judge_choices: list = f(["A", "B"], "The causal-LM judge's answer for 'a is better' and 'b is better' (the next token's probabilities are compared).", items=Domain())
+    seed: int = f(0, "Seed.", SEED)
 
 
 @dataclass
@@ -242,13 +312,13 @@ class PipelineConfig:
     sft: SFTConfig = f(SFTConfig(), "Supervised fine-tuning on demonstrations.")
     compare: CompareConfig = f(CompareConfig(), "Comparison collection.")
     rm: RMConfig = f(RMConfig(), "Reward model.")
-    rm_init: str = f("sft", "Initialise the RM from 'sft' (the policy's SFT model) or 'base_large' (the larger base, as the paper uses one 6B RM for every policy size; needs train_large).")
-    rlhf_rounds: int = f(1, "Rounds of RLHF (iterated RLHF: new comparisons on the current policy's samples, as Stiennon et al. collected theirs in batches and Gao et al. study). Round 1: labelers rank SFT samples -> RM -> PPO. Each later round: labelers rank samples of the previous round's PPO policy on the same RM prompts, a fresh RM (from rm_init) trains on all comparisons so far, and PPO restarts from SFT against it. Earlier rounds' RM and PPO stay in round<r>/ and are evaluated as ppo_round<r>; rm/, ppo/, ppo_ptx/ are the last round's.")
+    rm_init: str = f("sft", "Initialise the RM from 'sft' (the policy's SFT model) or 'base_large' (the larger base, as the paper uses one 6B RM for every policy size; needs train_large).", one_of("sft", "base_large"))
+    rlhf_rounds: int = f(1, "Rounds of RLHF (iterated RLHF: new comparisons on the current policy's samples, as Stiennon et al. collected theirs in batches and Gao et al. study). Round 1: labelers rank SFT samples -> RM -> PPO. Each later round: labelers rank samples of the previous round's PPO policy on the same RM prompts, a fresh RM (from rm_init) trains on all comparisons so far, and PPO restarts from SFT against it. Earlier rounds' RM and PPO stay in round<r>/ and are evaluated as ppo_round<r>; rm/, ppo/, ppo_ptx/ are the last round's.", ge(1))
     ppo: PPOConfig = f(PPOConfig(), "PPO (ptx_coef is ignored: that is ppo_ptx).")
     ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=PTX_COEF), "PPO-ptx (ptx_coef defaults to config.PTX_COEF; see docs/algorithms.md for its scale).")
     eval: EvalConfig = f(EvalConfig(), "Evaluation.")
-    sweeps: dict = f({}, "Paper preset: {'kl_coef': [...], 'ptx_coef': [...]} sweeps of PPO.")
-    seed: int = f(0, "Seed applied to every stage.")
+    sweeps: dict = f({}, "Paper preset: {'kl_coef': [...], 'ptx_coef': [...]} sweeps of PPO (lists of numbers >= 0).")
+    seed: int = f(0, "Seed applied to every stage.", SEED)
 
 
 STAGES = {
@@ -347,55 +417,135 @@ def from_dict(cls, data: dict, prefix: str = "", base=None):
 
 
 def validate(cfg, prefix: str = "") -> None:
-    """Range checks a user can trip (negative LR, empty batch...)."""
+    """Every field's domain (floats finite, ranges, choices, list items), then the config's
+    cross-field rules. Raises one ConfigError naming the field and what it allows. The stages call
+    this first (before any model loads) on whatever config they are given."""
     for fl in dataclasses.fields(cfg):
         v = getattr(cfg, fl.name)
         name = prefix + fl.name
-        if isinstance(v, bool) or v is None:
+        if dataclasses.is_dataclass(v):
+            validate(v, name + ".")
             continue
-        if (fl.name in ("lr", "value_lr") or fl.name.endswith("batch_size") or fl.name in ("max_steps", "epochs", "total_episodes", "n_layer", "n_embd", "n_head", "seq_len", "max_len", "max_new_tokens")) and isinstance(v, (int, float)) and v <= 0:
-            raise ConfigError(f"{name} must be > 0, got {v}")
-        if fl.name in ("kl_coef", "ptx_coef", "dropout", "ptx_fraction", "weight_decay", "ema_decay",
-                       "checkpoint_every", "save_every") and isinstance(v, (int, float)) and v < 0:
-            raise ConfigError(f"{name} must be >= 0, got {v}")
-        if fl.name == "max_bad_steps" and isinstance(v, int) and v < 1:
-            raise ConfigError(f"{name} must be >= 1, got {v}")
-        if fl.name == "report_to" and isinstance(v, list):
-            bad = [x for x in v if str(x).strip().lower() not in ("auto", "tensorboard", "wandb", "mlflow", "none")]
-            if bad:
-                raise ConfigError(f"{name}: unknown tracker(s) {bad}; choose from auto, tensorboard, wandb, mlflow, none")
-        if fl.name == "prompt_format" and v not in ("auto", "chat", "plain"):
-            raise ConfigError(f"{name} must be one of auto, chat, plain, got {v!r}")
-        if fl.name == "plain_template" and v and "{prompt}" not in v:
-            raise ConfigError(f"{name} must contain '{{prompt}}' (replaced by the prompt's text), got {v!r}")
-        if fl.name == "warmup_fraction" and isinstance(v, (int, float)) and not 0 <= v < 1:
-            raise ConfigError(f"{name} must be in [0, 1), got {v}")
-    if isinstance(cfg, PPOConfig) and cfg.ema_decay > 0 and cfg.lora_r > 0 and not cfg.lora_merge:
+        _check_value(name, v, fl.metadata.get("domain"), fl.metadata.get("items"))
+    for rule in CROSS_FIELD_RULES.get(type(cfg), ()):
+        rule(cfg, prefix)
+
+
+def _check_value(name: str, v, domain: "Domain | None", items: "Domain | None") -> None:
+    if isinstance(v, bool) or v is None:
+        return
+    if isinstance(v, float) and not math.isfinite(v):
+        bounds = str(domain) if domain is not None and not domain.choices and str(domain) != "finite" else ""
+        raise ConfigError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {v}")
+    if domain is not None and isinstance(v, (int, float, str)) and not domain.ok(v):
+        raise ConfigError(f"{name} must be {domain}, got {v!r}")
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            if not isinstance(x, str) or not x.strip():
+                raise ConfigError(f"{name}[{i}] must be a non-empty string, got {x!r}")
+            if items is not None and items.choices and x.strip().lower() not in items.choices:
+                raise ConfigError(f"{name}[{i}]: unknown tracker {x!r}; must be {items}")
+
+
+def _ppo_rules(cfg: "PPOConfig", prefix: str) -> None:
+    if cfg.ema_decay > 0 and cfg.lora_r > 0 and not cfg.lora_merge:
         raise ConfigError(f"{prefix}ema_decay > 0 with LoRA averages the merged weights, which an adapter folder "
                           f"cannot hold: set {prefix}lora_merge=true (or ema_decay=0)")
-    if isinstance(cfg, PPOConfig) and cfg.batch_size % cfg.minibatch_size:
+    if cfg.batch_size % cfg.minibatch_size:
         raise ConfigError(f"{prefix}batch_size ({cfg.batch_size}) must be a multiple of minibatch_size ({cfg.minibatch_size})")
-    if isinstance(cfg, CompareConfig) and not (2 <= cfg.k_min <= cfg.k_max):
+    if cfg.total_episodes < cfg.batch_size:
+        raise ConfigError(f"{prefix}total_episodes ({cfg.total_episodes}) is smaller than one batch ({cfg.batch_size})")
+
+
+def _prompt_rules(cfg, prefix: str) -> None:
+    if cfg.plain_template and "{prompt}" not in cfg.plain_template:
+        raise ConfigError(f"{prefix}plain_template must contain '{{prompt}}' (replaced by the prompt's text), "
+                          f"got {cfg.plain_template!r}")
+
+
+def _compare_rules(cfg: "CompareConfig", prefix: str) -> None:
+    if cfg.k_min > cfg.k_max:
         raise ConfigError(f"{prefix}k_min/k_max must satisfy 2 <= k_min <= k_max, got {cfg.k_min}, {cfg.k_max}")
-    if isinstance(cfg, PretrainConfig) and cfg.tokenizer not in ("char", "bpe"):
-        raise ConfigError(f"{prefix}tokenizer must be 'char' or 'bpe', got {cfg.tokenizer!r}")
-    if isinstance(cfg, PretrainConfig) and cfg.n_embd % cfg.n_head:
+
+
+def _pretrain_rules(cfg: "PretrainConfig", prefix: str) -> None:
+    if cfg.n_embd % cfg.n_head:
         raise ConfigError(f"{prefix}n_embd ({cfg.n_embd}) must be a multiple of n_head ({cfg.n_head})")
+    if cfg.seq_len > cfg.n_positions:
+        raise ConfigError(f"{prefix}seq_len {cfg.seq_len} exceeds the context n_positions {cfg.n_positions}")
+
+
+def _sft_rules(cfg: "SFTConfig", prefix: str) -> None:
+    if cfg.select_by == "rm" and not cfg.rm_dir:
+        raise ConfigError(f"{prefix}select_by=rm needs {prefix}rm_dir (a reward model folder from `instructrl rm`)")
+
+
+def _pipeline_rules(cfg: "PipelineConfig", prefix: str) -> None:
+    if cfg.align_large and not cfg.train_large:
+        raise ConfigError("align_large=true needs train_large=true")
+    if cfg.rm_init == "base_large" and not cfg.train_large:
+        raise ConfigError("rm_init=base_large needs train_large=true")
+    for key, values in cfg.sweeps.items():
+        if key not in ("kl_coef", "ptx_coef"):
+            raise ConfigError(f"sweeps: unknown sweep {key!r}; sweeps are kl_coef and ptx_coef")
+        if not isinstance(values, list):
+            raise ConfigError(f"sweeps.{key} must be a list of numbers >= 0, got {values!r}")
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"sweeps.{key}[{i}] must be a finite number >= 0, got {v!r}")
+
+
+#: Rules between fields, per config class (each config validates its own).
+CROSS_FIELD_RULES = {PPOConfig: (_ppo_rules, _prompt_rules), CompareConfig: (_compare_rules, _prompt_rules),
+                     PretrainConfig: (_pretrain_rules,), SFTConfig: (_sft_rules, _prompt_rules),
+                     RMConfig: (_prompt_rules,), EvalConfig: (_prompt_rules,), PipelineConfig: (_pipeline_rules,)}
 
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+#: Longest --set value and config file we parse: a config is small; anything larger is a mistake
+#: (or an attack on the parser).
+MAX_OVERRIDE_CHARS = 10_000
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: `*name` is an error, so a few hundred bytes cannot
+    expand into gigabytes ("billion laughs") or a recursive structure."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in instructrl configs", mark)
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str):
+    """Parse YAML text with `_NoAliasLoader`; deep nesting is a YAMLError too."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
+    if len(raw) > MAX_OVERRIDE_CHARS:
+        raise ConfigError(f"--set {key.strip()}: the value is {len(raw)} characters long; at most {MAX_OVERRIDE_CHARS}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
-    except yaml.YAMLError:
+        value = safe_yaml(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError as e:
+        if "aliases" in str(e):
+            raise ConfigError(f"--set {key.strip()}: aliases (*name) are not allowed") from None
         value = raw
-    return key.strip().split("."), value
+    path = key.strip().split(".")
+    if not all(path):
+        raise ConfigError(f"--set expects key=value with a dotted key such as ppo.lr, got {text!r}")
+    return path, value
 
 
 def apply_overrides(cfg, overrides: list[str]):
@@ -423,19 +573,34 @@ def load_yaml(path) -> dict:
     if not p.exists():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: {p.stat().st_size} bytes is too large for a config file (at most {MAX_CONFIG_BYTES})")
+        data = safe_yaml(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        raise ConfigError(f"{p}: not valid YAML: {_one_line(e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return data
 
 
+def _one_line(e) -> str:
+    return " ".join(str(e).split())
+
+
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 def preset_path(name: str) -> Path:
+    """The YAML of a preset, by name (`quick`, `default`, `paper`): a name, never a path."""
+    names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
     p = CONFIG_DIR / f"{name}.yaml"
-    if not p.exists():
-        names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown preset '{name}'. Presets: {', '.join(names)}")
+    if not PRESET_NAME.fullmatch(name or "") or not p.is_file():
+        hint = " (a preset is a name; give a YAML file with --config)" if not PRESET_NAME.fullmatch(name or "") else ""
+        raise ConfigError(f"unknown preset '{name}'{hint}. Presets: {', '.join(names)}")
     return p
 
 
@@ -490,8 +655,18 @@ def describe_fields(cls, prefix: str = "", obj=None) -> list[tuple[str, str, str
             for name, _d, h in describe_fields(type(sub), prefix + fl.name + "."):
                 rows.append((name, repr(_get(sub, name[len(prefix + fl.name) + 1:])), h))
         else:
-            rows.append((prefix + fl.name, repr(getattr(obj, fl.name)), fl.metadata.get("help", "")))
+            rows.append((prefix + fl.name, repr(getattr(obj, fl.name)), _help_with_domain(fl)))
     return rows
+
+
+def _help_with_domain(fl) -> str:
+    domain, items = fl.metadata.get("domain"), fl.metadata.get("items")
+    text = fl.metadata.get("help", "")
+    if items is not None and items.choices:
+        return f"{text} [each {items}]"
+    if domain is not None and not (fl.type in ("bool", bool)):
+        return f"{text} [{domain}]"
+    return text
 
 
 def _get(obj, dotted: str):

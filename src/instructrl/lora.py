@@ -141,45 +141,39 @@ def merged_module_name(peft_name: str) -> str:
     return peft_name.removeprefix("base_model.model.")
 
 
-def save_adapter(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
-    """Write an adapter folder (+ tokenizer, + extra files) atomically, like models.save_model_folder."""
-    import os
-    import shutil
-    import tempfile
-
-    from instructrl.models import replace_dir, write_extra_files
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        bias = getattr(model.config, "instructrl_score_bias", None)
-        if bias is not None:  # the RM's bias shift is not part of the adapter weights
-            (tmp / EXTRA_FILE).write_text(json.dumps({"instructrl_score_bias": bias}))
-        write_extra_files(tmp, extra)
-        os.chmod(tmp, 0o755)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+def write_adapter_files(model, tokenizer, folder) -> None:
+    """An adapter folder's files (adapter weights and config, tokenizer, the RM's bias shift) into
+    `folder`, in place (`save` and the run lifecycle make it atomic)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    bias = getattr(model.config, "instructrl_score_bias", None)
+    if bias is not None:  # the RM's bias shift is not part of the adapter weights
+        (folder / EXTRA_FILE).write_text(json.dumps({"instructrl_score_bias": bias}))
 
 
-def save(model, tokenizer, out_dir, merge: bool, extra: dict | None = None) -> Path:
-    """Save a (possibly peft) model: merged into a plain folder, or as an adapter folder."""
-    from instructrl.models import save_model_folder
+def write_model(model, tokenizer, folder, merge: bool) -> None:
+    """Write a (possibly peft) model into `folder`: merged into a plain transformers folder, or
+    (`merge=False`) as an adapter folder on its base (recorded by absolute path)."""
+    from instructrl.models import write_model_files
 
     if is_peft_model(model) and not merge:
         base = next(iter(model.peft_config.values())).base_model_name_or_path
         if base and (Path(base) / "config.json").exists():
-            return save_adapter(model, tokenizer, out_dir, extra)
+            return write_adapter_files(model, tokenizer, folder)
         # The base is itself an adapter folder (or not a folder): an adapter on it would not load.
-        log.warning("%s: the base model %s is not a full model folder; saving with the adapter merged", out_dir, base)
+        log.warning("%s: the base model %s is not a full model folder; saving with the adapter merged", folder, base)
         model = model.merge_and_unload()
-    return save_model_folder(for_saving(model, merge), tokenizer, out_dir, extra)
+    write_model_files(for_saving(model, merge), tokenizer, folder)
+
+
+def save(model, tokenizer, out_dir, merge: bool, extra: dict | None = None) -> Path:
+    """`write_model` atomically into `out_dir` (with `extra` files, see models.write_extra_files)."""
+    from instructrl.models import atomic_folder, write_extra_files
+
+    return atomic_folder(out_dir, lambda tmp: (write_model(model, tokenizer, tmp, merge), write_extra_files(tmp, extra)))
 
 
 def record_base_path(model, path) -> None:

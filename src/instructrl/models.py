@@ -95,26 +95,40 @@ def write_extra_files(folder: Path, extra: dict | None) -> None:
             p.write_text(str(content))
 
 
+def write_model_files(model, tokenizer, folder) -> None:
+    """Write an HF model folder's files (config, safetensors weights, tokenizer) into `folder`, in
+    place; `save_model_folder` and the run lifecycle (`run.Run.finish`) make it atomic."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and tokenizer is not None:  # before saving: generation_config.json gets them
+        gen.pad_token_id = tokenizer.pad_token_id
+        gen.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
 def save_model_folder(model, tokenizer, out_dir, extra: dict | None = None) -> Path:
     """Write a complete HF folder atomically: a temp folder beside `out_dir`, then a rename.
 
     A crash mid-save leaves no folder that looks complete. `extra` maps file names (or relative
     paths) to text/dicts/bytes (e.g. the resolved config) written into the folder before the rename.
     """
+    return atomic_folder(out_dir, lambda tmp: (write_model_files(model, tokenizer, tmp), write_extra_files(tmp, extra)))
+
+
+def atomic_folder(out_dir, fill) -> Path:
+    """Make the folder `out_dir` atomically: `fill(tmp)` writes a temp folder beside it, which is
+    fsynced and renamed into place (replacing an old `out_dir` in one swap). A failure or a kill
+    leaves the old folder as it was."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        gen = getattr(model, "generation_config", None)
-        if gen is not None and tokenizer is not None:  # before saving: generation_config.json gets them
-            gen.pad_token_id = tokenizer.pad_token_id
-            gen.eos_token_id = tokenizer.eos_token_id
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        write_extra_files(tmp, extra)
+        fill(tmp)
         _fsync_tree(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; a model folder should be readable like any other
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; an output folder should be readable like any other
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -246,6 +260,7 @@ def load_policy(path, trust_remote_code: bool = False, dtype=torch.float32):
     except Exception as e:
         raise ModelFolderError(f"{path}: could not load a causal LM: {e}") from None
     _check_vocab(model, tok, path)
+    _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)
     model.eval()
@@ -272,6 +287,7 @@ def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int
         path, num_labels=1, dtype=torch.float32, trust_remote_code=trust_remote_code
     )
     _check_vocab(model, tok, path)
+    _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     head = score_head(model)
     d = head.weight.shape[1]
@@ -299,6 +315,7 @@ def load_reward_model(path, trust_remote_code: bool = False, dtype=torch.float32
     tok = load_tokenizer(path, trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, trust_remote_code=trust_remote_code)
     _check_vocab(model, tok, path)
+    _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)
     model.eval()
@@ -471,8 +488,19 @@ def add_score_bias(model, c: float) -> None:
             model.config.instructrl_score_bias = float(getattr(model.config, "instructrl_score_bias", 0.0) + c)
 
 
+def _check_finite(model, path) -> None:
+    """A folder whose weights hold NaN/inf (a diverged run) is refused at load, with the tensor's
+    name, rather than failing later inside sampling ("probability tensor contains inf/nan")."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                raise ModelFolderError(f"{path}: the weights hold NaN/inf values (tensor {name}); this model folder "
+                                       f"comes from a diverged run and cannot be used")
+
+
 def _finish_load(model, tok, path, train: bool = False):
     _check_vocab(model, tok, path)
+    _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)
     model.train(train)

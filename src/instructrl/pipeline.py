@@ -114,8 +114,8 @@ def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Pa
     def fn():
         if not (_done(cached, h)):
             t = time.time()
-            m = pretrain.run(cfg, str(world_dir / "pretrain.jsonl"), str(cached), val_data=str(world_dir / "pretrain_val.jsonl"),
-                             overwrite=True, resume=True)  # continues an interrupted pretraining of this hash
+            m = pretrain.pretrain_base(cfg, str(world_dir / "pretrain.jsonl"), str(cached), val_data=str(world_dir / "pretrain_val.jsonl"),
+                             overwrite=True, resume="auto")  # continues an interrupted pretraining of this hash
             _mark(cached, h, m, time.time() - t)
         else:
             print(f"    using cached base model {cached}", flush=True)
@@ -173,7 +173,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     # 3. SFT on demonstrations.
     sft_dir = out / "sft"
     h_sft = C.config_hash("sft", world_hash, h_small, cfg.sft)
-    st.run("sft", sft_dir, h_sft, lambda: sft.run(
+    st.run("sft", sft_dir, h_sft, lambda: sft.train_sft(
         cfg.sft, model=str(out / "base_small"), data=str(world_dir / "demonstrations.jsonl"), out=str(sft_dir),
         val_data=str(world_dir / "sft_val.jsonl"), ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True,
         resume="auto"))
@@ -181,13 +181,15 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     # 4. Comparisons: K samples per RM prompt from SFT, ranked by training labelers; a held-out
     #    labelers' set on separate prompts measures how the RM generalises to new people.
     comp = out / "comparisons.jsonl"
-    h_comp = C.config_hash("compare", h_sft, cfg.compare)
+    from instructrl.world.labelers import DEFAULT_NOISE  # the labelers are part of what a ranking depends on
+
+    h_comp = C.config_hash("compare", h_sft, cfg.compare, DEFAULT_NOISE)
     st.run("compare", comp, h_comp, lambda: compare.run(
         cfg.compare, model=str(sft_dir), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp),
         labelers="world", world_seed=w.seed, pool="train"))
     comp_ho = out / "comparisons_heldout.jsonl"
     ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
-    h_comp_ho = C.config_hash("compare_heldout", h_sft, ho_cfg)
+    h_comp_ho = C.config_hash("compare_heldout", h_sft, ho_cfg, DEFAULT_NOISE)
     st.run("compare_heldout", comp_ho, h_comp_ho, lambda: compare.run(
         ho_cfg, model=str(sft_dir), prompts=str(world_dir / "sft_val.jsonl"), out=str(comp_ho),
         labelers="world", world_seed=w.seed, pool="heldout"))
@@ -206,10 +208,10 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
                   policy_dir: Path = sft_dir, h_policy: str = h_sft):
         d = out / name
         h = C.config_hash("ppo", h_policy, h_rm, pcfg, ptx)
-        st.run(name, d, h, lambda: ppo.run(
+        st.run(name, d, h, lambda: ppo.train_ppo(
             pcfg, policy=str(policy_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
             ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
-            resume="auto"), keep=True)
+            resume="auto"))
         return d, h
 
     for r in range(1, cfg.rlhf_rounds + 1):
@@ -219,7 +221,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
             prev_ppo = earlier_rounds[f"ppo_round{r - 1}"]
             comp_r = out / f"comparisons_round{r}.jsonl"
             cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * r)
-            h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg)
+            h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg, DEFAULT_NOISE)
             st.run(f"compare_round{r}", comp_r, h_comp_r, lambda: compare.run(
                 cmp_cfg, model=str(prev_ppo), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp_r),
                 labelers="world", world_seed=w.seed, pool="train"))
@@ -227,7 +229,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
             h_data = C.config_hash(h_data, h_comp_r)
         rm_dir = out / f"{prefix}rm"
         h_rm = C.config_hash("rm", h_data, h_comp_ho, cfg.rm, cfg.rm_init)
-        m_rm = st.run(f"{prefix}rm", rm_dir, h_rm, lambda: rm.run(
+        m_rm = st.run(f"{prefix}rm", rm_dir, h_rm, lambda: rm.train_reward_model(
             cfg.rm, model=str(rm_from), data=[str(p) for p in data_files] if len(data_files) > 1 else str(comp),
             out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"), heldout_data=str(comp_ho),
             overwrite=True, resume="auto"))
@@ -260,7 +262,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     if cfg.align_large:
         sft_large_dir = out / "sft_large"
         h_sft_large = C.config_hash("sft", world_hash, h_large, cfg.sft)
-        st.run("sft_large", sft_large_dir, h_sft_large, lambda: sft.run(
+        st.run("sft_large", sft_large_dir, h_sft_large, lambda: sft.train_sft(
             cfg.sft, model=str(out / "base_large"), data=str(world_dir / "demonstrations.jsonl"),
             out=str(sft_large_dir), val_data=str(world_dir / "sft_val.jsonl"),
             ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True, resume="auto"))

@@ -38,36 +38,34 @@ Source keys as in ``shared/PAPER_NOTES.md``. Where this departs from, or fills g
   ratio is computed between two identical code paths ([NB] "divide logits by T").
 - **Bad scores.** Episodes whose RM score is NaN/inf are dropped from the update (masked out)
   with a warning; a batch with no finite score is skipped. Non-finite losses or gradients skip
-  the optimizer step; five consecutive skips stop the run (the weights are never touched by a
-  bad step, so the last good state is what is saved).
+  the optimizer step; ``max_bad_steps`` consecutive skips stop the run (the weights are never
+  touched by a bad step, so the last good state is what is saved).
 - **KL stop.** The run stops (after saving) when the mean per-response KL exceeds ``max_kl``.
 - **EMA** of the policy weights ([IG] App. C.4, decay 0.992) is optional and, when on, is what
   gets saved as the final policy (the checkpoint keeps both).
 
 Output folder ``out``: a plain HF causal-LM folder (the policy) plus ``value_model/`` (a plain HF
-sequence-classification folder), ``config.yaml``, ``log.csv``, ``metrics.json`` and, for resume,
-``checkpoint/state.pt``.
+sequence-classification folder), ``config.yaml``, ``log.csv``, ``metrics.json``, ``run.json``. The
+run lifecycle (``run.py``) writes it atomically at the end (an existing output is replaced only
+then, and only with ``overwrite``) and keeps the resume state every ``checkpoint_every`` updates
+in ``<out>.checkpoint/`` (safetensors + JSON), removed once the output is in place.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
 import math
-import os
-import random
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
 
 from instructrl import distributed, lora
-from instructrl.config import PPOConfig, save_config, to_dict
+from instructrl.config import PPOConfig, validate
 from instructrl.data import render
 from instructrl.data.readers import read_pretrain_texts, read_prompts
 from instructrl.data.stream import random_windows, repeat_to_fit, token_stream
@@ -87,33 +85,25 @@ from instructrl.losses import (
     ptx_loss,
 )
 from instructrl.models import (
-    _fsync_tree,
+    context_length,
     load_policy,
     load_reward_model,
     n_params,
     pick_device,
-    replace_dir,
     score_token_pairs,
     set_dropout,
     token_scores,
 )
 from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+from instructrl.run import Run, rng_state, set_rng_state
 from instructrl.tracking import require_trackers
-from instructrl.train_utils import (
-    RUN_FILE,
-    MetricsLogger,
-    guard_run_dir,
-    make_optimizer,
-    progress as progress_bar,
-    run_fingerprint,
-    save_checkpoint,
-    seed_everything,
-    set_lr,
-    stage_trackers,
-    write_json,
-)
+from instructrl.train_utils import make_optimizer, seed_everything, set_lr, warn_unknown_tokens
+from instructrl.train_utils import progress as progress_bar
 
 log = logging.getLogger(__name__)
+
+#: A few rollouts per update, one JSON line each: update, prompt, response, score, kl, ended.
+SAMPLES_FILE = "samples.jsonl"
 
 #: Columns of log.csv, in order (one row per update).
 LOG_COLUMNS = [
@@ -123,11 +113,6 @@ LOG_COLUMNS = [
     "eos_fraction", "bad_scores", "skipped_steps", "lr", "value_lr", "time_gen", "time_score",
     "time_train", "time_total",
 ]
-
-#: Stop after this many consecutive skipped steps / batches (non-finite loss, grad or scores).
-MAX_CONSECUTIVE_BAD = 5
-#: A few rollouts per update, one JSON line each: update, prompt, response, score, kl, ended.
-SAMPLES_FILE = "samples.jsonl"
 
 ScoreFn = Callable[[list, list], torch.Tensor]
 
@@ -139,14 +124,15 @@ ScoreFn = Callable[[list, list], torch.Tensor]
 
 def load_prompt_texts(path, tokenizer, max_prompt_len: int, fmt=None) -> tuple[list[str], list[list[int]]]:
     """(prompt strings, their rendered token ids) of a prompts file, rendered by `fmt`
-    (instructrl.data.render; default: as written); prompts that do not fit the context are skipped (logged).
-    The strings (the prompt as the file gives it, or a chat prompt's plain rendering) go to
+    (instructrl.data.render; default: as written); prompts that do not fit the context are skipped
+    (logged). The strings (the prompt as the file gives it, or a chat prompt's plain rendering) go to
     `score_fn` / `gold_fn` and samples.jsonl; the ids are what the policy reads."""
     prompts = read_prompts(path)
     fmt = fmt or render.legacy_format(tokenizer, None)
-    keep, keep_ids, too_long, empty = [], [], [], []
+    keep, keep_ids, too_long, empty, seen = [], [], [], [], []
     for p in prompts:
         ids = render.prompt_ids(fmt, tokenizer, p.prompt, p.messages)
+        seen.append((f"{path}:{p.line}", ids))
         n = len(ids)
         if n == 0:
             empty.append(p)
@@ -163,6 +149,7 @@ def load_prompt_texts(path, tokenizer, max_prompt_len: int, fmt=None) -> tuple[l
             max_prompt_len, p.line, n)
     if empty:
         log.warning("%s: %d empty prompts skipped (first at line %s)", path, len(empty), empty[0].line)
+    warn_unknown_tokens(tokenizer, seen, "prompts")
     if not keep:
         raise InstructRLError(
             f"{path}: no usable prompt: every prompt is empty or longer than {max_prompt_len} tokens "
@@ -407,27 +394,12 @@ def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
     logprobs (old), values (old), advantages, returns. ``ptx_ids`` (n, L+1) are pretraining
     windows. The policy and value model have disjoint parameters, so one backward of the sum gives
     each its own gradient; the policy's is ∇PPO + ptx_coef·∇NLL (tested). The training loop
-    takes the two parts' backward passes one after the other (the same gradients), so that only
-    one model's activations are held at a time.
+    (:func:`ppo_epochs`) takes the two parts' backward passes one after the other — the same
+    gradients, bit for bit (tested) — so that only one model's activations are held at a time.
     """
     lp, stats = policy_minibatch_loss(policy, mb, cfg, ptx_ids)
     lv, vstats = value_minibatch_loss(value_model, mb, cfg)
     return lp + lv, {**stats, **vstats}
-
-
-def write_samples(fh, ro: Rollout, update: int, n: int) -> None:
-    """The first `n` episodes of an update as JSON lines (RM score, KL to the reference in nats)."""
-    kl = (ro.logprobs - ro.ref_logprobs).masked_fill(~ro.response_mask, 0).sum(1)
-    for i in range(min(n, len(ro.prompts))):
-        fh.write(json.dumps({"update": update, "prompt": ro.prompts[i], "response": ro.responses[i],
-                             "score": _finite(ro.scores_raw[i]), "kl": _finite(kl[i]), "ended": bool(ro.ended[i])},
-                            ensure_ascii=False) + "\n")
-    fh.flush()
-
-
-def _finite(t) -> float | None:
-    v = float(t)
-    return round(v, 6) if math.isfinite(v) else None
 
 
 def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
@@ -437,113 +409,25 @@ def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Output folder, checkpoints
+# Setup pieces
 # ---------------------------------------------------------------------------------------------
 
 
-def _prepare_out(out: Path, model_dirs: list[Path], fingerprint: str, overwrite: bool, resume: bool) -> None:
-    """Refuse an output folder that holds something else (train_utils.guard_run_dir) and never write
-    into an input model folder. Nothing is removed here: `_clear_out` empties `out` only once every
-    input has been read and checked, so a bad input never costs an existing output."""
-    out_r = out.resolve()
-    for p in model_dirs:
-        p = p.resolve()
-        if out_r == p or out_r in p.parents:
-            raise InstructRLError(f"output folder {out} would overwrite the input model folder {p}")
-    if resume:
-        if not (out / "checkpoint" / "state.pt").exists():
-            raise InstructRLError(f"nothing to resume: {out / 'checkpoint' / 'state.pt'} does not exist")
-        return
-    guard_run_dir(out, "ppo", fingerprint, overwrite)
-
-
-def _clear_out(out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-
-
-def _can_resume(out: Path, fingerprint: str) -> bool:
-    """For resume="auto" (the pipeline): a checkpoint of this very run exists in `out`."""
-    try:
-        info = json.loads((out / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return (out / "checkpoint" / "state.pt").exists() and info.get("fingerprint") == fingerprint
-
-
-def _rng_state(gens: dict) -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            **{k: g.get_state() for k, g in gens.items()}}
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    save_checkpoint(path, state)  # temp file, fsync, rename: a kill -9 leaves the previous one whole
-
-
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _fmt(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------------------------
-
-
-def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_data: str | None = None,
-        gold_fn: Callable[[str, str], float] | None = None, overwrite: bool = False, resume: bool = False,
-        score_fn: ScoreFn | None = None, progress: bool | None = None) -> dict:
-    """Train PPO (``cfg.ptx_coef == 0``) or PPO-ptx from an SFT folder against a reward model.
-
-    Args:
-        policy: SFT model folder (initial policy and KL reference).
-        reward: reward-model folder (the RM, and the value model's initialisation).
-        prompts: prompts JSONL. ptx_data: pretraining text (needed when ``cfg.ptx_coef > 0``).
-        gold_fn: ``gold_fn(prompt, response) -> float``, logged as ``gold``, never trained on.
-        score_fn: ``score_fn(prompts, responses) -> (B,) tensor`` used instead of the RM (tests,
-            or a programmatic reward); the RM folder then only initialises the value model.
-        resume: continue from ``out/checkpoint/state.pt`` (models, optimizers, KL controller,
-            RNGs, prompt position). progress: tqdm bar (None: only on a terminal).
-    Returns the final metrics (also written to ``out/metrics.json``).
-    """
-    t_start = time.time()
-    # accelerate launch / torchrun: DDP, FSDP or DeepSpeed through Accelerate; otherwise a no-op.
-    # Only rank 0 writes the real output folder; the others write into a private temporary one.
-    dist = distributed.setup(cfg.mixed_precision)
-    out = Path(dist.private_out(str(out)))
-    if cfg.temperature <= 0:
-        raise ConfigError("ppo temperature must be > 0 (PPO samples from the policy)")
+def check_config(cfg: PPOConfig, ptx_data) -> None:
+    """Every rule PPO's settings must meet, before any model loads (field domains: config.validate)."""
+    validate(cfg)
     if cfg.ptx_coef > 0 and not ptx_data:
         raise ConfigError("ptx_coef > 0 (PPO-ptx) needs pretraining data (ptx_data / --ptx-data)")
-    n_updates = cfg.total_episodes // cfg.batch_size
-    if n_updates < 1:
-        raise ConfigError(f"total_episodes ({cfg.total_episodes}) is smaller than one batch ({cfg.batch_size})")
-    inputs = {"policy": policy, "reward": reward, "prompts": prompts, "ptx_data": ptx_data if cfg.ptx_coef > 0 else None,
-              "score_fn": getattr(score_fn, "__qualname__", None) if score_fn is not None else None}
-    fingerprint = run_fingerprint("ppo", cfg, inputs)
-    require_trackers(cfg.report_to if dist.is_main else [])  # a missing wandb/mlflow: before `out` is touched
-    if resume == "auto":
-        resume = _can_resume(out, fingerprint)
-    _prepare_out(out, [Path(policy), Path(reward)], fingerprint, overwrite, resume)
-    seed_everything(cfg.seed)
-    device = dist.device(pick_device("auto"))
 
-    # 1. Models: trainable policy, frozen reference, frozen RM, trainable value model (from the RM).
+
+def load_models(cfg: PPOConfig, policy: str, reward: str, score_fn, device, frozen_dtype=torch.float32) -> SimpleNamespace:
+    """The four models: trainable policy, frozen reference, frozen RM, trainable value model (a
+    second load of the RM: its own backbone, [ST] App. G.1). All fp32, dropout off, eval mode.
+    With LoRA the reference is the policy with its adapter disabled and the frozen RM is the value
+    model with its adapter disabled (lora.ReferenceView): no second copy of either. The frozen
+    reference and RM are held in `frozen_dtype` (bf16 / fp16 under that mixed precision: half the memory)."""
     policy_model, tok = load_policy(policy)
-    # With LoRA the reference is the policy with its adapter disabled and the frozen RM is the value
-    # model with its adapter disabled (lora.ReferenceView): no second copy of either.
     use_lora = lora.enabled(cfg)
-    # The frozen reference and RM are only ever run forward: in the precision asked for (bf16 / fp16
-    # mixed precision), they are held in it too, which halves their memory.
-    frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
-        getattr(dist.acc, "mixed_precision", None) if dist.acc is not None else None, torch.float32)
     ref_model = None if use_lora else load_policy(policy, dtype=frozen_dtype)[0]
     value_model, rm_tok = load_reward_model(reward)
     if rm_tok.get_vocab() != tok.get_vocab():
@@ -551,12 +435,6 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
             f"{reward}: the reward model's tokenizer differs from the policy's ({policy}); the RM and "
             f"the value model must read the policy's tokens (train the RM from the SFT folder)")
     rm_model = None if score_fn is not None or use_lora else load_reward_model(reward, dtype=frozen_dtype)[0]
-    # How prompts read to the policy: as SFT rendered them (its prompt_format.json); a run asked to
-    # render otherwise, or a reward model trained on other renderings, is an error.
-    fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, policy, [prompts, ptx_data])
-    render.check_matches(fmt, policy, "the policy (SFT model)")
-    render.check_matches(fmt, reward, "the reward model")
-    cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
     use_cache = [policy_model.config.use_cache, value_model.config.use_cache]  # restored before saving
     for m in (policy_model, ref_model, value_model, rm_model):
         if m is None:
@@ -574,278 +452,362 @@ def run(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_da
     if use_lora:
         ref_model = lora.ReferenceView(policy_model)
         rm_model = lora.ReferenceView(value_model) if score_fn is None else None
-    n_ctx = getattr(policy_model.config, "n_positions", None) or getattr(policy_model.config, "max_position_embeddings", None)
+    return SimpleNamespace(policy=policy_model, ref=ref_model, value=value_model, rm=rm_model, tok=tok,
+                           use_cache=use_cache)
+
+
+def load_data(cfg: PPOConfig, policy_model, tok, prompts: str, ptx_data, fmt=None) -> SimpleNamespace:
+    """The prompts that fit the context (minus max_new_tokens), as texts and rendered by `fmt`
+    (instructrl.data.render) and, for PPO-ptx, the pretraining token stream (windows of at most the context)."""
+    n_ctx = context_length(policy_model)
     max_prompt_len = (n_ctx - cfg.max_new_tokens) if n_ctx else 10**9
     if max_prompt_len <= 0:
         raise ConfigError(f"max_new_tokens ({cfg.max_new_tokens}) leaves no room for a prompt in the context ({n_ctx})")
-    prompt_texts, prompt_tokens = load_prompt_texts(prompts, tok, max_prompt_len, fmt)
-    render.announce("ppo", fmt, tok, read_prompts(prompts)[0])
-
-    ptx_stream, ptx_len = None, cfg.ptx_seq_len
+    texts, ids = load_prompt_texts(prompts, tok, max_prompt_len, fmt)
+    d = SimpleNamespace(prompts=texts, prompt_ids=ids, ptx_stream=None, ptx_len=cfg.ptx_seq_len)
     if cfg.ptx_coef > 0:
-        ptx_stream = token_stream(tok, read_pretrain_texts(ptx_data))
-        if n_ctx and ptx_len > n_ctx:
-            log.warning("ptx_seq_len %d exceeds the context %d; using %d", ptx_len, n_ctx, n_ctx)
-            ptx_len = n_ctx
+        d.ptx_stream = token_stream(tok, read_pretrain_texts(ptx_data))
+        if n_ctx and d.ptx_len > n_ctx:
+            log.warning("ptx_seq_len %d exceeds the context %d; using %d", d.ptx_len, n_ctx, n_ctx)
+            d.ptx_len = n_ctx
+    return d
 
-    if not resume:  # every input is read and checked: only now replace what `out` held
-        _clear_out(out)
-    opt_policy = make_optimizer(policy_model, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
-    opt_value = make_optimizer(value_model, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
-    # The DDP/FSDP views train; the plain models sample, score and are saved.
-    train_policy, opt_policy = dist.prepare(policy_model, opt_policy)
-    train_value, opt_value = dist.prepare_scorer(value_model, opt_value)
-    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
-              else FixedKLController(cfg.kl_coef))
-    gens = {"sample": torch.Generator(device=device).manual_seed(cfg.seed + dist.rank * distributed.RANK_SEED_STRIDE),
-            "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
-            "ptx": torch.Generator().manual_seed(cfg.seed + 2)}
-    order = PromptOrder(len(prompt_texts), cfg.seed)
-    ema = WeightEMA(policy_model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    update, episodes, bad_streak, elapsed0 = 0, 0, 0, 0.0
-    last_row: dict = {}
 
-    # Resume: the full training state of the last checkpoint; log rows after it are dropped.
-    ckpt_dir = out / "checkpoint"
-    log_path = out / "log.csv"
-    samples_path = out / SAMPLES_FILE
-    if resume:
-        st = torch.load(ckpt_dir / "state.pt", weights_only=False)
-        policy_model.load_state_dict(st["policy"])
-        value_model.load_state_dict(st["value_model"])
-        opt_policy.load_state_dict(st["opt_policy"])
-        opt_value.load_state_dict(st["opt_value"])
-        kl_ctl.load_state_dict(st["kl_ctl"])
-        order.load_state_dict(st["prompt_order"])
-        if ema is not None and st.get("ema") is not None:
-            ema.load_state_dict(st["ema"])
-        torch.set_rng_state(st["rng"]["torch"])
-        random.setstate(st["rng"]["python"])
-        for k, g in gens.items():
-            g.set_state(st["rng"][k])
-        update, episodes, bad_streak, elapsed0 = st["update"], st["episodes"], st["bad_streak"], st["elapsed"]
-        last_row = st.get("last_row", {})
-        changed = sorted(k for k, v in to_dict(cfg).items() if st["cfg"].get(k) != v)
-        if changed:
-            log.warning("resuming with a changed config: %s", ", ".join(changed))
-        kept = []
-        if log_path.exists():  # rows logged after the checkpoint are redone
-            with open(log_path, newline="") as fh:
-                kept = [r for r in csv.DictReader(fh) if int(r["update"]) <= update]
-        kept_samples = []
-        if samples_path.exists():  # so are their samples
-            kept_samples = [line for line in samples_path.read_text(encoding="utf-8").splitlines()
-                            if line.strip() and json.loads(line)["update"] <= update]
-        log.info("resumed from %s at update %d (%d episodes)", ckpt_dir, update, episodes)
-    else:
-        kept, kept_samples = [], []
-    # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only). On resume the kept
-    # rows are logged again into a fresh tensorboard/, which then holds exactly the rows of log.csv.
-    shutil.rmtree(out / "tensorboard", ignore_errors=True)
-    logger = MetricsLogger(log_path, LOG_COLUMNS, tracker=stage_trackers(cfg, out, "ppo", dist.is_main, out),
-                           step_field="update")
-    for r in kept:
-        logger.log(**r)
-    samples_fh = open(samples_path, "w", encoding="utf-8")
-    samples_fh.writelines(line + "\n" for line in kept_samples)
-    samples_fh.flush()
-    save_config(cfg, out)
-    run_info = {"stage": "ppo", "fingerprint": fingerprint, "inputs": {k: v for k, v in inputs.items()}}
-    write_json(out / RUN_FILE, run_info)
+def rollout_stats(ro: Rollout) -> dict:
+    """What a rollout batch logs before training: RM score, response length, EOS share, entropy."""
+    finite = torch.isfinite(ro.scores_raw)
+    valid = ro.valid
+    lengths = ro.response_mask.sum(1).float()
+    return {"entropy": ro.entropy, "bad_scores": int((~valid).sum()),
+            "score_raw": ro.scores_raw[finite].mean().item() if finite.any() else float("nan"),
+            "response_length": lengths[valid].mean().item() if valid.any() else float("nan"),
+            "eos_fraction": ro.ended.float().mean().item()}
 
-    def checkpoint_state() -> dict:
-        return {"policy": policy_model.state_dict(), "value_model": value_model.state_dict(),
-                "opt_policy": opt_policy.state_dict(), "opt_value": opt_value.state_dict(),
-                "kl_ctl": kl_ctl.state_dict(), "prompt_order": order.state_dict(), "ema": ema.state_dict() if ema else None,
-                "rng": _rng_state(gens), "update": update, "episodes": episodes, "bad_streak": bad_streak,
-                "elapsed": elapsed0 + time.time() - t_start, "cfg": to_dict(cfg), "last_row": last_row}
 
-    log.info("PPO%s: policy %.2fM params, %d prompts, %d updates of %d episodes on %s",
-             "-ptx" if cfg.ptx_coef > 0 else "", n_params(policy_model) / 1e6, len(prompt_texts),
-             n_updates, cfg.batch_size, device)
-    stopped = None
-    bar = progress_bar(n_updates, "ppo-ptx" if cfg.ptx_coef > 0 else "ppo", unit="update",
-                       disable=None if progress is None else not progress)
-    bar.update(update)
-    policy_params = list(policy_model.parameters())
-    value_params = list(value_model.parameters())
-    warmup = round(cfg.warmup_fraction * n_updates) if cfg.warmup_fraction > 0 else cfg.warmup_updates
-    while update < n_updates:
-        t0 = time.time()
-        # Warmup: linear from lr/10 at the first update to lr at update `warmup` (0-based `update`
-        # before this one; warmup_updates, or warmup_fraction of the run), then constant ([IG] App. C.4).
-        lr_scale = warmup_scale(update, warmup)
-        set_lr(opt_policy, cfg.lr * lr_scale)
-        set_lr(opt_value, cfg.value_lr * lr_scale)
+def advantage_stats(ro: Rollout) -> dict:
+    """KL to the reference per response (k1, the penalty's; k3, a check), score, total reward and
+    how well the value function explains the returns, over the valid episodes."""
+    mask, valid = ro.response_mask, ro.valid
+    k1 = kl_k1(ro.logprobs, ro.ref_logprobs).masked_fill(~mask, 0).sum(1)
+    k3 = kl_k3(ro.logprobs, ro.ref_logprobs).masked_fill(~mask, 0).sum(1)
+    return {"score": ro.scores[valid].mean().item(),
+            "score_std": ro.scores[valid].std().item() if int(valid.sum()) > 1 else 0.0,
+            "kl": k1[valid].mean().item(), "kl_k3": k3[valid].mean().item(),
+            "reward_total": ro.rewards.sum(1)[valid].mean().item(),
+            "explained_variance": explained_variance(ro.values, ro.returns, mask).item()}
 
-        # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
-        #    Distributed: batch_size prompts per process, each its own share of the global batch.
-        batch_idx = dist.shard(order.next(cfg.batch_size * dist.world_size))[0]
-        batch_prompts = [prompt_texts[i] for i in batch_idx]
 
-        # 2-3. Rollout and evaluation (no grad): old log-probs, reference, values, scores.
-        ro = collect_rollout(policy_model, ref_model, value_model, rm_model, tok, batch_prompts, cfg,
-                             gens["sample"], score_fn, [prompt_tokens[i] for i in batch_idx])
-        n_bad = int((~ro.valid).sum())
-        episodes += cfg.batch_size
-        update += 1
-        if n_bad:
-            log.warning("update %d: %d of %d reward scores are NaN/inf; those episodes are dropped",
-                        update, n_bad, cfg.batch_size)
-        gold = None
-        if gold_fn is not None:  # evaluation only: a failing judge disables the column, not the run
-            try:
-                gold = sum(float(gold_fn(p, r)) for p, r in zip(ro.prompts, ro.responses)) / len(ro.prompts)
-            except Exception as e:
-                log.warning("gold_fn failed (%s: %s); the gold column is left empty from now on", type(e).__name__, e)
-                gold_fn = None
-
-        valid = ro.valid
-        row = {"update": update, "episodes": episodes, "bad_scores": n_bad, "gold": gold,
-               "kl_coef": kl_ctl.value, "lr": cfg.lr * lr_scale, "value_lr": cfg.value_lr * lr_scale,
-               "entropy": ro.entropy, "score_raw": ro.scores_raw[torch.isfinite(ro.scores_raw)].mean().item()
-               if torch.isfinite(ro.scores_raw).any() else float("nan")}
-        lengths = ro.response_mask.sum(1).float()
-        row["response_length"] = lengths[valid].mean().item() if valid.any() else float("nan")
-        row["eos_fraction"] = ro.ended.float().mean().item()
-        t_train = time.time()
-        skipped = 0
-        if not valid.any():
-            # A whole batch without a finite score: nothing to learn from.
-            log.warning("update %d: every reward score is NaN/inf; the update is skipped", update)
-            bad_streak += 1
-            skipped = 1
-        else:
-            # 4. Rewards (-β·KL per token, score on the last token), GAE, whitened advantages.
-            ro = compute_advantages(ro, cfg, kl_ctl.value)
-            mask = ro.response_mask
-            k1 = kl_k1(ro.logprobs, ro.ref_logprobs).masked_fill(~mask, 0).sum(1)
-            k3 = kl_k3(ro.logprobs, ro.ref_logprobs).masked_fill(~mask, 0).sum(1)
-            kl_mean = k1[valid].mean().item()
-            row.update(score=ro.scores[valid].mean().item(),
-                       score_std=ro.scores[valid].std().item() if int(valid.sum()) > 1 else 0.0,
-                       kl=kl_mean, kl_k3=k3[valid].mean().item(),
-                       reward_total=ro.rewards.sum(1)[valid].mean().item(),
-                       explained_variance=explained_variance(ro.values, ro.returns, mask).item())
-
-            # 5. PPO epochs over shuffled minibatches; PPO-ptx adds γ·NLL into the same backward.
-            acc: dict[str, list] = {}
-            n_mb = cfg.batch_size // cfg.minibatch_size
-            if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
-                policy_model.train()
-                value_model.train()
-            for _epoch in range(cfg.ppo_epochs):
-                perm = torch.randperm(cfg.batch_size, generator=gens["minibatch"])
-                for j in range(n_mb):
-                    idx = perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size].to(device)
-                    mb = _slice(ro, idx)
-                    if not mb["response_mask"].any():
-                        continue  # only dropped episodes in this minibatch
-                    ptx_ids = (ptx_windows(ptx_stream, cfg.ptx_batch_size, ptx_len, gens["ptx"]).to(device)
-                               if ptx_stream is not None else None)
-                    # The policy's loss and backward, then the value model's: the same gradients as one
-                    # backward of their sum (minibatch_loss), with one model's activations held at a time.
-                    opt_policy.zero_grad(set_to_none=True)
-                    opt_value.zero_grad(set_to_none=True)
-                    loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
-                    finite = bool(torch.isfinite(loss))
-                    if finite:
-                        dist.backward(loss)
-                        loss, vstats = value_minibatch_loss(train_value, mb, cfg)
-                        stats.update(vstats)
-                        finite = bool(torch.isfinite(loss))
-                    if finite:
-                        dist.backward(loss)
-                        gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
-                        gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
-                        finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
-                    if not finite:  # never step on NaN/inf: the weights stay the last good ones
-                        what = "loss" if not torch.isfinite(loss) else f"gradient norm (policy {gn.item()}, value {gv.item()})"
-                        log.warning("update %d: non-finite %s; optimizer step skipped", update, what)
-                        skipped += 1
-                        bad_streak += 1
-                        if bad_streak >= MAX_CONSECUTIVE_BAD:
-                            break
-                        continue
-                    opt_policy.step()
-                    opt_value.step()
-                    bad_streak = 0
-                    stats["grad_norm"], stats["value_grad_norm"] = gn, gv
-                    for k, v in stats.items():
-                        acc.setdefault(k, []).append(float(v))
-                if bad_streak >= MAX_CONSECUTIVE_BAD:
+def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOConfig, d, gens, guard, update: int,
+               dist, device) -> tuple[dict, int]:
+    """Step 5: `ppo_epochs` passes over shuffled minibatches of the rollout, each the backward of
+    the clipped PPO loss (+ ptx_coef · pretraining NLL), then of vf_coef · value loss, and one step
+    of each optimizer. A non-finite loss or gradient skips the step (the weights stay the last good ones).
+    Returns (the mean of each logged statistic, skipped steps)."""
+    opt_policy, opt_value = opts
+    policy_params, value_params = list(models.policy.parameters()), list(models.value.parameters())
+    acc: dict[str, list] = {}
+    skipped = 0
+    if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
+        models.policy.train()
+        models.value.train()
+    for _epoch in range(cfg.ppo_epochs):
+        perm = torch.randperm(cfg.batch_size, generator=gens["minibatch"])
+        for j in range(cfg.batch_size // cfg.minibatch_size):
+            mb = _slice(ro, perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size].to(device))
+            if not mb["response_mask"].any():
+                continue  # only dropped episodes in this minibatch
+            ptx_ids = (ptx_windows(d.ptx_stream, cfg.ptx_batch_size, d.ptx_len, gens["ptx"]).to(device)
+                       if d.ptx_stream is not None else None)
+            # The policy's loss and backward, then the value model's: the same gradients as one
+            # backward of their sum (minibatch_loss), with one model's activations held at a time.
+            opt_policy.zero_grad(set_to_none=True)
+            opt_value.zero_grad(set_to_none=True)
+            loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                dist.backward(loss)
+                loss, vstats = value_minibatch_loss(train_value, mb, cfg)
+                stats.update(vstats)
+                finite = bool(torch.isfinite(loss))
+            if finite:
+                dist.backward(loss)
+                gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
+            if not finite:  # never step on NaN/inf
+                what = "loss" if not torch.isfinite(loss) else f"gradient norm (policy {gn.item()}, value {gv.item()})"
+                guard.bad(update, f"non-finite {what}; optimizer step skipped")
+                skipped += 1
+                if guard.exhausted:
                     break
-            policy_model.eval()
-            value_model.eval()
-            mean = {k: sum(v) / len(v) for k, v in acc.items()}
-            row.update(policy_loss=mean.get("policy_loss"), value_loss=mean.get("value_loss"),
-                       clipfrac=mean.get("clipfrac"), approx_kl=mean.get("approx_kl"),
-                       ratio_max=max(acc["ratio_max"]) if "ratio_max" in acc else None,
-                       ptx_loss=mean.get("ptx_loss"), grad_norm=mean.get("grad_norm"),
-                       value_grad_norm=mean.get("value_grad_norm"))
-
-            # 6. KL controller (a no-op for the paper's fixed β) with the batch's mean KL per response.
-            #    n_steps is the global batch: every process's episodes count ([ZG]'s horizon is in episodes).
-            kl_ctl.update(dist.mean(kl_mean), cfg.batch_size * dist.world_size)  # the same beta on every process
-
-            # 7. EMA of the policy weights (the saved model when ema_decay > 0).
-            if ema is not None and acc:
-                ema.update(policy_model)
-
-        # 8. Log the update (CSV, trackers such as TensorBoard, progress bar), and a few of its
-        #    rollouts to samples.jsonl: what the policy says as it trains.
-        now = time.time()
-        row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
-                   time_train=now - t_train, time_total=now - t0)
-        row = dist.mean_dict(row)  # every logged number is the mean over processes
-        logger.log(**row)  # and to the trackers (tags ppo/<column>, at this update)
-        last_row = row
-        if dist.is_main and cfg.samples_per_update > 0:
-            write_samples(samples_fh, ro, update, cfg.samples_per_update)
-        bar.update(1)
-        bar.set_postfix(lr=f"{row['lr']:.2e}", score=_fmt(row.get("score")), kl=_fmt(row.get("kl")),
-                        tok_s=_fmt(float(ro.response_mask.sum()) / max(now - t0, 1e-9)))
-
-        if cfg.save_every and (update % cfg.save_every == 0 or update == n_updates) and bad_streak == 0:
-            _save_checkpoint(ckpt_dir, checkpoint_state())
-        if bad_streak >= MAX_CONSECUTIVE_BAD:
-            stopped = (f"stopped at update {update}: {bad_streak} consecutive steps or batches with non-finite "
-                       f"scores, losses or gradients; the last good weights are saved")
+                continue
+            opt_policy.step()
+            opt_value.step()
+            guard.good()
+            stats["grad_norm"], stats["value_grad_norm"] = gn, gv
+            for k, v in stats.items():
+                acc.setdefault(k, []).append(float(v))
+        if guard.exhausted:
             break
-        if row.get("kl") is not None and row["kl"] > cfg.max_kl:
-            stopped = (f"stopped at update {update}: mean KL per response {row['kl']:.2f} nats exceeds "
-                       f"max_kl {cfg.max_kl}; the policy so far is saved")
-            break
-    bar.close()
-    logger.close()
-    samples_fh.close()
+    models.policy.eval()
+    models.value.eval()
+    mean = {k: sum(v) / len(v) for k, v in acc.items()}
+    return {"policy_loss": mean.get("policy_loss"), "value_loss": mean.get("value_loss"),
+            "clipfrac": mean.get("clipfrac"), "approx_kl": mean.get("approx_kl"),
+            "ratio_max": max(acc["ratio_max"]) if "ratio_max" in acc else None, "ptx_loss": mean.get("ptx_loss"),
+            "grad_norm": mean.get("grad_norm"), "value_grad_norm": mean.get("value_grad_norm")}, skipped
 
-    # 9. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
-    # in `out/value_model/`, with config, log, metrics and the resume checkpoint, in one rename.
-    if ema is not None:
-        policy_model = ema.apply_to(policy_model)
-    metrics = {k: v for k, v in last_row.items() if v is None or isinstance(v, (int, float))}
-    metrics.update({"updates": update, "episodes": episodes, "stopped": stopped,
-                    "time_s": elapsed0 + time.time() - t_start, "params": n_params(policy_model)})
-    metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-    stage = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    for m, cached in zip((policy_model, value_model), use_cache):  # saved for generation: the KV cache back on
-        lora.unwrap(m).config.use_cache = cached
-    record = {render.RECORD_FILE: fmt.record(tok, prompt_texts[0] if fmt.raw else read_prompts(prompts)[0])}
-    lora.save(policy_model, tok, stage, cfg.lora_merge, extra=record)
-    lora.save(value_model, tok, stage / "value_model", cfg.lora_merge, extra=record)
-    save_config(cfg, stage)
-    write_json(stage / "metrics.json", metrics)
-    write_json(stage / RUN_FILE, run_info)
-    shutil.copy2(log_path, stage / "log.csv")
-    shutil.copy2(samples_path, stage / SAMPLES_FILE)
-    for name in ("checkpoint", "tensorboard", "wandb", "mlruns"):
-        if (out / name).exists():  # hard links (a copy where links fail): `out` stays resumable until the swap
-            shutil.copytree(out / name, stage / name, symlinks=True, copy_function=_link_or_copy)
-    _fsync_tree(stage)
-    replace_dir(stage, out)
+
+def make_trainers(cfg: PPOConfig, m, d, dist, device) -> SimpleNamespace:
+    """What the loop trains with: one AdamW per model (policy ``lr``, value ``value_lr``; β=(0.9,
+    0.95), ε=1e-5, no weight decay), their DDP/FSDP views (the plain models sample, score and are
+    saved), the KL controller, the RNGs (sampling seeded per process), the prompt order, the EMA,
+    and the counters a checkpoint restores."""
+    opt_policy = make_optimizer(m.policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    opt_value = make_optimizer(m.value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    train_policy, opt_policy = dist.prepare(m.policy, opt_policy)
+    train_value, opt_value = dist.prepare_scorer(m.value, opt_value)
+    return SimpleNamespace(
+        opt_policy=opt_policy, opt_value=opt_value, train_policy=train_policy, train_value=train_value,
+        kl_ctl=(AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+                else FixedKLController(cfg.kl_coef)),
+        gens={"sample": torch.Generator(device=device).manual_seed(cfg.seed + dist.rank * distributed.RANK_SEED_STRIDE),
+              "minibatch": torch.Generator().manual_seed(cfg.seed + 1),
+              "ptx": torch.Generator().manual_seed(cfg.seed + 2)},
+        order=PromptOrder(len(d.prompts), cfg.seed),
+        ema=WeightEMA(m.policy, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        update=0, episodes=0, elapsed=0.0, last_row={}, samples=[])
+
+
+def checkpoint_state(m, t, guard, log_rows) -> dict:
+    """Everything a resumed run needs to continue bit for bit (run.py stores it without pickle)."""
+    return {"policy": m.policy.state_dict(), "value_model": m.value.state_dict(),
+            "opt_policy": t.opt_policy.state_dict(), "opt_value": t.opt_value.state_dict(),
+            "kl_ctl": t.kl_ctl.state_dict(), "prompt_order": t.order.state_dict(),
+            "ema": t.ema.state_dict() if t.ema else None, "rng": rng_state(),
+            "generators": {k: g.get_state() for k, g in t.gens.items()}, "update": t.update, "episodes": t.episodes,
+            "bad_streak": guard.streak, "elapsed": t.elapsed, "last_row": t.last_row, "log": log_rows,
+            "samples": t.samples}
+
+
+def restore(st: dict, m, t, guard) -> None:
+    """Put a checkpoint's state back into the models, optimizers, controller, RNGs and counters."""
+    m.policy.load_state_dict(st["policy"])
+    m.value.load_state_dict(st["value_model"])
+    t.opt_policy.load_state_dict(st["opt_policy"])
+    t.opt_value.load_state_dict(st["opt_value"])
+    t.kl_ctl.load_state_dict(st["kl_ctl"])
+    t.order.load_state_dict(st["prompt_order"])
+    if t.ema is not None:
+        t.ema.load_state_dict(st["ema"])
+    set_rng_state(st["rng"])
+    for k, g in t.gens.items():
+        g.set_state(st["generators"][k])
+    t.update, t.episodes, t.elapsed, t.last_row = st["update"], st["episodes"], st["elapsed"], st["last_row"]
+    t.samples = list(st.get("samples", []))
+    guard.streak = st["bad_streak"]
+
+
+def stop_reason(guard, row: dict, cfg: PPOConfig) -> str | None:
+    """Why the run stops after this update, if it does: too many bad steps, or a KL explosion."""
+    if guard.exhausted:
+        return (f"stopped at update {row['update']}: {guard.streak} consecutive steps or batches with "
+                f"non-finite scores, losses or gradients; the last good weights are saved")
+    if row.get("kl") is not None and row["kl"] > cfg.max_kl:
+        return (f"stopped at update {row['update']}: mean KL per response {row['kl']:.2f} nats exceeds "
+                f"max_kl {cfg.max_kl}; the policy so far is saved")
+    return None
+
+
+def final_metrics(t, stopped, time_s: float, params: int) -> dict:
+    """metrics.json: the last update's logged numbers, with the run's counters (NaN/inf as null)."""
+    metrics = {k: v for k, v in t.last_row.items() if v is None or isinstance(v, (int, float))}
+    metrics.update({"updates": t.update, "episodes": t.episodes, "stopped": stopped, "time_s": time_s,
+                    "params": params})
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def mean_gold(gold_fn, ro: Rollout):
+    """The judge's mean score of the batch (evaluation only, never trained on); None if it fails."""
+    try:
+        return sum(float(gold_fn(p, r)) for p, r in zip(ro.prompts, ro.responses)) / len(ro.prompts)
+    except Exception as e:  # noqa: BLE001 - a failing judge disables the column, not the run
+        log.warning("gold_fn failed (%s: %s); the gold column is left empty from now on", type(e).__name__, e)
+        return None
+
+
+def sample_rows(ro: Rollout, update: int, n: int) -> list[str]:
+    """The first `n` episodes of an update as samples.jsonl lines (RM score; KL to the reference, nats)."""
+    kl = (ro.logprobs - ro.ref_logprobs).masked_fill(~ro.response_mask, 0).sum(1)
+    return [json.dumps({"update": update, "prompt": ro.prompts[i], "response": ro.responses[i],
+                        "score": _finite_or_none(ro.scores_raw[i]), "kl": _finite_or_none(kl[i]),
+                        "ended": bool(ro.ended[i])}, ensure_ascii=False) for i in range(min(n, len(ro.prompts)))]
+
+
+def _finite_or_none(t) -> float | None:
+    v = float(t)
+    return round(v, 6) if math.isfinite(v) else None
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, ptx_data: str | None = None,
+              gold_fn: Callable[[str, str], float] | None = None, overwrite: bool = False, resume: bool | str = False,
+              score_fn: ScoreFn | None = None, progress: bool | None = None) -> dict:
+    """Train PPO (``cfg.ptx_coef == 0``) or PPO-ptx from an SFT folder against a reward model.
+
+    Args:
+        policy: SFT model folder (initial policy and KL reference).
+        reward: reward-model folder (the RM, and the value model's initialisation).
+        prompts: prompts JSONL. ptx_data: pretraining text (needed when ``cfg.ptx_coef > 0``).
+        gold_fn: ``gold_fn(prompt, response) -> float``, logged as ``gold``, never trained on.
+        score_fn: ``score_fn(prompts, responses) -> (B,) tensor`` used instead of the RM (tests,
+            or a programmatic reward); the RM folder then only initialises the value model.
+        resume: continue from ``<out>.checkpoint/`` (models, optimizers, KL controller, EMA, RNGs,
+            prompt position); "auto" when a checkpoint of this very run exists. progress: tqdm bar
+            (None: only on a terminal).
+    Returns the final metrics (also written to ``out/metrics.json``).
+    """
+    t_start = time.time()
+    # 0. Check the config, the inputs and the output folder before any model loads. Distributed
+    #    (accelerate launch / torchrun): only rank 0 writes the real output folder.
+    check_config(cfg, ptx_data)
+    dist = distributed.setup(cfg.mixed_precision)
+    require_trackers(cfg.report_to if dist.is_main else [])  # a missing wandb/mlflow: before `out` is touched
+    inputs = {"policy": policy, "reward": reward, "prompts": prompts, "ptx_data": ptx_data if cfg.ptx_coef > 0 else None}
+    values = {"score_fn": getattr(score_fn, "__qualname__", None)} if score_fn is not None else None
+    run = Run.start("ppo", cfg, out, inputs, overwrite, resume, values=values, dist=dist,
+                    max_bad_steps=cfg.max_bad_steps, stop_on_bad_steps=False)
+    with run:
+        seed_everything(cfg.seed)
+        device = dist.device(pick_device("auto"))
+        n_updates = cfg.total_episodes // cfg.batch_size
+
+        # 1. Models, prompts, pretraining text (PPO-ptx). The frozen models in the precision asked for.
+        frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            getattr(dist.acc, "mixed_precision", None) if dist.acc is not None else None, torch.float32)
+        m = load_models(cfg, policy, reward, score_fn, device, frozen_dtype)
+        # How prompts read to the policy: as SFT rendered them (its prompt_format.json); a run asked to
+        # render otherwise, or a reward model trained on other renderings, is an error.
+        fmt = render.resolve(m.tok, cfg.prompt_format, cfg.plain_template, policy, [prompts, ptx_data])
+        render.check_matches(fmt, policy, "the policy (SFT model)")
+        render.check_matches(fmt, reward, "the reward model")
+        cfg = run.cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
+        d = load_data(cfg, m.policy, m.tok, prompts, ptx_data, fmt)
+        first = read_prompts(prompts)[0]
+        render.announce("ppo", fmt, m.tok, first)
+        for sub in ("", "value_model"):
+            render.write_record(run.staging / sub, fmt, m.tok, first)
+
+        # 2. Optimizers, KL controller, RNGs, prompt order, EMA; resume from a checkpoint of this run.
+        t = make_trainers(cfg, m, d, dist, device)
+        st = run.resume_state()
+        if st is not None:
+            restore(st, m, t, run.guard)
+        # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only); a resumed run
+        # logs its rows so far again, so both hold exactly the rows of an uninterrupted run.
+        logger = run.logger(LOG_COLUMNS, step_field="update", rows=st["log"] if st else ())
+        log.info("PPO%s: policy %.2fM params, %d prompts, %d updates of %d episodes on %s",
+                 "-ptx" if cfg.ptx_coef > 0 else "", n_params(m.policy) / 1e6, len(d.prompts),
+                 n_updates, cfg.batch_size, device)
+        stopped = None
+        bar = progress_bar(n_updates, "ppo-ptx" if cfg.ptx_coef > 0 else "ppo", unit="update",
+                           disable=None if progress is None else not progress)
+        bar.update(t.update)
+        elapsed0 = t.elapsed
+        # A few rollouts of every update: samples.jsonl (a resumed run's so far first).
+        samples_fh = open(run.staging / SAMPLES_FILE, "w", encoding="utf-8")
+        samples_fh.writelines(line + "\n" for line in t.samples)
+        samples_fh.flush()
+        warmup = round(cfg.warmup_fraction * n_updates) if cfg.warmup_fraction > 0 else cfg.warmup_updates
+        while t.update < n_updates:
+            t0 = time.time()
+            # Warmup: 0.1·lr at the first update, rising linearly to lr at update `warmup` (warmup_updates,
+            # or warmup_fraction of the run's updates) ([IG] App. C.4).
+            lr_scale = warmup_scale(t.update, warmup)
+            set_lr(t.opt_policy, cfg.lr * lr_scale)
+            set_lr(t.opt_value, cfg.value_lr * lr_scale)
+
+            # 1. A batch of prompts (a seeded shuffled pass over the file, cycled).
+            #    Distributed: batch_size prompts per process, each its own share of the global batch.
+            batch_idx = dist.shard(t.order.next(cfg.batch_size * dist.world_size))[0]
+            batch_prompts = [d.prompts[i] for i in batch_idx]
+
+            # 2-3. Rollout and evaluation (no grad): sample, then old log-probs, reference, values, RM scores.
+            ro = collect_rollout(m.policy, m.ref, m.value, m.rm, m.tok, batch_prompts, cfg, t.gens["sample"], score_fn,
+                                 [d.prompt_ids[i] for i in batch_idx])
+            t.episodes += cfg.batch_size
+            t.update += 1
+            row = {"update": t.update, "episodes": t.episodes, "kl_coef": t.kl_ctl.value, "lr": cfg.lr * lr_scale,
+                   "value_lr": cfg.value_lr * lr_scale, **rollout_stats(ro)}
+            if row["bad_scores"]:
+                log.warning("update %d: %d of %d reward scores are NaN/inf; those episodes are dropped",
+                            t.update, row["bad_scores"], cfg.batch_size)
+            row["gold"] = mean_gold(gold_fn, ro) if gold_fn is not None else None
+            gold_fn = gold_fn if row["gold"] is not None else None  # a failing judge: the column stays empty
+            t_train = time.time()
+            skipped = 0
+            if not ro.valid.any():  # a whole batch without a finite score: nothing to learn from
+                run.guard.bad(t.update, "every reward score is NaN/inf; the update is skipped")
+                skipped = 1
+            else:
+                # 4. Rewards (-β·KL per token, score on the last token), GAE, whitened advantages.
+                ro = compute_advantages(ro, cfg, t.kl_ctl.value)
+                row.update(advantage_stats(ro))
+
+                # 5. PPO epochs over shuffled minibatches; PPO-ptx adds γ·NLL into the same backward.
+                stats, skipped = ppo_epochs(ro, m, t.train_policy, t.train_value, (t.opt_policy, t.opt_value), cfg, d,
+                                            t.gens, run.guard, t.update, dist, device)
+                row.update(stats)
+
+                # 6. KL controller (a no-op for the paper's fixed β) with the batch's mean KL per response;
+                #    n_steps is the global batch: every process's episodes count ([ZG]'s horizon is in episodes).
+                t.kl_ctl.update(dist.mean(row["kl"]), cfg.batch_size * dist.world_size)  # the same β on every process
+
+                # 7. EMA of the policy weights (the saved model when ema_decay > 0).
+                if t.ema is not None and stats["policy_loss"] is not None:
+                    t.ema.update(m.policy)
+
+            # 8. Log the update (CSV, trackers such as TensorBoard, progress bar): means over processes.
+            now = time.time()
+            row.update(skipped_steps=skipped, time_gen=ro.time_gen, time_score=ro.time_score,
+                       time_train=now - t_train, time_total=now - t0)
+            t.last_row = row = dist.mean_dict(row)
+            logger.log(**row)
+            if dist.is_main and cfg.samples_per_update > 0:  # what the policy says as it trains
+                lines = sample_rows(ro, t.update, cfg.samples_per_update)
+                t.samples.extend(lines)
+                samples_fh.writelines(line + "\n" for line in lines)
+                samples_fh.flush()
+            bar.update(1)
+            bar.set_postfix(lr=f"{row['lr']:.2e}", score=_fmt(row.get("score")), kl=_fmt(row.get("kl")),
+                            tok_s=_fmt(float(ro.response_mask.sum()) / max(now - t0, 1e-9)))
+
+            # 9. Checkpoint (after a good update); stop on too many bad steps or a KL explosion.
+            t.elapsed = elapsed0 + time.time() - t_start
+            run.checkpoint(t.update, n_updates, run.guard.streak == 0, lambda: checkpoint_state(m, t, run.guard, logger.rows))
+            stopped = stop_reason(run.guard, row, cfg)
+            if stopped:
+                break
+        bar.close()
+        samples_fh.close()
+
+        # 10. Save: the policy (EMA weights if enabled) as a plain HF folder at `out`, the value model
+        #     in `out/value_model/`, with config, log, samples and metrics, in one atomic swap; the KV
+        #     cache (off for the full-sequence forwards) back on for whoever generates with them.
+        for model, cached in zip((m.policy, m.value), m.use_cache):
+            lora.unwrap(model).config.use_cache = cached
+        policy_model = t.ema.apply_to(m.policy) if t.ema is not None else m.policy
+        metrics = final_metrics(t, stopped, elapsed0 + time.time() - t_start, n_params(policy_model))
+        run.finish(metrics, [("", policy_model, m.tok), ("value_model", m.value, m.tok)], merge=cfg.lora_merge)
     if stopped:
-        log.warning("%s (saved to %s)", stopped, out)
+        log.warning("%s (saved to %s)", stopped, run.out)
     log.info("PPO done: %s", {k: metrics.get(k) for k in ("score", "kl", "gold", "time_s")})
     return metrics

@@ -7,29 +7,31 @@ paper's (answers a question with another question, rambles, complies).
 
 The corpus is packed into one token stream with EOS between documents; each step trains on random
 windows of `seq_len + 1` tokens (next-token cross-entropy on every position). AdamW, linear warmup,
-cosine decay to 10% of the peak LR. Resumable: `checkpoint/` holds model, optimizer, step and RNG.
+cosine decay to 10% of the peak LR (reached at step `max_steps`). The run lifecycle (`run.py`)
+keeps a resumable checkpoint in `<out>.checkpoint/` (model, optimizer, step, every RNG, the data
+position) and writes the folder atomically at the end.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from instructrl.config import PretrainConfig
+from instructrl.config import PretrainConfig, validate
 from instructrl.data.readers import read_pretrain_texts
 from instructrl.data.stream import random_windows as stream_windows
 from instructrl.data.stream import token_stream
 from instructrl.errors import InstructRLError
-from instructrl.models import build_gpt2, n_params, save_model_folder
+from instructrl.models import build_gpt2, n_params
+from instructrl.run import Run, rng_state, set_rng_state
 from instructrl.tokenizer import build_tokenizer
 from instructrl.tracking import require_trackers
-from instructrl.train_utils import MAX_BAD_STEPS, BadStepGuard, rng_state, save_checkpoint, set_rng_state
-from instructrl.train_utils import folder_files, stage_trackers, staging_dir
+from instructrl.train_utils import cosine_lr, set_lr
+
+LOG_FIELDS = ["step", "loss", "lr", "time_s", "val_loss"]
 
 
 def random_windows(stream: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -37,14 +39,6 @@ def random_windows(stream: torch.Tensor, batch_size: int, length: int, generator
     if len(stream) <= length:
         raise InstructRLError(f"pretraining text has {len(stream)} tokens, fewer than one window of {length + 1}")
     return stream_windows(stream, batch_size, length, generator, last_start=False)
-
-
-def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
-    """Linear warmup, then cosine decay from `peak` to `min_ratio * peak` at `total`."""
-    if warmup and step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @torch.no_grad()
@@ -68,107 +62,85 @@ def stream_nll(model, stream: torch.Tensor, seq_len: int, max_windows: int) -> f
     return total / max(1, count)
 
 
-def run(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, overwrite: bool = False,
-        resume: bool = False, quiet: bool = False) -> dict:
-    out = Path(out)
-    if out.exists() and (out / "config.json").exists() and not overwrite:
-        raise InstructRLError(f"{out} already holds a model; pass --overwrite to replace it")
-    ckpt_dir = out.with_name(out.name + ".checkpoint")
-    torch.manual_seed(cfg.seed)
+def pretrain_base(cfg: PretrainConfig, data: str, out: str, val_data: str | None = None, overwrite: bool = False,
+                  resume: bool | str = False, quiet: bool = False) -> dict:
+    """Pretrain a GPT-2 (character or BPE tokenizer, `cfg.tokenizer`) on the text in `data`; write a
+    plain HF folder to `out`.
 
-    # 1. Tokenizer, model, data streams.
-    train_texts = read_pretrain_texts(data)
-    tokenizer = build_tokenizer(cfg.tokenizer, train_texts, cfg.vocab_size, cfg.n_positions)
-    model = build_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.dropout, cfg.seed)
-    model.train()
-    train = token_stream(tokenizer, train_texts)
-    val = token_stream(tokenizer, read_pretrain_texts(val_data)) if val_data else None
-    if cfg.seq_len > cfg.n_positions:
-        raise InstructRLError(f"seq_len {cfg.seq_len} exceeds the context n_positions {cfg.n_positions}")
-
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, history, elapsed = 0, [], 0.0
-
-    # 2. Resume: model, optimizer, step, data RNG (the position in the stream), RNGs, history, log.
-    log_rows = []
-    guard = BadStepGuard("pretrain", ckpt_dir, MAX_BAD_STEPS)
-    if resume and (ckpt_dir / "state.pt").exists():
-        state = torch.load(ckpt_dir / "state.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["data_rng"])
-        if "rng" in state:
-            set_rng_state(state["rng"])
-        else:  # a checkpoint from before full RNG state was saved
-            torch.set_rng_state(state["torch_rng"])
-        step, history, elapsed = state["step"], state["history"], state["elapsed"]
-        log_rows = state.get("log_rows", [])
-    # TensorBoard/wandb/MLflow (cfg.report_to) in a staging folder, carried into `out` at the end.
+    `resume=True` continues from `<out>.checkpoint/` (an error if there is none or it is another
+    run's), "auto" continues when a matching one exists. Returns the metrics (also in metrics.json).
+    """
+    # 0. Check the config, the inputs and the output folder before any work.
+    validate(cfg)
     require_trackers(cfg.report_to)
-    stage = staging_dir(out)
-    tracker = stage_trackers(cfg, stage, "pretrain", name=out)
-    for r in log_rows:
-        tracker.log({k: v for k, v in r.items() if k != "step"}, r["step"])
-    t0 = time.time() - elapsed
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {n_params(model) / 1e6:.2f}M", disable=quiet, dynamic_ncols=True)
-    while step < cfg.max_steps:
-        # 3. One optimizer step on random windows of the packed corpus.
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.max_steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = random_windows(train, cfg.batch_size, cfg.seq_len + 1, gen)
-        logits = model(input_ids=x[:, :-1]).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        good = guard.ok(step + 1, loss.item(), grad_norm)  # NaN/inf: skipped, and the run stops after N
-        if good:
-            opt.step()
-        step += 1
-        row = {"step": step, "loss": loss.item(), "lr": lr, "time_s": time.time() - t0}
+    run = Run.start("pretrain", cfg, out, {"data": data, "val_data": val_data}, overwrite, resume)
+    with run:
+        # 1. Tokenizer, model, data streams.
+        torch.manual_seed(cfg.seed)
+        train_texts = read_pretrain_texts(data)
+        tokenizer = build_tokenizer(cfg.tokenizer, train_texts, cfg.vocab_size, cfg.n_positions)
+        model = build_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.dropout, cfg.seed)
+        model.train()
+        train = token_stream(tokenizer, train_texts)
+        val = token_stream(tokenizer, read_pretrain_texts(val_data)) if val_data else None
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(cfg.seed)
 
-        # 4. Periodic held-out loss and checkpoint.
-        if val is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            row["val_loss"] = stream_nll(model, val, cfg.seq_len, cfg.eval_batches * 16)
-            history.append({"step": step, "val_loss": row["val_loss"]})
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_loss']:.3f}")
-        elif step % 50 == 0:
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-        log_rows.append(row)
-        tracker.log({k: v for k, v in row.items() if k != "step"}, step)
-        bar.update(1)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps and good:
-            _save_checkpoint(ckpt_dir, model, opt, gen, step, history, time.time() - t0, log_rows)
-    bar.close()
-    tracker.close()
+        # 2. Resume: model, optimizer, data RNG (the position in the stream), RNGs, history, log.
+        step, history, elapsed, log_rows, last_loss = 0, [], 0.0, [], None
+        state = run.resume_state()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["data_rng"])
+            set_rng_state(state["rng"])
+            step, history, elapsed, log_rows = state["step"], state["history"], state["elapsed"], state["log"]
+            last_loss = state["last_loss"]
+        logger = run.logger(LOG_FIELDS, rows=log_rows)
+        t0 = time.time() - elapsed
+        bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {n_params(model) / 1e6:.2f}M", disable=quiet,
+                   dynamic_ncols=True)
+        while step < cfg.max_steps:
+            # 3. One optimizer step on random windows of the packed corpus. The cosine reaches
+            #    10% at step max_steps (not max_steps - 1, as SFT's and the RM's do).
+            lr = cosine_lr(step, cfg.max_steps + 1, cfg.lr, 0.1, cfg.warmup_steps)
+            set_lr(opt, lr)
+            x = random_windows(train, cfg.batch_size, cfg.seq_len + 1, gen)
+            logits = model(input_ids=x[:, :-1]).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            good = run.guard.ok(step + 1, loss.item(), grad_norm)  # NaN/inf: skipped, and the run stops after N
+            if good:
+                opt.step()
+            step += 1
+            last_loss = loss.item()
+            row = {"step": step, "loss": last_loss, "lr": lr, "time_s": time.time() - t0}
 
-    # 5. Save the base model as a plain HF folder with its config and logs.
-    metrics = {
-        "params": n_params(model),
-        "steps": step,
-        "train_loss": log_rows[-1]["loss"] if log_rows else None,
-        "val_loss": history[-1]["val_loss"] if history else None,
-        "time_s": time.time() - t0,
-        "tokens_seen": step * cfg.batch_size * cfg.seq_len,
-    }
-    csv = "step,loss,lr,time_s,val_loss\n" + "".join(
-        f"{r['step']},{r['loss']:.5f},{r['lr']:.3e},{r['time_s']:.2f},{r.get('val_loss', '')}\n" for r in log_rows)
-    import yaml
-    from instructrl.config import to_dict
-    save_model_folder(model, tokenizer, out, extra={"metrics.json": metrics, "log.csv": csv,
-                                                     "config.yaml": yaml.safe_dump(to_dict(cfg), sort_keys=False),
-                                                     **folder_files(stage)})
-    import shutil
-    shutil.rmtree(stage, ignore_errors=True)
-    if ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+            # 4. Periodic held-out loss, log, checkpoint.
+            if val is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                row["val_loss"] = stream_nll(model, val, cfg.seq_len, cfg.eval_batches * 16)
+                history.append({"step": step, "val_loss": row["val_loss"]})
+                bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_loss']:.3f}")
+            elif step % 50 == 0:
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+            logger.log(**row)
+            bar.update(1)
+            run.checkpoint(step, cfg.max_steps, good, lambda: {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "data_rng": gen.get_state(),
+                "rng": rng_state(), "step": step, "history": history, "elapsed": time.time() - t0,
+                "log": logger.rows, "last_loss": last_loss})
+        bar.close()
+
+        # 5. Save the base model as a plain HF folder with its config and logs.
+        metrics = {
+            "params": n_params(model),
+            "steps": step,
+            "train_loss": last_loss,
+            "val_loss": history[-1]["val_loss"] if history else None,
+            "time_s": time.time() - t0,
+            "tokens_seen": step * cfg.batch_size * cfg.seq_len,
+        }
+        run.finish(metrics, [("", model, tokenizer)])
     return metrics
-
-
-def _save_checkpoint(ckpt_dir: Path, model, opt, gen, step, history, elapsed, log_rows=()):
-    """Atomically (temp file, fsync, rename): a kill -9 mid-save leaves the previous checkpoint whole."""
-    save_checkpoint(ckpt_dir, {"model": model.state_dict(), "optimizer": opt.state_dict(), "data_rng": gen.get_state(),
-                               "rng": rng_state(), "step": step, "history": history, "elapsed": elapsed,
-                               "log_rows": list(log_rows)})

@@ -340,6 +340,18 @@ def _headline(metrics: dict, logs: dict, judge: str) -> str:
         else:
             sentences.append(f"<b>Not clearly.</b> {judge.capitalize()} prefer {a} to SFT {_pct(wr)} of the time{ci}: "
                              "the interval includes 50%.")
+        name = k.split("_vs_")[0]
+        d, (dlo, dhi) = _num(metrics.get(f"gold_delta.{k}")), _ci(metrics, "gold_delta", k)
+        if d is not None and dlo is not None:
+            w1, (lo1, hi1) = _num(metrics.get(f"winrate_t1.{k}")), _ci(metrics, "winrate_t1", k)
+            d1 = _num(metrics.get(f"gold_delta_t1.{k}"))
+            txt = (f"By the gold judge {a}'s mean score is {d:+.3f} against SFT's (95% CI {dlo:+.3f} to {dhi:+.3f}"
+                   f"{': really better' if dlo > 0 else ': really worse' if dhi < 0 else ': no clear difference'}).")
+            if w1 is not None:
+                txt += (f" Sampled at T = 1 (the paper's rollout temperature): win rate {_pct(w1)}"
+                        + (f" ({_pct(lo1)}–{_pct(hi1)})" if lo1 is not None else "")
+                        + (f", gold {d1:+.3f}" if d1 is not None else "") + ".")
+            sentences.append(txt)
         # The labelers are noisy and have tastes (brevity...): say so when the hidden gold judge disagrees.
         if g is not None and gcls != cls:
             gci = f" (95% CI {_pct(glo)}–{_pct(ghi)})" if glo is not None else ""

@@ -29,12 +29,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from instructrl import distributed, lora, losses
+from instructrl.config import validate
 from instructrl.data import render
 from instructrl.data.collate import encode_demonstration, encode_ranking, pad_right
 from instructrl.data.readers import read_demonstrations, read_rankings
@@ -47,30 +48,16 @@ from instructrl.models import (
     score_sequences,
     sequence_scores,
 )
+from instructrl.run import Run, rng_state, set_rng_state
 from instructrl.train_utils import (
-    MetricsLogger,
     Timer,
     cosine_lr,
-    guard_run_dir,
+    fit_max_len,
     make_optimizer,
     progress,
-    refuse_input_folders,
-    run_files,
-    run_fingerprint,
     seed_everything,
     set_lr,
-    stage_trackers,
-    staging_dir,
-)
-from instructrl.train_utils import (
-    BadStepGuard,
-    checkpoint_dir,
-    fit_max_len,
-    load_checkpoint,
-    remove_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+    warn_unknown_tokens,
 )
 
 LOG_FIELDS = ["step", "epoch", "loss", "accuracy", "margin", "lr", "grad_norm", "prompts_per_s", "val_loss", "val_accuracy"]
@@ -96,14 +83,13 @@ def read_rankings_for_training(path):
 
 
 def encode_rankings(tokenizer, rankings, max_len: int, truncation: str, fmt=None) -> list[dict]:
-    """Tokenize every ranking once: `{"seqs": K token lists (prompt + response + EOS), "rank": K ranks}`,
-    rendered by `fmt` (instructrl.data.render).
+    """Tokenize every ranking once: `{"seqs": K token lists (prompt + response + EOS), "rank": K ranks}`.
 
     Raises the reader's DataError (file, line, field) for a too-long sequence, before training.
     """
     out = []
     for r in rankings:
-        enc = encode_ranking(tokenizer, r, max_len, truncation, fmt)
+        enc = encode_ranking(tokenizer, r, max_len, truncation, fmt)  # rendered by `fmt` (instructrl.data.render)
         out.append({"seqs": [e["input_ids"] for e in enc], "rank": r.ranks()})
     return out
 
@@ -194,90 +180,155 @@ def format_calibration(table: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Setup and step pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def read_data(cfg, tok, data, demonstrations, heldout_data, fmt=None) -> SimpleNamespace:
+    """Read and tokenize everything now, so that a bad line fails before any training: the
+    rankings (one file or several, in order, as one set), the demonstrations (for the bias shift)
+    and the held-out labelers' rankings; every prompt rendered by `fmt` (instructrl.data.render)."""
+    files = [data] if isinstance(data, (str, Path)) else list(data)
+    rankings = [r for path in files for r in read_rankings_for_training(path)]
+    render.announce("rm", fmt or render.legacy_format(tok, None), tok, rankings[0])
+    encoded = encode_rankings(tok, rankings, cfg.max_len, cfg.truncation, fmt)
+    warn_unknown_tokens(tok, [(f"{r.source}:{r.line}", ids) for r, e in zip(rankings, encoded) for ids in e["seqs"]],
+                        "ranked responses")
+    demo_seqs = [encode_demonstration(tok, x, cfg.max_len, cfg.truncation, fmt)["input_ids"]
+                 for x in read_demonstrations(demonstrations)] if demonstrations else []
+    heldout = (encode_rankings(tok, read_rankings_for_training(heldout_data), cfg.max_len, cfg.truncation, fmt)
+               if heldout_data else [])
+    return SimpleNamespace(rankings=rankings, encoded=encoded,
+                           demo_seqs=demo_seqs, heldout=heldout)
+
+
+def kwise_step(train_rm, batch: list[dict], w: float, pad: int, dev, dist):
+    """One forward over every response of `batch`'s prompts (exactly K per prompt; the score read at
+    the EOS) and the K-wise loss over all their C(K,2) pairs, each prompt one batch element
+    ([IG] Eq. 1). Distributed: the loss is reweighted so DDP's gradient mean is the mean over all
+    processes' prompts; the statistics are over all processes' pairs."""
+    ids, attn, group, rank = collate_prompts(batch, pad)
+    scores = sequence_scores(train_rm, ids.to(dev), attn.to(dev))
+    loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
+    if dist.distributed:
+        n_local = w * float(stats["num_groups"])
+        loss = loss * (n_local * dist.world_size / max(dist.sum(n_local), 1.0))
+        pairs = w * float(stats["num_pairs"])
+        n_pairs = max(dist.sum(pairs), 1.0)
+        stats = {"accuracy": dist.sum(float(stats["accuracy"]) * pairs) / n_pairs,
+                 "margin": dist.sum(float(stats["margin"]) * pairs) / n_pairs}
+    return loss, stats
+
+
+def normalise_bias(rm, demo_seqs, pad: int, batch_size: int) -> dict:
+    """Shift the score so the demonstrations have mean 0 ([IG] §3.5; the loss is shift-invariant)."""
+    if not demo_seqs:
+        return {}
+    before = float(score_sequences(rm, demo_seqs, pad, batch_size).mean())
+    add_score_bias(rm, -before)
+    after_scores = score_sequences(rm, demo_seqs, pad, batch_size)
+    after = float(after_scores.mean())
+    if abs(after) > 1e-3 * max(1.0, abs(before)):
+        raise RuntimeError(f"bias normalisation failed: demonstrations score mean {after} after shifting by {-before}")
+    return {"demo_score_mean_before": before, "demo_score_mean": after,
+            "demo_score_std": float(after_scores.std()) if len(demo_seqs) > 1 else 0.0,
+            "score_bias": -before, "n_demonstrations": len(demo_seqs)}
+
+
+def restore(state: dict, rm, optimizer, guard) -> int:
+    """Put a checkpoint back (weights, optimizer, RNGs, bad-step streak); returns its step."""
+    rm.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    guard.streak = state["bad_streak"]
+    return state["step"]
+
+
+def final_metrics(epoch_stats, val, held, demo, train_set, total_steps, rm, timer) -> dict:
+    last = epoch_stats[-1] if epoch_stats else {}
+    return {
+        "train_loss": sum(r["loss"] for r in epoch_stats) / max(len(epoch_stats), 1),
+        "train_accuracy": sum(r["accuracy"] for r in epoch_stats) / max(len(epoch_stats), 1),
+        "final_train_step_loss": last.get("loss"),
+        "val_accuracy": val["accuracy"] if val else None,
+        "val_loss": val["loss"] if val else None,
+        "val_margin": val["margin"] if val else None,
+        "val_pairs": val["pairs"] if val else 0,
+        "val_prompts": val["prompts"] if val else 0,
+        "calibration": val["calibration"] if val else [],
+        "heldout_labeler_accuracy": held["accuracy"] if held else None,
+        "heldout_margin": held["margin"] if held else None,
+        "heldout_pairs": held["pairs"] if held else 0,
+        "heldout_calibration": held["calibration"] if held else [],
+        **demo,
+        "train_prompts": len(train_set),
+        "train_comparisons": sum(sum(1 for a in e["rank"] for b in e["rank"] if a < b) for e in train_set),
+        "steps": total_steps,
+        "n_params": n_params(rm),
+        "time_s": timer.elapsed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------
 
 
-def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | None = None,
-        heldout_data: str | None = None, overwrite: bool = False, *, device: str | None = None, verbose: bool = True,
-        resume: bool | str = False) -> dict:
+def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonstrations: str | None = None,
+                       heldout_data: str | None = None, overwrite: bool = False, *, device: str | None = None,
+                       verbose: bool = True, resume: bool | str = False) -> dict:
     """Train a reward model from the causal LM in folder `model` on the rankings in `data` (one file or
     several, read in order as one set: e.g. the comparisons of each round of iterated RLHF); write it to `out`.
 
-    Every `cfg.checkpoint_every` steps the full training state goes to `<out>.checkpoint/state.pt`;
+    Every `cfg.checkpoint_every` steps the full training state goes to `<out>.checkpoint/`;
     `resume=True` continues from it (an error if there is none or it is another run's), "auto"
     continues when a matching one exists. The result equals an uninterrupted run bit for bit.
 
     Returns the metrics also written to `out/metrics.json`.
     """
     timer = Timer()
-    # 0. Check the output folder before any work.
-    inputs = {"model": model, "data": data, "demonstrations": demonstrations, "heldout_data": heldout_data}
-    fingerprint = run_fingerprint("rm", cfg, inputs)
-    refuse_input_folders(out, model)
-    guard_run_dir(out, "rm", fingerprint, overwrite)
-    seed_everything(cfg.seed)
-    dev = pick_device(device or "auto")
+    # 0. Check the config, the inputs and the output folder before any model loads.
+    validate(cfg)
     # accelerate launch / torchrun: DDP, FSDP or DeepSpeed through Accelerate; otherwise a no-op.
     dist = distributed.setup(cfg.mixed_precision)
-    dev = dist.device(dev)
-    out = dist.private_out(out)  # only rank 0 writes the real output folder
+    inputs = {"model": model, "data": data, "demonstrations": demonstrations, "heldout_data": heldout_data}
+    run = Run.start("rm", cfg, out, inputs, overwrite, resume, dist=dist, max_bad_steps=cfg.max_bad_steps)
+    with run:
+        seed_everything(cfg.seed)
+        dev = dist.device(pick_device(device or "auto"))
 
-    # 1. The RM: the (SFT) model with its unembedding replaced by a fresh scalar head; dropout off.
-    rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
-    rm = lora.prepare(rm, cfg, model, task="SEQ_CLS")  # gradient checkpointing, LoRA (head trained in full)
-    rm.to(dev).train()
-    cfg = fit_max_len(cfg, rm)  # a record longer than the context: DataError (file, line) or truncation
-    pad = tok.pad_token_id
-    # How prompts read to the model: as the SFT model was trained (its prompt_format.json) unless asked
-    # otherwise, which is an error when it differs from that record. Saved with the RM for PPO.
-    files = [data] if isinstance(data, (str, Path)) else list(data)
-    fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, model, files + [demonstrations, heldout_data])
-    render.check_matches(fmt, model, "the model")
-    cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
+        # 1. The RM: the (SFT) model with its unembedding replaced by a fresh scalar head; dropout off.
+        rm, tok = reward_model_from_causal_lm(model, seed=cfg.seed)
+        rm = lora.prepare(rm, cfg, model, task="SEQ_CLS").to(dev).train()  # gradient checkpointing, LoRA (head in full)
+        cfg = fit_max_len(cfg, rm)  # a record longer than the context: DataError (file, line) or truncation
+        pad = tok.pad_token_id
+        # How prompts read to the model: as the SFT model was trained (its prompt_format.json) unless asked
+        # otherwise, which is an error when it differs from that record. Saved with the RM for PPO.
+        files = [data] if isinstance(data, (str, Path)) else list(data)
+        fmt = render.resolve(tok, cfg.prompt_format, cfg.plain_template, model, files + [demonstrations, heldout_data])
+        render.check_matches(fmt, model, "the model")
+        cfg = run.cfg = dataclasses.replace(cfg, prompt_format=fmt.kind, plain_template=fmt.plain_template)
 
-    # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
-    rankings = [r for path in files for r in read_rankings_for_training(path)]
-    render.announce("rm", fmt, tok, rankings[0])
-    encoded = encode_rankings(tok, rankings, cfg.max_len, cfg.truncation, fmt)
-    demo_seqs = []
-    if demonstrations:
-        demo_seqs = [encode_demonstration(tok, d, cfg.max_len, cfg.truncation, fmt)["input_ids"]
-                     for d in read_demonstrations(demonstrations)]
-    heldout = (encode_rankings(tok, read_rankings_for_training(heldout_data), cfg.max_len, cfg.truncation, fmt)
-               if heldout_data else [])
+        # 2. Read and tokenize everything now: a bad line fails here, before any output exists.
+        d = read_data(cfg, tok, data, demonstrations, heldout_data, fmt)
+        render.write_record(run.staging, fmt, tok, d.rankings[0])
 
-    # 3. Hold out whole prompts for validation (seeded).
-    train_idx, val_idx = split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
-    train_set = [encoded[i] for i in train_idx]
-    val_set = [encoded[i] for i in val_idx]
-    order_rng = random.Random(cfg.seed)
-    global_batch = cfg.batch_size * dist.world_size  # batch_size is per process
-    steps_per_epoch = math.ceil(len(train_set) / global_batch)
-    total_steps = steps_per_epoch * cfg.epochs
-    optimizer = make_optimizer(rm, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
-    train_rm, optimizer = dist.prepare_scorer(rm, optimizer)  # the DDP/FSDP view trains; `rm` evaluates and saves
+        # 3. Hold out whole prompts for validation (seeded); optimizer; resume.
+        train_idx, val_idx = split_by_prompt(d.rankings, cfg.val_fraction, cfg.seed)
+        train_set = [d.encoded[i] for i in train_idx]
+        val_set = [d.encoded[i] for i in val_idx]
+        order_rng = random.Random(cfg.seed)
+        global_batch = cfg.batch_size * dist.world_size  # batch_size is per process
+        total_steps = math.ceil(len(train_set) / global_batch) * cfg.epochs
+        optimizer = make_optimizer(rm, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
+        train_rm, optimizer = dist.prepare_scorer(rm, optimizer)  # the DDP/FSDP view trains; `rm` evaluates and saves
+        # The prompt order is replayed from the seeded order_rng (one shuffle per epoch), so the
+        # position in the rankings is the step count.
+        resumed = run.resume_state()  # weights, optimizer, RNGs, log rows
+        logger = run.logger(LOG_FIELDS, rows=resumed["log"] if resumed else ())
+        start_step = restore(resumed, rm, optimizer, run.guard) if resumed else 0
 
-    stage = staging_dir(out)
-    try:
-        # log.csv, plus TensorBoard/wandb/MLflow as cfg.report_to asks (rank 0 only), in the staging
-        # folder; run_files carries them into the final folder.
-        logger = MetricsLogger(stage / "log.csv", LOG_FIELDS,
-                               tracker=stage_trackers(cfg, stage, "rm", dist.is_main, out))
-        ckpt_dir = checkpoint_dir(out)
-        guard = BadStepGuard("rm", ckpt_dir, cfg.max_bad_steps)
-        # Resume: weights, optimizer, RNGs, log rows. The prompt order is replayed from the seeded
-        # order_rng (one shuffle per epoch), so the position in the rankings is the step count.
-        resumed = load_checkpoint(ckpt_dir, "rm", fingerprint, resume)
-        start_step = 0
-        if resumed is not None:
-            rm.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            set_rng_state(resumed["rng"])
-            guard.streak = resumed["bad_streak"]
-            start_step = resumed["step"]
-            for row in resumed["log"]:
-                logger.log(**row)
+        # 4. The loop.
         bar = progress(total_steps, "rm")
         step, epoch_stats = 0, []
         for epoch in range(1, cfg.epochs + 1):
@@ -294,31 +345,21 @@ def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | 
                 t0 = Timer()
                 lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup, cosine to 10%
                 set_lr(optimizer, lr)
-                # 4a. batch_size prompts -> sum(K) sequences; group/rank say which prompt and place.
+                # 4a. batch_size prompts -> sum(K) sequences, ONE forward (K per prompt, never C(K,2)·2);
+                #     all C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
                 #     Distributed: each process takes its share of the global batch of prompts.
                 batch, w = dist.shard([train_set[i] for i in order[b0:b0 + global_batch]])
-                ids, attn, group, rank = collate_prompts(batch, pad)
-                # 4b. ONE forward pass over all of them: exactly K per prompt; score at the EOS.
-                scores = sequence_scores(train_rm, ids.to(dev), attn.to(dev))
-                # 4c. All C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
-                loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
-                if dist.distributed:  # the mean over all processes' prompts (DDP averages gradients)
-                    n_local = w * float(stats["num_groups"])
-                    n_global = dist.sum(n_local)
-                    loss = loss * (n_local * dist.world_size / max(n_global, 1.0))
-                    pairs = w * float(stats["num_pairs"])
-                    n_pairs = max(dist.sum(pairs), 1.0)
-                    stats = {"accuracy": dist.sum(float(stats["accuracy"]) * pairs) / n_pairs,
-                             "margin": dist.sum(float(stats["margin"]) * pairs) / n_pairs}
+                loss, stats = kwise_step(train_rm, batch, w, pad, dev, dist)
+                # 4b. Backward, clip, step; a NaN/inf loss or gradient skips the step (and stops after N).
                 dist.backward(loss)
                 grad_norm = dist.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
                 step += 1
-                loss_value = float(loss.detach()) / dist.world_size if dist.distributed else float(loss.detach())
-                loss_value = dist.sum(loss_value)
-                good = guard.ok(step, loss_value, grad_norm)  # NaN/inf: skip (and stop after N)
+                loss_value = dist.sum(float(loss.detach()) / dist.world_size if dist.distributed else float(loss.detach()))
+                good = run.guard.ok(step, loss_value, grad_norm)
                 if good:
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                # 4c. Log.
                 row = {"step": step, "epoch": epoch, "loss": loss_value, "accuracy": float(stats["accuracy"]),
                        "margin": float(stats["margin"]), "lr": lr, "grad_norm": float(grad_norm),
                        "prompts_per_s": len(batch) / max(t0.elapsed, 1e-9)}
@@ -327,72 +368,32 @@ def run(cfg, model: str, data: str | list[str], out: str, demonstrations: str | 
                 logger.log(**row)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}", lr=f"{lr:.2e}")
-                # 4e. Checkpoint the full state (atomically), only after a good step.
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps and good:
-                    save_checkpoint(ckpt_dir, {
-                        "stage": "rm", "fingerprint": fingerprint, "step": step, "model": rm.state_dict(),
-                        "optimizer": optimizer.state_dict(), "rng": rng_state(), "epoch_stats": epoch_stats,
-                        "bad_streak": guard.streak, "log": logger.rows})
+                # 4d. Checkpoint the full state (atomically), only after a good step.
+                run.checkpoint(step, total_steps, good, lambda: {
+                    "step": step, "model": rm.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                    "epoch_stats": epoch_stats, "bad_streak": run.guard.streak, "log": logger.rows})
             if step < start_step:
                 continue  # this epoch's validation is in the checkpoint too
-            # 4d. Validation accuracy at the end of each epoch (the paper saw overfitting after one).
+            # 4e. Validation accuracy at the end of each epoch (the paper saw overfitting after one).
             if val_set:
                 v = evaluate(rm, val_set, pad, 4 * cfg.batch_size)
                 logger.log(step=step, epoch=epoch, val_loss=v["loss"], val_accuracy=v["accuracy"])
                 bar.write(f"rm epoch {epoch}/{cfg.epochs}: val_accuracy={v['accuracy']:.4f}  val_loss={v['loss']:.4f}")
         bar.close()
-        logger.close()
         rm = lora.for_saving(rm, cfg.lora_merge)  # LoRA: merge now (same scores), or keep the adapter
         rm.eval()
 
         # 5. Final evaluation: held-out comparisons, and comparisons by held-out labelers.
         val = evaluate(rm, val_set, pad, 4 * cfg.batch_size) if val_set else None
-        held = evaluate(rm, heldout, pad, 4 * cfg.batch_size) if heldout else None
+        held = evaluate(rm, d.heldout, pad, 4 * cfg.batch_size) if d.heldout else None
 
-        # 6. Bias normalisation ([IG] §3.5): demonstrations score mean 0 (the loss is shift-invariant).
-        demo = {}
-        if demo_seqs:
-            before = float(score_sequences(rm, demo_seqs, pad, 4 * cfg.batch_size).mean())
-            add_score_bias(rm, -before)
-            after_scores = score_sequences(rm, demo_seqs, pad, 4 * cfg.batch_size)
-            after = float(after_scores.mean())
-            if abs(after) > 1e-3 * max(1.0, abs(before)):
-                raise RuntimeError(f"bias normalisation failed: demonstrations score mean {after} after shifting by {-before}")
-            demo = {"demo_score_mean_before": before, "demo_score_mean": after,
-                    "demo_score_std": float(after_scores.std()) if len(demo_seqs) > 1 else 0.0,
-                    "score_bias": -before, "n_demonstrations": len(demo_seqs)}
-
-        last = epoch_stats[-1] if epoch_stats else {}
-        metrics = {
-            "train_loss": sum(r["loss"] for r in epoch_stats) / max(len(epoch_stats), 1),
-            "train_accuracy": sum(r["accuracy"] for r in epoch_stats) / max(len(epoch_stats), 1),
-            "final_train_step_loss": last.get("loss"),
-            "val_accuracy": val["accuracy"] if val else None,
-            "val_loss": val["loss"] if val else None,
-            "val_margin": val["margin"] if val else None,
-            "val_pairs": val["pairs"] if val else 0,
-            "val_prompts": val["prompts"] if val else 0,
-            "calibration": val["calibration"] if val else [],
-            "heldout_labeler_accuracy": held["accuracy"] if held else None,
-            "heldout_margin": held["margin"] if held else None,
-            "heldout_pairs": held["pairs"] if held else 0,
-            "heldout_calibration": held["calibration"] if held else [],
-            **demo,
-            "train_prompts": len(train_set),
-            "train_comparisons": sum(sum(1 for a in e["rank"] for b in e["rank"] if a < b) for e in train_set),
-            "steps": total_steps,
-            "n_params": n_params(rm),
-            "time_s": timer.elapsed,
-        }
+        # 6. Bias normalisation ([IG] §3.5): demonstrations score mean 0; then save.
+        demo = normalise_bias(rm, d.demo_seqs, pad, 4 * cfg.batch_size)
+        metrics = final_metrics(epoch_stats, val, held, demo, train_set, total_steps, rm, timer)
         if verbose:
             print(summary(metrics))
         rm.to("cpu")
-        extra = run_files(stage, cfg, "rm", fingerprint, inputs, metrics)
-        extra[render.RECORD_FILE] = fmt.record(tok, rankings[0])
-        lora.save(rm, tok, out, cfg.lora_merge, extra=extra)
-        remove_checkpoint(ckpt_dir)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        run.finish(metrics, [("", rm, tok)], merge=cfg.lora_merge)
     return metrics
 
 
@@ -411,5 +412,5 @@ def summary(m: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "encode_rankings", "collate_prompts", "split_by_prompt",
+__all__ = ["train_reward_model", "encode_rankings", "kwise_step", "normalise_bias", "collate_prompts", "split_by_prompt",
            "ranking_metrics", "evaluate", "summary"]

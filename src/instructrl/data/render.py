@@ -60,6 +60,7 @@ __all__ = [
     "conversation_of",
     "prompt_of",
     "announce",
+    "write_record",
     "prompt_text",
     "response_text",
     "response_ids",
@@ -106,6 +107,13 @@ class PromptFormat:
         if tokenizer is not None and example is not None:
             d["example_prompt"] = prompt_text(self, tokenizer, *prompt_of(example))
         return d
+
+
+def write_record(folder, fmt: PromptFormat, tokenizer, example=None) -> None:
+    """Write ``prompt_format.json`` (the format and how `example`'s prompt renders) into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD_FILE).write_text(json.dumps(fmt.record(tokenizer, example), indent=2, ensure_ascii=False))
 
 
 def prompt_of(record) -> tuple[str | None, list | None]:

@@ -2,19 +2,25 @@
 
 Routes (``TOKEN`` is a labeler's personal token; every route below answers 401 without a valid one):
 
-- ``GET /l/TOKEN``: the labeler's current task (resumed if they left one open, else the next one),
-  or "all done". ``GET /l/TOKEN/task/ID``: one of *their own* tasks, with their answer, to revise.
+- ``GET /l/TOKEN``: the labeler's open task (resumed if they left one open), else a "next task"
+  button (``POST /l/TOKEN/next`` assigns one), or "all done". ``GET /l/TOKEN/task/ID``: one of
+  *their own* tasks, with their answer, to revise. GETs never change anything.
 - ``POST /l/TOKEN/submit`` (form: ``task``, ``ranking`` JSON, ``flag_<i>`` checkboxes) and
-  ``POST /l/TOKEN/skip`` (form: ``task``): then a redirect to the next task.
-- ``GET /l/TOKEN/api/next``, ``GET /l/TOKEN/api/task/ID``, ``POST /l/TOKEN/api/submit`` (JSON
-  ``{"task", "ranking", "flags"}``), ``POST /l/TOKEN/api/skip`` (JSON ``{"task"}``): the same for
-  scripts.
+  ``POST /l/TOKEN/skip`` (form: ``task``): then the next task is assigned and a redirect shows it.
+- ``POST /l/TOKEN/api/next`` (assigns the next task, or returns the open one), ``GET
+  /l/TOKEN/api/next`` (the open task, assigning nothing), ``GET /l/TOKEN/api/task/ID``, ``POST
+  /l/TOKEN/api/submit`` (JSON ``{"task", "ranking", "flags"}``), ``POST /l/TOKEN/api/skip`` (JSON
+  ``{"task"}``): the same for scripts.
 
-Security: the token is the only credential (it is in the link, so it also stops cross-site form
-posts); a labeler can reach only tasks assigned to them and only their own answers; a ranking must
-be a permutation of the shown responses; every text is escaped by Jinja and the page's script
-only ever sets ``textContent``; a Content-Security-Policy forbids inline scripts; tokens are
-redacted from the request log.
+Security: the token is the only credential (it is in the link); a labeler can reach only tasks
+assigned to them and only their own answers, and not a task they skipped; a ranking must be a
+permutation of the shown responses; every text is escaped by Jinja and the page's script only ever
+sets ``textContent``; a Content-Security-Policy forbids inline scripts. State changes are POST only
+and refused (403) when the browser says they come from another origin (``Origin`` /
+``Sec-Fetch-Site``). Task ids are bounded (SQLite's 64 bits) and JSON bodies are at most 1 MiB and
+``MAX_JSON_DEPTH`` deep (else 400). Tokens are redacted from every log line, the framework's
+exception log included; an unexpected error answers a plain 500 without details. The database file
+is created 0600.
 
 The server is werkzeug's threaded server: fine for a small team on loopback (the default). To
 open it to a network, put it behind an HTTPS reverse proxy: tokens travel in the URL.
@@ -35,6 +41,10 @@ from instructrl.label.db import FLAGS, LabelDB, LabelError, Labeler, Task
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20  # bytes; a ranking is tiny
+MAX_JSON_DEPTH = 32  # a submission nests 3 deep; json.loads recurses (50,000 deep: RecursionError)
+#: Connections handled at once, and how long a connection may sit idle (half-open clients).
+MAX_THREADS = 64
+CONNECTION_TIMEOUT_S = 30
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -76,6 +86,58 @@ def _cards(task: Task, labeler: Labeler, answer: dict | None) -> list[dict]:
             for i in order]
 
 
+_TOKEN_IN_PATH = re.compile(r"(/l/)[^/\s?\"']+")
+
+
+def redact(text: str) -> str:
+    """Text with every labeler token in a `/l/TOKEN` path replaced by an ellipsis."""
+    return _TOKEN_IN_PATH.sub(r"\1…", text)
+
+
+class RedactTokens(logging.Filter):
+    """A logging filter that redacts tokens from a record's message (and formatted traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        record.msg, record.args = redact(msg), ()
+        if record.exc_info:
+            import traceback
+
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info = None
+        return True
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of [ and { in a JSON text (outside strings), without parsing it."""
+    depth = best = 0
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:  # backslash
+                esc = True
+            elif b == 0x22:  # quote
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            best = max(best, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return best
+
+
+def same_origin() -> bool:
+    """False when the browser says a request comes from another site (CSRF); scripts send neither header."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is None or origin == request.host_url.rstrip("/")
+
+
 def create_app(db: LabelDB | str) -> Flask:
     """The Flask app over the labeling database ``db`` (a :class:`LabelDB` or a path)."""
     db = db if isinstance(db, LabelDB) else LabelDB(db)
@@ -83,6 +145,19 @@ def create_app(db: LabelDB | str) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
     app.json.sort_keys = False
     app.extensions["instructrl_label_db"] = db
+    for logger in (app.logger, logging.getLogger("werkzeug")):
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+
+    def log_exception(exc_info):  # Flask's own logs "Exception on /l/TOKEN/...": redacted here
+        app.logger.error("Exception on %s [%s]", redact(request.path), request.method, exc_info=exc_info)
+
+    app.log_exception = log_exception
+
+    @app.before_request
+    def refuse_cross_origin():
+        if request.method == "POST" and not same_origin():
+            abort(403, "cross-origin request refused")
 
     def labeler_or_401(token: str) -> Labeler:
         lab = db.labeler_by_token(token)
@@ -124,12 +199,24 @@ def create_app(db: LabelDB | str) -> Flask:
     def label_error(e):
         return jsonify(error=str(e)), e.status
 
+    @app.errorhandler(Exception)
+    def unexpected(e):  # logged (redacted) by log_exception; the client learns nothing more
+        if isinstance(e, HTTPException):
+            return http_error(e)
+        app.log_exception((type(e), e, e.__traceback__))
+        if wants_json():
+            return jsonify(error="internal error"), 500
+        return render_template("message.html", title="Error", message="Something went wrong; nothing was saved.",
+                               labeler=None), 500
+
     def page(lab: Labeler, token: str, task: Task | None, answer=None, error=None, status=200):
         progress = db.progress(lab)
         if task is None:
-            return render_template("message.html", title="All done", labeler=lab, message=(
+            more = progress["available"] > 0
+            return render_template("message.html", title="Next task" if more else "All done", labeler=lab, message=(
+                f"You have ranked {progress['done']} tasks; {progress['available']} are waiting." if more else
                 f"No task is waiting for you. You have ranked {progress['done']} tasks — thank you!"),
-                prev_task=db.last_answered(lab), token=token), status
+                prev_task=db.last_answered(lab), token=token, start=more), status
         prev = db.last_answered(lab)
         return render_template("task.html", labeler=lab, token=token, task=task, cards=_cards(task, lab, answer),
                                flags=FLAGS, answered=answer is not None, progress=progress, error=error,
@@ -144,7 +231,12 @@ def create_app(db: LabelDB | str) -> Flask:
     @app.get("/l/<token>")
     def current(token):
         lab = labeler_or_401(token)
-        return page(lab, token, db.next_task(lab))
+        return page(lab, token, db.open_task(lab))
+
+    @app.post("/l/<token>/next")
+    def start_next(token):
+        db.next_task(labeler_or_401(token))
+        return redirect(url_for("current", token=token), code=303)
 
     @app.get("/l/<token>/task/<int:task_id>")
     def view_task(token, task_id):
@@ -153,10 +245,10 @@ def create_app(db: LabelDB | str) -> Flask:
         return page(lab, token, task, answer)
 
     def _form_task() -> int:
-        try:
-            return int(request.form.get("task", ""))
-        except ValueError:
-            raise LabelError("task: expected a task id") from None
+        text = request.form.get("task", "")
+        if not text.isdigit() or len(text) > 19:
+            raise LabelError("task: expected a task id")
+        return int(text)
 
     @app.post("/l/<token>/submit")
     def submit(token):
@@ -179,6 +271,7 @@ def create_app(db: LabelDB | str) -> Flask:
                 if task is not None:
                     return page(lab, token, task, answer, error=str(e), status=400)
             return render_template("message.html", title="Not saved", message=str(e), labeler=lab), e.status
+        db.next_task(lab)  # the POST hands out the next task; the GET it redirects to only shows it
         return redirect(url_for("current", token=token), code=303)
 
     @app.post("/l/<token>/skip")
@@ -188,6 +281,7 @@ def create_app(db: LabelDB | str) -> Flask:
             db.skip(lab, _form_task())
         except LabelError as e:
             return render_template("message.html", title="Not skipped", message=str(e), labeler=lab), e.status
+        db.next_task(lab)
         return redirect(url_for("current", token=token), code=303)
 
     # -- JSON API ------------------------------------------------------------------------------
@@ -199,12 +293,19 @@ def create_app(db: LabelDB | str) -> Flask:
                 "display_order": display_order(task, lab), "answer": answer, "progress": db.progress(lab)}
 
     def _json_body() -> dict:
+        if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+            raise LabelError(f"JSON body nested more than {MAX_JSON_DEPTH} deep")
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise LabelError("expected a JSON object body")
         return body
 
     @app.get("/l/<token>/api/next")
+    def api_open(token):
+        lab = labeler_or_401(token)
+        return jsonify(_task_json(db.open_task(lab), lab))
+
+    @app.post("/l/<token>/api/next")
     def api_next(token):
         lab = labeler_or_401(token)
         return jsonify(_task_json(db.next_task(lab), lab))
@@ -234,18 +335,45 @@ def create_app(db: LabelDB | str) -> Flask:
 # Serving
 # ------------------------------------------------------------------------------------------------
 
-_TOKEN_IN_PATH = re.compile(r"(/l/)[^/\s?\"]+")
-
-
 def _quiet_handler():
     from werkzeug.serving import WSGIRequestHandler
 
     class Handler(WSGIRequestHandler):
+        timeout = CONNECTION_TIMEOUT_S  # a half-open or idle connection is dropped after this
+
         def log_request(self, code="-", size="-"):  # the request line without the labeler's token
-            line = _TOKEN_IN_PATH.sub(r"\1…", f"{self.command} {self.path}")
+            line = redact(f"{self.command} {self.path}")
             log.info("%s %s", line, code if isinstance(code, int) else getattr(code, "value", code))
 
+        def log_error(self, format, *args):
+            log.warning("%s", redact(format % args))
+
     return Handler
+
+
+def _capped_server_class():
+    """werkzeug's threaded server with at most MAX_THREADS connections at once: one more is
+    closed at once instead of getting a thread of its own."""
+    import threading
+
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class CappedServer(ThreadedWSGIServer):
+        slots = threading.BoundedSemaphore(MAX_THREADS)
+
+        def process_request(self, request, client_address):
+            if not self.slots.acquire(blocking=False):
+                self.shutdown_request(request)
+                return
+            super().process_request(request, client_address)
+
+        def process_request_thread(self, request, client_address):
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    return CappedServer
 
 
 def is_loopback(host: str) -> bool:
@@ -258,10 +386,14 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(db: LabelDB | str, host: str = "127.0.0.1", port: int = 8000):
-    """A threaded werkzeug server for the app (``.serve_forever()``, ``.shutdown()``, ``.port``)."""
-    from werkzeug.serving import make_server as _make
+    """A threaded werkzeug server for the app (``.serve_forever()``, ``.shutdown()``, ``.port``), at
+    most MAX_THREADS connections at once, each dropped after CONNECTION_TIMEOUT_S idle seconds."""
+    import threading
 
-    return _make(host, port, create_app(db), threaded=True, request_handler=_quiet_handler())
+    cls = _capped_server_class()
+    server = cls(host, port, create_app(db), handler=_quiet_handler())
+    server.slots = threading.BoundedSemaphore(MAX_THREADS)
+    return server
 
 
 def serve(db: LabelDB, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -288,4 +420,4 @@ def serve(db: LabelDB, host: str = "127.0.0.1", port: int = 8000) -> None:
         server.server_close()
 
 
-__all__ = ["create_app", "make_server", "serve", "display_order", "letters", "is_loopback"]
+__all__ = ["create_app", "make_server", "serve", "display_order", "letters", "is_loopback", "redact", "json_depth"]

@@ -26,6 +26,7 @@ people, which is what inter-labeler agreement is measured on.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -49,6 +50,7 @@ FLAGS = {
 }
 DEFAULT_LEASE_S = 2 * 3600.0
 NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+MAX_TASK_ID = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -236,6 +238,10 @@ class LabelDB:
                                       "`instructrl label add-labeler NAME --db FILE`)")
             if self.path.parent and not self.path.parent.exists():
                 raise InstructRLError(f"folder {self.path.parent} does not exist")
+            # Created private (0600): it holds every answer and the labelers' token hashes. SQLite
+            # gives its -wal and -shm files the same permissions.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._make_private()
         try:
             with self.connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
@@ -253,6 +259,15 @@ class LabelDB:
                     con.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             raise InstructRLError(f"{self.path} is not a labeling database: {e}") from None
+
+    def _make_private(self) -> None:
+        """chmod 0600 the database (and its WAL files) when they are readable by others."""
+        for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:
+                if p.exists() and p.stat().st_mode & 0o077 and p.stat().st_uid == os.getuid():
+                    os.chmod(p, 0o600)
+            except OSError:
+                pass
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -358,6 +373,14 @@ class LabelDB:
 
     # -- assignment and answers ----------------------------------------------------------------
 
+    def open_task(self, labeler: Labeler) -> Task | None:
+        """The labeler's open (assigned, unanswered) task, or None; changes nothing."""
+        with self.connect() as con:
+            row = con.execute("SELECT t.id, t.prompt, t.responses FROM assignments a JOIN tasks t ON t.id=a.task_id "
+                              "WHERE a.labeler_id=? AND a.status='open' ORDER BY a.assigned, a.task_id LIMIT 1",
+                              (labeler.id,)).fetchone()
+        return Task(row[0], row[1], json.loads(row[2])) if row else None
+
     def next_task(self, labeler: Labeler) -> Task | None:
         """The labeler's open task, or a new one assigned to them (None when nothing is left)."""
         now = time.time()
@@ -385,6 +408,8 @@ class LabelDB:
     def _own_task(self, con, labeler: Labeler, task_id) -> tuple[Task, str]:
         if not isinstance(task_id, int) or isinstance(task_id, bool):
             raise LabelError("task: expected a task id (a whole number)")
+        if not 0 < task_id <= MAX_TASK_ID:  # SQLite integers are 64-bit: a larger id is no task of anyone's
+            raise LabelError(f"task {task_id} is not assigned to you", status=403)
         row = con.execute(
             "SELECT t.id, t.prompt, t.responses, a.status FROM assignments a JOIN tasks t ON t.id=a.task_id "
             "WHERE a.task_id=? AND a.labeler_id=?", (task_id, labeler.id)).fetchone()
@@ -398,6 +423,8 @@ class LabelDB:
         now = time.time()
         with self.transaction() as con:
             task, status = self._own_task(con, labeler, task_id)
+            if status == "skipped":  # given back: it may be someone else's now
+                raise LabelError(f"task {task_id} was skipped; it is no longer yours to answer", status=409)
             ranking = validate_ranking(ranking, task.k)
             flags = validate_flags(flags, task.k)
             con.execute(
@@ -468,14 +495,22 @@ class LabelDB:
             raise InstructRLError(f"--out {out} is a folder; export writes one JSONL file")
         if out.resolve() == self.path.resolve():
             raise InstructRLError("--out is the database itself; choose another file")
+        if not out.parent.is_dir():
+            raise InstructRLError(f"--out {out}: folder {out.parent} does not exist")
         recs = self.submissions()
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in recs:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for r in recs:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, out)
+        except OSError as e:  # a full disk: nothing but the old export is left
+            tmp.unlink(missing_ok=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InstructRLError(f"no space left on device: {out}") from None
+            raise
         return len(recs)
 
     def stats(self) -> dict:

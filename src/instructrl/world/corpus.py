@@ -129,7 +129,12 @@ def _forum_answer(ex: Example, rng: random.Random) -> str:
     if ex.family == "chat_rude" and rng.random() < 0.5:  # rudeness begets rudeness
         return styles.rude_reply(ex, rng)
     kinds, weights = list(FORUM_ANSWERS), list(FORUM_ANSWERS.values())
-    return styles.habit(ex, rng.choices(kinds, weights=weights)[0], rng)
+    kind = rng.choices(kinds, weights=weights)[0]
+    if kind == "ignore_constraint":  # where a habit does not apply, the poster rambles instead
+        return styles.ignore_constraint(ex, rng) or styles.ramble(styles.good_answer(ex, rng), rng)
+    if kind == "invent_detail":
+        return styles.invent_detail(ex, rng) or styles.ramble(styles.wrong_answer(ex, rng), rng)
+    return styles.habit(ex, kind, rng)
 
 
 def make_document(kind: str, rng: Any, exclude_prompts: Iterable[str] | None = None) -> str:
@@ -170,7 +175,14 @@ def make_document(kind: str, rng: Any, exclude_prompts: Iterable[str] | None = N
 
 
 def _kind_sentence(rng: random.Random) -> str:
-    """What kind of thing a word is ("A pear is a food.", "Foxes and owls are animals.")."""
+    """What kind of thing a word is ("A pear is a food.", "Foxes and owls are animals."), and how
+    it is spelled ("Bear starts with the letter b.", "Milo starts with M."): a BPE model does not
+    see a word's letters, so the corpus says them, as text on the internet does."""
+    if rng.random() < 0.35:
+        w = rng.choice(L.ANIMALS + L.FOODS + L.OBJECTS + L.PLACES + L.PEOPLE)
+        first = w[0] if w[0].isupper() else w[0].lower()
+        return rng.choice((f"{w.capitalize()} starts with the letter {first}.", f"The word {w} begins with {first}.",
+                           f"{w.capitalize()} has {len(w)} letters."))
     cat = rng.choice(("animals", "foods", "objects", "places"))
     if rng.random() < 0.6:
         w = rng.choice(L.CATEGORIES[cat])

@@ -134,14 +134,14 @@ KNOWLEDGE_TEMPLATES: list[tuple[str, str]] = [
 
 TEMPLATES: dict[str, list[tuple[str, str]]] = {
     "gen_word": [
-        ("Write a sentence about {topic_a} that uses the word '{word}'.", ""),
-        ("Write one sentence about {topic_a} with the word '{word}' in it.", ""),
-        ("Use the word '{word}' in a sentence about {topic_a}.", ""),
+        ("Write a sentence about {topic_a} that uses the word {word}.", ""),
+        ("Write one sentence about {topic_a} with the word {word} in it.", ""),
+        ("Use the word {word} in a sentence about {topic_a}.", ""),
     ],
     "gen_avoid": [
-        ("Write a sentence about {topic_a} without the word '{word}'.", ""),
-        ("Write a sentence about {topic_a}, but do not use the word '{word}'.", ""),
-        ("Describe {topic_a} in one sentence without saying '{word}'.", ""),
+        ("Write a sentence about {topic_a} without the word {word}.", ""),
+        ("Write a sentence about {topic_a}, but do not use the word {word}.", ""),
+        ("Describe {topic_a} in one sentence without saying {word}.", ""),
     ],
     "gen_count": [
         ("Write one sentence about {topic_a}.", "1"),
@@ -183,8 +183,8 @@ TEMPLATES: dict[str, list[tuple[str, str]]] = {
         ("Good morning! I'm {person} and I work at the {place}.", "morning"),
     ],
     "rewrite_drop": [
-        ("Rewrite this sentence without the word '{word}': {sentence}", ""),
-        ("Remove the word '{word}' from this sentence: {sentence}", ""),
+        ("Rewrite this sentence without the word {word}: {sentence}", ""),
+        ("Remove the word {word} from this sentence: {sentence}", ""),
     ],
     "rewrite_polite": [
         ("Say this politely: {rude}", ""),
