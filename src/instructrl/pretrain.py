@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+import logging
+
 from instructrl.config import PretrainConfig, validate
 from instructrl.data.readers import read_pretrain_texts
 from instructrl.data.stream import random_windows as stream_windows
@@ -32,6 +34,9 @@ from instructrl.tracking import require_trackers
 from instructrl.train_utils import cosine_lr, set_lr
 
 LOG_FIELDS = ["step", "loss", "lr", "time_s", "val_loss"]
+
+
+log = logging.getLogger(__name__)
 
 
 def random_windows(stream: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -81,6 +86,9 @@ def pretrain_base(cfg: PretrainConfig, data: str, out: str, val_data: str | None
         tokenizer = build_tokenizer(cfg.tokenizer, train_texts, cfg.vocab_size, cfg.n_positions)
         model = build_gpt2(tokenizer, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions, cfg.dropout, cfg.seed)
         model.train()
+        if cfg.seq_len < cfg.n_positions:  # later stages see those positions untrained
+            log.warning("pretrain: seq_len %d < n_positions %d: positions %d..%d are never trained",
+                        cfg.seq_len, cfg.n_positions, cfg.seq_len, cfg.n_positions - 1)
         train = token_stream(tokenizer, train_texts)
         val = token_stream(tokenizer, read_pretrain_texts(val_data)) if val_data else None
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
