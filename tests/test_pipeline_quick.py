@@ -57,7 +57,10 @@ def test_quick_pipeline_files_and_metrics(quick_run):
         if k.startswith("winrate."):
             lo, hi = m["winrate_ci95." + k[len("winrate."):]]
             assert 0.0 <= lo <= v <= hi <= 1.0, k
-    assert m["kl.ppo"] >= 0 and m["kl.ppo_ptx"] >= 0
+    # k1 (the headline kl.*) is an unbiased estimate that can come out slightly negative on 200
+    # prompts of a policy near SFT (it does at this preset: -0.013); k3 never is (docs/metrics.md).
+    assert m["kl_k3.ppo"] >= 0 and m["kl_k3.ppo_ptx"] >= 0
+    assert m["kl.ppo"] > -0.1 and m["kl.ppo_ptx"] > -0.1
     assert m["time_s.total"] > 0
     html = (out / "report.html").read_text()
     assert "<img" in html and "win rate" in html.lower()
