@@ -18,7 +18,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 import logging
 
@@ -31,7 +30,7 @@ from instructrl.models import build_gpt2, n_params
 from instructrl.run import Run, rng_state, set_rng_state
 from instructrl.tokenizer import build_tokenizer
 from instructrl.tracking import require_trackers
-from instructrl.train_utils import cosine_lr, set_lr
+from instructrl.train_utils import cosine_lr, progress, set_lr
 
 LOG_FIELDS = ["step", "loss", "lr", "time_s", "val_loss"]
 
@@ -106,8 +105,9 @@ def pretrain_base(cfg: PretrainConfig, data: str, out: str, val_data: str | None
             last_loss = state["last_loss"]
         logger = run.logger(LOG_FIELDS, rows=log_rows)
         t0 = time.time() - elapsed
-        bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {n_params(model) / 1e6:.2f}M", disable=quiet,
-                   dynamic_ncols=True)
+        # A tqdm bar on a terminal, a line every ~5% of the run elsewhere (train_utils.progress).
+        bar = progress(cfg.max_steps, f"pretrain {n_params(model) / 1e6:.2f}M", disable=True if quiet else None)
+        bar.update(step)
         while step < cfg.max_steps:
             # 3. One optimizer step on random windows of the packed corpus. The cosine reaches
             #    10% at step max_steps (not max_steps - 1, as SFT's and the RM's do).
