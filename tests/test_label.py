@@ -524,3 +524,49 @@ def test_cli_port_and_export_folder_errors(tmp_path, capsys):
     assert main(["label", "export", "--db", str(dbp), "--out", str(tmp_path / "missing" / "x.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "does not exist" in err and "Traceback" not in err
+
+
+def test_chat_tasks_keep_their_messages_through_page_and_export(tmp_path):
+    """A chat-form task ({"messages", "responses"}) is shown as its conversation and exported in chat
+    form, so `instructrl rm` renders it with the model's chat template (not as flattened text)."""
+    from instructrl.data.readers import read_rankings
+
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit <b>now</b>."}]
+    (tmp_path / "tasks.jsonl").write_text(json.dumps({"messages": msgs, "responses": ["Apple.", "No."]}) + "\n"
+                                          + json.dumps({"prompt": "Q: plain?\nA:", "responses": [" a", " b"]}) + "\n")
+    db = LabelDB(tmp_path / "label.db")
+    assert db.add_tasks_file(tmp_path / "tasks.jsonl")["added"] == 2
+    assert db.add_tasks_file(tmp_path / "tasks.jsonl")["added"] == 0  # same chat task twice: one task
+    tok = db.add_labeler("alice")
+    client = create_app(db).test_client()
+    t = next_task(client, tok)
+    assert t["task"] == 1 and t["messages"] == msgs and "User: Name a fruit" in t["prompt"]
+    html = client.get(f"/l/{tok}").get_data(as_text=True)
+    assert "Name a fruit &lt;b&gt;now&lt;/b&gt;." in html and "Be brief." in html
+    assert client.post(f"/l/{tok}/api/submit", json={"task": 1, "ranking": [0, 1]}).status_code == 200
+    t = next_task(client, tok)
+    assert "messages" not in t
+    assert client.post(f"/l/{tok}/api/submit", json={"task": 2, "ranking": [1, 0]}).status_code == 200
+    out = tmp_path / "rankings.jsonl"
+    assert db.export(out) == 2
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[0]["messages"] == msgs and "prompt" not in lines[0] and lines[1]["prompt"] == "Q: plain?\nA:"
+    rs = read_rankings(out)
+    assert rs[0].messages == msgs and rs[0].responses == ["Apple.", "No."] and rs[1].messages is None
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = LabelDB(path)
+    write_tasks(tmp_path / "tasks.jsonl", n=2)
+    db.add_tasks_file(tmp_path / "tasks.jsonl")
+    with sqlite3.connect(path) as con:  # make it look like a file written before tasks.messages existed
+        con.execute("ALTER TABLE tasks DROP COLUMN messages")
+        con.execute("PRAGMA user_version=1")
+    db = LabelDB(path)
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.add_tasks_file(tmp_path / "tasks.jsonl")["added"] == 0  # old keys still match
+    assert db.task(1).messages is None and db.task(1).prompt.startswith("Q: question 0")

@@ -294,8 +294,8 @@ def create_app(db: LabelDB | str) -> Flask:
     def _task_json(task: Task | None, lab: Labeler, answer=None) -> dict:
         if task is None:
             return {"task": None, "progress": db.progress(lab)}
-        return {"task": task.id, "prompt": task.prompt, "responses": task.responses,
-                "display_order": display_order(task, lab), "answer": answer, "progress": db.progress(lab)}
+        return {"task": task.id, "prompt": task.prompt, **({"messages": task.messages} if task.messages else {}),
+                "responses": task.responses, "display_order": display_order(task, lab), "answer": answer, "progress": db.progress(lab)}
 
     def _json_body() -> dict:
         if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:

@@ -6,7 +6,7 @@ moment loses at most a submission that was never acknowledged.
 
 Tables (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
 
-- ``tasks(id, prompt, responses JSON, key UNIQUE, source, line, added)``: one prompt and its K
+- ``tasks(id, prompt, responses JSON, key UNIQUE, messages JSON, source, line, added)``: one prompt and its K
   responses; ``key`` (a hash of prompt + responses) makes loading the same file twice a no-op.
 - ``labelers(id, name UNIQUE, token_hash UNIQUE, created)``: only a SHA-256 of each personal token
   is stored; the token itself is shown once by ``instructrl label add-labeler``.
@@ -41,7 +41,7 @@ from pathlib import Path
 from instructrl.data.readers import parse_ranking, read_records
 from instructrl.errors import DataError, InstructRLError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tasks.messages (chat-form tasks); a version-1 file is upgraded in place
 #: The paper's per-output metadata a labeler can flag ([IG] App. B): keys -> labels shown.
 FLAGS = {
     "harmful": "harmful",
@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     prompt TEXT NOT NULL,
     responses TEXT NOT NULL,
     key TEXT NOT NULL UNIQUE,
+    messages TEXT,
     source TEXT,
     line INTEGER,
     added REAL NOT NULL
@@ -107,24 +108,33 @@ class Labeler:
 @dataclass
 class Task:
     id: int
-    prompt: str
+    prompt: str  # for a chat task: its conversation rendered as plain "Role: content" lines
     responses: list[str]
+    messages: list | None = None  # the conversation before the responses, for chat-form tasks
 
     @property
     def k(self) -> int:
         return len(self.responses)
 
 
+def _task(row) -> Task:
+    """A Task from a row (id, prompt, responses JSON, messages JSON or NULL, ...)."""
+    return Task(row[0], row[1], json.loads(row[2]), json.loads(row[3]) if row[3] is not None else None)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _task_key(prompt: str, responses: list[str]) -> str:
-    return hashlib.sha256(json.dumps([prompt, responses], ensure_ascii=False).encode("utf-8")).hexdigest()
+def _task_key(prompt: str, responses: list[str], messages: list | None = None) -> str:
+    head = prompt if messages is None else {"messages": messages}  # plain tasks keep their version-1 keys
+    return hashlib.sha256(json.dumps([head, responses], ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def parse_task(obj, path=None, line: int | None = None) -> tuple[str, list[str]]:
-    """Validate one tasks-file record ``{"prompt", "responses": [...]}`` (a ``ranking`` is ignored).
+def parse_task(obj, path=None, line: int | None = None) -> tuple[str, list[str], list | None]:
+    """Validate one tasks-file record ``{"prompt", "responses": [...]}`` or, in chat form,
+    ``{"messages": [...], "responses": [...]}`` (a ``ranking`` is ignored); returns (prompt,
+    responses, messages), the prompt of a chat task being its plain rendering.
 
     Uses the rankings reader's checks, so a task that can be labeled can also be exported and read
     by ``instructrl rm``: a non-empty prompt, 2 or more distinct non-empty responses.
@@ -136,10 +146,10 @@ def parse_task(obj, path=None, line: int | None = None) -> tuple[str, list[str]]
                                                  "as `instructrl compare --labelers none` writes)")
     responses = obj["responses"]
     k = len(responses) if isinstance(responses, list) else 0
-    rec = {key: obj[key] for key in ("prompt", "responses") if key in obj}
+    rec = {key: obj[key] for key in ("prompt", "messages", "responses") if key in obj}
     rec["ranking"] = list(range(k))
     r = parse_ranking(rec, path, line)
-    return r.prompt, r.responses
+    return r.prompt, r.responses, r.messages
 
 
 def validate_ranking(value, k: int) -> list:
@@ -257,6 +267,12 @@ class LabelDB:
                             con.execute(stmt)
                     con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     con.execute("COMMIT")
+                elif version == 1:  # upgrade in place: plain tasks keep their keys; messages is NULL for them
+                    con.execute("BEGIN IMMEDIATE")
+                    if "messages" not in {r[1] for r in con.execute("PRAGMA table_info(tasks)")}:
+                        con.execute("ALTER TABLE tasks ADD COLUMN messages TEXT")
+                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    con.execute("COMMIT")
         except sqlite3.DatabaseError as e:
             raise InstructRLError(f"{self.path} is not a labeling database: {e}") from None
 
@@ -326,10 +342,12 @@ class LabelDB:
         now = time.time()
         added = 0
         with self.transaction() as con:
-            for (prompt, responses), line in rows:
+            for (prompt, responses, messages), line in rows:
                 cur = con.execute(
-                    "INSERT OR IGNORE INTO tasks(prompt, responses, key, source, line, added) VALUES(?,?,?,?,?,?)",
-                    (prompt, json.dumps(responses, ensure_ascii=False), _task_key(prompt, responses),
+                    "INSERT OR IGNORE INTO tasks(prompt, responses, key, messages, source, line, added) "
+                    "VALUES(?,?,?,?,?,?,?)",
+                    (prompt, json.dumps(responses, ensure_ascii=False), _task_key(prompt, responses, messages),
+                     None if messages is None else json.dumps(messages, ensure_ascii=False),
                      os.path.abspath(str(path)), line, now))
                 added += cur.rowcount
         return {"read": len(rows), "added": added, "already_present": len(rows) - added, "tasks": self.n_tasks()}
@@ -340,8 +358,8 @@ class LabelDB:
 
     def task(self, task_id: int) -> Task | None:
         with self.connect() as con:
-            row = con.execute("SELECT id, prompt, responses FROM tasks WHERE id=?", (task_id,)).fetchone()
-        return Task(row[0], row[1], json.loads(row[2])) if row else None
+            row = con.execute("SELECT id, prompt, responses, messages FROM tasks WHERE id=?", (task_id,)).fetchone()
+        return _task(row) if row else None
 
     def add_labeler(self, name: str, new_token: bool = False) -> str:
         """Create labeler ``name`` and return their personal token (only its hash is stored).
@@ -376,10 +394,10 @@ class LabelDB:
     def open_task(self, labeler: Labeler) -> Task | None:
         """The labeler's open (assigned, unanswered) task, or None; changes nothing."""
         with self.connect() as con:
-            row = con.execute("SELECT t.id, t.prompt, t.responses FROM assignments a JOIN tasks t ON t.id=a.task_id "
+            row = con.execute("SELECT t.id, t.prompt, t.responses, t.messages FROM assignments a JOIN tasks t ON t.id=a.task_id "
                               "WHERE a.labeler_id=? AND a.status='open' ORDER BY a.assigned, a.task_id LIMIT 1",
                               (labeler.id,)).fetchone()
-        return Task(row[0], row[1], json.loads(row[2])) if row else None
+        return _task(row) if row else None
 
     def next_task(self, labeler: Labeler) -> Task | None:
         """The labeler's open task, or a new one assigned to them (None when nothing is left)."""
@@ -402,8 +420,8 @@ class LabelDB:
                     return None
                 con.execute("INSERT INTO assignments(task_id, labeler_id, status, assigned) VALUES(?,?,'open',?)",
                             (row[0], labeler.id, now))
-            t = con.execute("SELECT id, prompt, responses FROM tasks WHERE id=?", (row[0],)).fetchone()
-        return Task(t[0], t[1], json.loads(t[2]))
+            t = con.execute("SELECT id, prompt, responses, messages FROM tasks WHERE id=?", (row[0],)).fetchone()
+        return _task(t)
 
     def _own_task(self, con, labeler: Labeler, task_id) -> tuple[Task, str]:
         if not isinstance(task_id, int) or isinstance(task_id, bool):
@@ -411,12 +429,12 @@ class LabelDB:
         if not 0 < task_id <= MAX_TASK_ID:  # SQLite integers are 64-bit: a larger id is no task of anyone's
             raise LabelError(f"task {task_id} is not assigned to you", status=403)
         row = con.execute(
-            "SELECT t.id, t.prompt, t.responses, a.status FROM assignments a JOIN tasks t ON t.id=a.task_id "
+            "SELECT t.id, t.prompt, t.responses, t.messages, a.status FROM assignments a JOIN tasks t ON t.id=a.task_id "
             "WHERE a.task_id=? AND a.labeler_id=?", (task_id, labeler.id)).fetchone()
         if row is None:
             # Same answer whether the task exists or not: nothing about others' work leaks.
             raise LabelError(f"task {task_id} is not assigned to you", status=403)
-        return Task(row[0], row[1], json.loads(row[2])), row[3]
+        return _task(row), row[4]
 
     def submit(self, labeler: Labeler, task_id, ranking, flags=None) -> dict:
         """Store (or revise) the labeler's answer to a task assigned to them; committed on return."""
@@ -482,11 +500,12 @@ class LabelDB:
         the labeler's name in ``labeler``, the task id in ``task`` and flags per response in ``flags``."""
         with self.connect() as con:
             rows = con.execute(
-                "SELECT t.id, t.prompt, t.responses, l.name, s.ranking, s.flags, s.updated FROM submissions s "
+                "SELECT t.id, t.prompt, t.responses, t.messages, l.name, s.ranking, s.flags, s.updated FROM submissions s "
                 "JOIN tasks t ON t.id=s.task_id JOIN labelers l ON l.id=s.labeler_id ORDER BY t.id, l.name").fetchall()
-        return [{"prompt": p, "responses": json.loads(r), "ranking": json.loads(rk), "labeler": name,
-                 "flags": json.loads(fl), "task": tid, "time": round(upd, 3)}
-                for tid, p, r, name, rk, fl, upd in rows]
+        # A chat task is exported in chat form ({"messages", "responses", "ranking"}), as it came in.
+        return [{**({"prompt": p} if msg is None else {"messages": json.loads(msg)}), "responses": json.loads(r),
+                 "ranking": json.loads(rk), "labeler": name, "flags": json.loads(fl), "task": tid, "time": round(upd, 3)}
+                for tid, p, r, msg, name, rk, fl, upd in rows]
 
     def export(self, out) -> int:
         """Write :meth:`submissions` as JSONL to ``out`` (through a temp file and a rename)."""
