@@ -100,9 +100,12 @@ def run_dir(tmp_path):
                                                      "accuracy": [0.5 + 0.02 * s for s in range(10)],
                                                      "margin": [0.1 * s for s in range(10)]}),
     }
-    sweep_logs = {f"beta={b}": write_ppo_log(d / "sweeps" / f"b{b}" / "log.csv", hacking=b < 0.01) for b in (0.0, 0.02, 0.1)}
-    sweep_logs.update({f"gamma={g}": write_ppo_log(d / "sweeps" / f"g{g}" / "log.csv", ptx=True) for g in (0.5, 2.0)})
-    extra = {"sweeps": {n: {"kl": 1.0, "score": 0.5, "gold": 0.5} for n in sweep_logs}, "sweep_logs": sweep_logs}
+    # Sweep runs as the pipeline hands them over (sweeps.json): the swept coefficients as numbers.
+    sweeps = [{"field": "kl_coef", "value": b, "kl_coef": b, "ptx_coef": 0.0, "metrics": {"kl": 1.0, "score": 0.5, "gold": 0.5},
+               "log": write_ppo_log(d / "sweeps" / f"b{b}" / "log.csv", hacking=b < 0.01)} for b in (0.0, 0.02, 0.1)]
+    sweeps += [{"field": "ptx_coef", "value": g, "kl_coef": 0.02, "ptx_coef": g, "metrics": {"kl": 1.0, "score": 0.5, "gold": 0.5},
+                "log": write_ppo_log(d / "sweeps" / f"g{g}" / "log.csv", ptx=True)} for g in (0.5, 2.0)]
+    extra = {"sweeps": sweeps}
     return d, logs, extra
 
 
