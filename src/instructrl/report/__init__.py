@@ -9,18 +9,22 @@ whatever metrics/logs exist; a section whose inputs are missing is replaced by a
 Sections, top to bottom:
 
 1. **Headline** — does RLHF work here: the key win rates with 95% intervals, in words and numbers.
-2. **Win rates** — bars with 95% interval error bars (held-out labelers; gold judge beside them).
+2. **Win rates** — bars with 95% interval error bars (the judge; gold judge beside them), and at T = 1.
 3. **Gold and RM score per model**, KL to SFT.
 4. **PPO training curves** from ``log.csv`` (every known column that exists).
 5. **Reward hacking** — RM (proxy) score vs gold score over PPO training, with a diagnosis.
 6. **SFT / RM training curves**.
 7. **Alignment tax** — benchmark accuracy and pretraining NLL per model (+ per benchmark task).
 8. **HHH** — refusal of harmful requests, "I don't know" to unanswerable ones, over-refusal.
-9. **Best-of-n** vs PPO at their KLs.
-10. **Labelers and reward model** — agreement and RM accuracy beside the paper's numbers.
-11. **Sweeps** (β: gold and RM score vs KL; γ: gold, score, pretraining loss vs γ), when given.
-12. **Sample answers** — the same prompts answered by every model, side by side (HTML-escaped).
-13. **Timings** per stage, and the full metrics table.
+9. **Rubric** — the labelers' rubric attributes per model (the paper's Fig. 4).
+10. **Categories** — gold score per prompt category (the paper's Table 1).
+11. **Best-of-n** vs PPO at their KLs.
+12. **Model sizes** — every method against the large SFT model (the paper's Fig. 1), when aligned.
+13. **Task families** — gold per family, and the RM's and gold judge's agreement with held-out labelers.
+14. **Labelers and reward model** — agreement and RM accuracy beside the paper's numbers.
+15. **Sweeps** (β: gold and RM score vs KL; γ: gold, score, pretraining loss vs γ), when given.
+16. **Sample answers** — the same prompts answered by every model, side by side (HTML-escaped).
+17. **Timings** per stage, and the full metrics table.
 
 ``extra_plots`` (all optional): ``{"sweeps": [entry, ...], "beta_sweep": [row, ...], "gamma_sweep":
 [row, ...]}``, where an entry is one sweep run as the pipeline writes it to ``sweeps.json``
