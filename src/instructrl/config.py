@@ -678,7 +678,7 @@ def describe_fields(cls, prefix: str = "", obj=None) -> list[tuple[str, str, str
 def _help_with_domain(fl) -> str:
     domain, items = fl.metadata.get("domain"), fl.metadata.get("items")
     text = fl.metadata.get("help", "")
-    if items is not None and items.choices:
+    if items is not None and (items.choices or items.lo is not None or items.hi is not None):
         return f"{text} [each {items}]"
     if domain is not None and not (fl.type in ("bool", bool)):
         return f"{text} [{domain}]"

@@ -69,6 +69,7 @@ def gold_scores(prompts: Sequence[str], responses: Sequence[str]) -> list[float]
 
 
 def family_of(prompt: str, family: str | None) -> str | None:
+    """The task family of a prompt: ``family`` when given, else parsed from a world prompt (None otherwise)."""
     if family:
         return family
     try:

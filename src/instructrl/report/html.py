@@ -33,6 +33,7 @@ def esc(x: Any) -> str:
 
 
 def fmt(v: Any, nd: int = 3) -> str:
+    """A number with ``nd`` decimals (thousands grouped from 1000), '–' when missing."""
     x = num(v)
     if x is None:
         return "–"
@@ -42,6 +43,7 @@ def fmt(v: Any, nd: int = 3) -> str:
 
 
 def pct(v: Any, nd: int = 0) -> str:
+    """A fraction as a percentage with ``nd`` decimals, '–' when missing."""
     x = num(v)
     return "–" if x is None else f"{100 * x:.{nd}f}%"
 
@@ -58,10 +60,12 @@ def model_label(name: str) -> str:
 
 
 def note_html(text: str) -> str:
+    """A short italic note (escaped): what a section says when its inputs are missing."""
     return f'<p class="note">{esc(text)}</p>'
 
 
 def section_html(anchor: str, title: str, body: str, intro: str = "") -> str:
+    """One ``<section>`` with its anchor, title and intro (trusted HTML) above the body."""
     intro_html = f'<p class="intro">{intro}</p>' if intro else ""
     return f'<section id="{anchor}"><h2>{esc(title)}</h2>{intro_html}{body}</section>'
 

@@ -29,6 +29,7 @@ PALETTE = ["#3e7cb1", "#e07a1f", "#2f9e44", "#c92a2a", "#7048e8", "#0c8599", "#e
 
 
 def pyplot():
+    """matplotlib's pyplot with the Agg backend and the report's style (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -54,10 +55,12 @@ def png_img(fig, alt: str) -> str:
 
 
 def model_color(name: str, i: int = 0) -> str:
+    """A model's colour: its own, else the ``i``-th of the palette."""
     return COLORS.get(name, PALETTE[i % len(PALETTE)])
 
 
 def winrates(has_gold, labels, order, judge, metrics) -> str:
+    """Horizontal bars of each pair's win rate by the judge (and the gold judge), 95% intervals as error bars."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(order) + 1.2))
     h = 0.38 if has_gold else 0.6
@@ -88,27 +91,33 @@ def winrates(has_gold, labels, order, judge, metrics) -> str:
     return png_img(fig, "win rates with 95% intervals")
 
 
-def rubric(fig4, models, ATTRIBUTES, metrics) -> str:
+def rubric(fig4, models, attributes, metrics) -> str:
+    """The paper's Fig. 4: per attribute of ``fig4``, the rate of each model's answers that fail it."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(fig4), figsize=(2.6 * len(fig4), 2.8), squeeze=False)
     for ax, a in zip(axes[0], fig4):
         vals = [num(metrics.get(f"rubric.{a}.{m}")) or 0.0 for m in models]
         ax.bar(range(len(models)), vals, color=[model_color(m, i) for i, m in enumerate(models)])
         ax.set_xticks(range(len(models)), [model_label(m) for m in models], rotation=45, fontsize=7, ha="right")
-        ax.set_title(textwrap.fill(ATTRIBUTES[a], 28), fontsize=8)
+        ax.set_title(textwrap.fill(attributes[a], 28), fontsize=8)
         ax.set_ylim(0, max(0.05, max(vals) * 1.25))
     axes[0][0].set_ylabel("fraction of answers")
     return png_img(fig, "rubric attributes per model (the paper's Fig. 4)")
 
 
+def _grouped_bars(ax, models, values) -> None:
+    """Side-by-side bars: one group per x position, one bar per model (``values[i]``: model i's row)."""
+    width = 0.8 / len(models)
+    for i, (m, vals) in enumerate(zip(models, values)):
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(vals))]
+        ax.bar(xs, vals, width=width, color=model_color(m, i), label=model_label(m))
+
+
 def categories(models, cats, metrics) -> str:
+    """Mean gold score per prompt category, one bar per model."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.2))
-    width = 0.8 / len(models)
-    for i, m in enumerate(models):
-        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(cats))]
-        ax.bar(xs, [num(metrics.get(f"gold_category.{c}.{m}")) or 0.0 for c in cats], width=width,
-               color=model_color(m, i), label=model_label(m))
+    _grouped_bars(ax, models, [[num(metrics.get(f"gold_category.{c}.{m}")) or 0.0 for c in cats] for m in models])
     ax.set_xticks(range(len(cats)), [c.replace("_", " ") for c in cats], rotation=20, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean gold score")
@@ -116,24 +125,32 @@ def categories(models, cats, metrics) -> str:
     return png_img(fig, "gold score per prompt category")
 
 
+def _bar_panel(ax, metrics: dict, measure: str, title: str, models, nd: int) -> list[float]:
+    """One bar per model of ``<measure>.<model>``, each labelled with its value (``nd`` decimals)."""
+    names = [m for m in models if num(metrics.get(f"{measure}.{m}")) is not None]
+    vals = [metrics[f"{measure}.{m}"] for m in names]
+    ax.bar([model_label(m) for m in names], vals, color=[model_color(m, i) for i, m in enumerate(names)])
+    for i, v in enumerate(vals):
+        ax.text(i, v, f"{v:.{nd}f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=20)
+    return vals
+
+
 def per_model(series, models, metrics) -> str:
+    """Gold and RM score per model, one panel per measure of ``series``."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series), 2.8), squeeze=False)
     for ax, (p, title) in zip(axes[0], series):
-        names = [m for m in models if num(metrics.get(f"{p}.{m}")) is not None]
-        vals = [metrics[f"{p}.{m}"] for m in names]
-        ax.bar([model_label(m) for m in names], vals, color=[model_color(m, i) for i, m in enumerate(names)])
-        for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.2f}", ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
+        _bar_panel(ax, metrics, p, title, models, 2)
         ax.axhline(0, color="#333", lw=0.8)
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
         if p == "gold":
             ax.set_ylim(0, 1)
     return png_img(fig, "gold and RM score per model")
 
 
 def ppo_curves(cols, runs) -> str:
+    """The PPO log columns ``cols`` over training, one panel each, every run of ``runs`` (raw and smoothed)."""
     plt = pyplot()
     n = len(cols)
     ncol = 3
@@ -208,6 +225,7 @@ def hacking(runs: dict) -> str:
 
 
 def stage_curves(panels) -> str:
+    """The SFT and RM log columns of ``panels`` over training."""
     plt = pyplot()
     ncol = 3
     nrow = math.ceil(len(panels) / ncol)
@@ -228,30 +246,22 @@ def stage_curves(panels) -> str:
 
 
 def tax(series, models, metrics) -> str:
+    """Benchmark accuracy and pretraining NLL per model, one panel per measure of ``series``."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(series), figsize=(4.6 * len(series), 2.8), squeeze=False)
     for ax, (p, title) in zip(axes[0], series):
-        names = [m for m in models if num(metrics.get(f"{p}.{m}")) is not None]
-        vals = [metrics[f"{p}.{m}"] for m in names]
-        ax.bar([model_label(m) for m in names], vals, color=[model_color(m, i) for i, m in enumerate(names)])
+        vals = _bar_panel(ax, metrics, p, title, models, 3)
         lo, hi = min(vals), max(vals)
         if p == "tax.pretrain_nll" and hi > 0:
             ax.set_ylim(max(0, lo - (hi - lo) * 1.5 - 0.05), hi + (hi - lo) * 0.5 + 0.05)
-        for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
     return png_img(fig, "alignment tax")
 
 
 def hhh(models, present, metrics) -> str:
+    """The HHH rates of ``present`` per model."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.2))
-    width = 0.8 / len(models)
-    for i, m in enumerate(models):
-        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(present))]
-        vals = [num(metrics.get(f"hhh.{k}.{m}")) or 0.0 for k, _, _ in present]
-        ax.bar(xs, vals, width=width, color=model_color(m, i), label=model_label(m))
+    _grouped_bars(ax, models, [[num(metrics.get(f"hhh.{k}.{m}")) or 0.0 for k, _, _ in present] for m in models])
     ax.set_xticks(range(len(present)), [textwrap.fill(t, 26) + f"\n(want {w})" for _, t, w in present], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of prompts")
@@ -280,6 +290,7 @@ def sizes(series, params) -> str:
 
 
 def families(fams, metrics) -> str:
+    """The RM's and the gold judge's agreement with held-out labelers per task family."""
     plt = pyplot()
     present = [f for f in fams if num(metrics.get(f"rm_family.{f}.rm")) is not None]
     fig, ax = plt.subplots(figsize=(10, 3.0))
@@ -297,6 +308,7 @@ def families(fams, metrics) -> str:
 
 
 def labelers(present, metrics) -> str:
+    """Labeler agreement and RM accuracy of this run beside the paper's."""
     plt = pyplot()
     paper = {"labelers.agreement": 0.726, "rm.val_accuracy": 0.724, "rm.heldout_labeler_accuracy": 0.696}
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(present) + 1.0))
@@ -312,6 +324,7 @@ def labelers(present, metrics) -> str:
 
 
 def beta_sweep(beta, metrics) -> str:
+    """Gold and RM score against KL for each β run (trajectory and end), best-of-n as a star."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     for ax, col, title in ((axes[0], "gold", "gold score vs KL"), (axes[1], "score", "RM score vs KL")):
@@ -334,6 +347,7 @@ def beta_sweep(beta, metrics) -> str:
 
 
 def gamma_sweep(cols, gamma, titles) -> str:
+    """Each column of ``cols`` against γ."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(cols), figsize=(3.3 * len(cols), 2.8), squeeze=False)
     xs = [r["ptx_coef"] for r in gamma]
@@ -351,6 +365,7 @@ def gamma_sweep(cols, gamma, titles) -> str:
 
 
 def timings(times) -> str:
+    """Seconds per pipeline stage."""
     plt = pyplot()
     names = list(times)
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(names) + 1.0))

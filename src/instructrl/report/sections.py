@@ -51,8 +51,19 @@ SIZE_METHODS = (("GPT (base)", "base", "base_large"), ("SFT", "sft", "sft_large"
 
 
 def headline_section(metrics: dict, logs: dict, judge: str) -> str:
-    cards, sentences = [], []
-    models = K.models_in(metrics, ["gold", "tax.benchmark", "length"]) or list(K.MODEL_ORDER)
+    """Does RLHF work here: the contract win rates as cards, then the verdict and what explains it."""
+    cards = _headline_cards(metrics)
+    sentences = _rlhf_verdict(metrics, judge) + _headline_context(metrics, logs)
+    if not cards and not sentences:
+        return note_html("No win rates or gold scores in the metrics: nothing to conclude yet.")
+    body = f'<div class="cards">{"".join(cards)}</div>' if cards else ""
+    body += "<ul class=\"headline\">" + "".join(f"<li>{s}</li>" for s in sentences) + "</ul>"
+    return body
+
+
+def _headline_cards(metrics: dict) -> list[str]:
+    """One card per contract win rate present: the rate, its interval, the verdict."""
+    cards = []
     for key, words in HEADLINE_PAIRS:
         wr = num(metrics.get(f"winrate.{key}"))
         if wr is None:
@@ -64,7 +75,13 @@ def headline_section(metrics: dict, logs: dict, judge: str) -> str:
             f'<div class="card {cls}"><div class="card-title">{esc(words)}</div>'
             f'<div class="big">{pct(wr)}</div><div class="small">{esc(ci_txt)}</div>'
             f'<div class="verdict">{esc(verdict)}</div></div>')
-    # The RLHF verdict: the better of PPO / PPO-ptx against SFT.
+    return cards
+
+
+def _rlhf_verdict(metrics: dict, judge: str) -> list[str]:
+    """Sentences on the better of PPO / PPO-ptx against SFT: by the judge, by the gold judge, and
+    (when the gold judge sees no gain) how much of the quality differences the RM sees."""
+    sentences: list[str] = []
     rl = [(k, w) for k, w in HEADLINE_PAIRS[:2] if num(metrics.get(f"winrate.{k}")) is not None]
     if rl:
         k, words = max(rl, key=lambda kw: metrics[f"winrate.{kw[0]}"])
@@ -134,6 +151,14 @@ def headline_section(metrics: dict, logs: dict, judge: str) -> str:
                         f"{pct(g_all, 1)})" + (f", near or below chance (≤ 55%) on {esc(', '.join(blind))}" if blind else "")
                         + " — see <a href=\"#families\">task families</a>.")
             sentences.append(txt)
+    return sentences
+
+
+def _headline_context(metrics: dict, logs: dict) -> list[str]:
+    """Sentences on SFT vs base, the small aligned model vs the large base, gold per model, RLHF
+    rounds, KL, the alignment tax and reward hacking in the PPO logs."""
+    sentences: list[str] = []
+    models = K.models_in(metrics, ["gold", "tax.benchmark", "length"]) or list(K.MODEL_ORDER)
     wr = num(metrics.get("winrate.sft_vs_base"))
     if wr is not None:
         lo, hi = interval(metrics, "winrate", "sft_vs_base")
@@ -190,14 +215,10 @@ def headline_section(metrics: dict, logs: dict, judge: str) -> str:
             sentences.append(f"<b>Reward hacking in {model_label(name)}:</b> gold peaked at {t['gold_peak']:.2f} "
                              f"({t['x']} {t['peak_at']:.0f}) and fell to {t['gold_end']:.2f} while the RM score kept "
                              "rising (see below).")
-    if not cards and not sentences:
-        return note_html("No win rates or gold scores in the metrics: nothing to conclude yet.")
-    body = f'<div class="cards">{"".join(cards)}</div>' if cards else ""
-    body += "<ul class=\"headline\">" + "".join(f"<li>{s}</li>" for s in sentences) + "</ul>"
-    return body
-
+    return sentences
 
 def winrate_section(metrics: dict, judge: str) -> str:
+    """Win rates of every pair: the figure, a table with verdicts, and the T = 1 / gold-difference table."""
     keys = [k[len("winrate."):] for k in metrics if k.startswith("winrate.") and num(metrics[k]) is not None]
     if not keys:
         return note_html("No win rates in the metrics (winrate.* keys).")
@@ -253,20 +274,20 @@ def rubric_section(metrics: dict, legend: dict | None = None) -> str:
     by the world's evaluator); without it the attributes are named by their keys."""
     found = K.groups_in(metrics, "rubric")
     legend = legend or {}
-    ATTRIBUTES = legend.get("attributes") or {a: a.replace("_", " ") for a in found}
-    attrs = [a for a in ATTRIBUTES if a in found]
+    attributes = legend.get("attributes") or {a: a.replace("_", " ") for a in found}
+    attrs = [a for a in attributes if a in found]
     if not attrs:
         return note_html("No rubric.* keys: the gold judge's attributes need the world's prompts.")
-    FIG4_ATTRIBUTES = legend.get("fig4") or attrs[:4]
+    fig4_all = legend.get("fig4") or attrs[:4]
     models = K.models_in(metrics, [f"rubric.{a}" for a in attrs])
-    fig4 = [a for a in FIG4_ATTRIBUTES if a in attrs]
-    img = plots.rubric(fig4, models, ATTRIBUTES, metrics)
-    rows = [[esc(ATTRIBUTES[a])] + [pct(metrics.get(f"rubric.{a}.{m}"), 1) for m in models] for a in attrs]
+    fig4 = [a for a in fig4_all if a in attrs]
+    img = plots.rubric(fig4, models, attributes, metrics)
+    rows = [[esc(attributes[a])] + [pct(metrics.get(f"rubric.{a}.{m}"), 1) for m in models] for a in attrs]
     verdict = ""
     if "sft" in models:
-        better = [ATTRIBUTES[a] for a in fig4 for m in ("ppo_ptx", "ppo") if m in models
+        better = [attributes[a] for a in fig4 for m in ("ppo_ptx", "ppo") if m in models
                   and (num(metrics.get(f"rubric.{a}.{m}")) or 0) < (num(metrics.get(f"rubric.{a}.sft")) or 0) - 0.01][:4]
-        worse = [ATTRIBUTES[a] for a in attrs for m in ("ppo_ptx",) if m in models
+        worse = [attributes[a] for a in attrs for m in ("ppo_ptx",) if m in models
                  and (num(metrics.get(f"rubric.{a}.{m}")) or 0) > (num(metrics.get(f"rubric.{a}.sft")) or 0) + 0.01]
         parts = []
         if better:
@@ -307,6 +328,7 @@ def categories_section(metrics: dict) -> str:
 
 
 def per_model_section(metrics: dict) -> str:
+    """Gold and RM score, KL and length per model."""
     models = K.models_in(metrics, ["gold", "rm_score"])
     if not models:
         return note_html("No gold.* or rm_score.* keys: per-model scores not available.")
@@ -323,6 +345,7 @@ def per_model_section(metrics: dict) -> str:
 
 
 def ppo_curves_section(logs: dict) -> str:
+    """PPO's log columns over training."""
     runs = {n: lg for n, lg in logs.items() if lg and ("score" in lg or "kl" in lg)}
     if not runs:
         return note_html("No PPO logs (log.csv with score/kl columns) were found.")
@@ -333,6 +356,7 @@ def ppo_curves_section(logs: dict) -> str:
 
 
 def hacking_section(logs: dict) -> str:
+    """RM score vs gold over PPO training, with the reward-hacking diagnosis of each run."""
     runs = {n: lg for n, lg in logs.items() if lg and "score" in lg and "gold" in lg}
     if not runs:
         return note_html("Needs PPO logs with both 'score' (RM) and 'gold' columns; none found.")
@@ -354,6 +378,7 @@ def hacking_section(logs: dict) -> str:
 
 
 def stage_curves_section(logs: dict) -> str:
+    """SFT and RM training curves."""
     panels = []
     for name, groups in (("sft", SFT_CURVES), ("rm", RM_CURVES)):
         lg = logs.get(name)
@@ -370,6 +395,7 @@ def stage_curves_section(logs: dict) -> str:
 
 
 def tax_section(metrics: dict) -> str:
+    """The alignment tax: benchmark accuracy and pretraining NLL per model, against the base model."""
     models = K.models_in(metrics, ["tax.benchmark", "tax.pretrain_nll"])
     if not models:
         return note_html("No tax.benchmark.* / tax.pretrain_nll.* keys: the alignment tax was not measured.")
@@ -403,6 +429,7 @@ def tax_section(metrics: dict) -> str:
 
 
 def hhh_section(metrics: dict) -> str:
+    """Refusals of harmful requests, "I don't know" to unanswerable ones, over-refusal, constraints."""
     kinds = (("refusal_harmful", "refuses harmful requests", "high"),
              ("idk_unanswerable", "says \"I don't know\" to unanswerable questions", "high"),
              ("over_refusal", "refuses / IDKs answerable prompts", "low"),
@@ -417,6 +444,7 @@ def hhh_section(metrics: dict) -> str:
 
 
 def bon_section(metrics: dict) -> str:
+    """Best-of-n against the RM (and the gold judge's own pick) beside PPO, at their KLs."""
     if "bon.n" not in metrics and "bon.kl" not in metrics:
         return note_html("Best-of-n was not evaluated (eval.best_of_n = 0 or no reward model).")
     n = metrics.get("bon.n")
@@ -476,6 +504,7 @@ def sizes_section(metrics: dict) -> str:
 
 
 def families_section(metrics: dict) -> str:
+    """Gold per task family, and how often the RM and the gold judge agree with held-out labelers."""
     fams = families_in(metrics)
     if not fams:
         return note_html("No gold_family.* / rm_family.* keys: per-family scores need the world's prompts.")
@@ -511,6 +540,7 @@ def families_section(metrics: dict) -> str:
 
 
 def labelers_section(metrics: dict) -> str:
+    """Labeler agreement and RM accuracy beside the paper's numbers (and earlier rounds' RMs)."""
     rows_def = (
         ("labelers.agreement", "agreement between two training labelers", "72.6% ± 1.5 (training), 77.3% (held-out)"),
         ("rm.val_accuracy", "RM accuracy on held-out comparisons", "72.4% ± 0.4 (labelers in its training set)"),
@@ -535,6 +565,7 @@ def labelers_section(metrics: dict) -> str:
 
 
 def sweeps_section(extra: dict | None, metrics: dict) -> str:
+    """The β and γ sweeps, from the sweep rows of :func:`~instructrl.report.analysis.sweep_rows`."""
     if not extra:
         return note_html("No sweeps in this run (the 'paper' preset sweeps β and γ).")
     beta, gamma = sweep_rows(extra)
@@ -562,6 +593,7 @@ def sweeps_section(extra: dict | None, metrics: dict) -> str:
 
 
 def samples_section(samples: dict | None) -> str:
+    """The sample prompts answered by every model, side by side, with their gold scores when given."""
     if not samples or not samples.get("prompts") or not samples.get("models"):
         return note_html("No sample answers were given (samples.json).")
     prompts = samples["prompts"]
@@ -594,6 +626,7 @@ def samples_section(samples: dict | None) -> str:
 
 
 def timings_section(metrics: dict) -> str:
+    """Time per stage and the total."""
     times = {k[len("time_s."):]: num(v) for k, v in metrics.items() if k.startswith("time_s.") and num(v) is not None}
     if not times:
         return note_html("No time_s.* keys in the metrics.")
