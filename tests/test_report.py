@@ -333,3 +333,17 @@ def test_sizes_section_plots_both_model_sizes(tmp_path):
     assert "small (120,000 params)" in page and "large (1,000,000 params)" in page
     page = write_report(tmp_path, {"gold.sft": 0.5}, tmp_path / "r2.html").read_text()
     assert "align_large=true" in page
+
+
+def test_sweeps_are_read_from_the_run_folder_as_data(run_dir):
+    """The pipeline's sweeps.json entries carry beta and gamma as numbers; the report reads them, not folder names."""
+    import json
+
+    d, logs, extra = run_dir
+    for e in extra["sweeps"]:
+        e["folder"] = str(d / "sweeps" / "a folder name that says nothing")
+    (d / "sweeps.json").write_text(json.dumps(extra["sweeps"]))
+    page = write_report(d, synthetic_metrics(), d / "r.html", logs=logs).read_text(encoding="utf-8")
+    assert "KL coefficient β" in page and "Pretraining mix γ" in page
+    for v in ("0.02", "0.1", "0.5", "2"):
+        assert f"<td>{v}</td>" in page, v
