@@ -95,3 +95,19 @@ def test_pipeline_help_shows_what_runs_without_a_preset(capsys):
     assert default.sft.epochs != C.PipelineConfig().sft.epochs  # the check below means something
     assert f"  sft.epochs = {default.sft.epochs}\n" in out and f"  rlhf_rounds = {default.rlhf_rounds}\n" in out
     assert "values of the 'default' preset" in out
+
+
+def test_sweeps_are_typed_lists_of_numbers():
+    cfg = C.load_config(C.PipelineConfig, preset="paper")
+    assert cfg.sweeps.kl_coef == [0.0, 0.01, 0.05, 0.2] and cfg.sweeps.ptx_coef == [0.3, 3.0]
+    assert cfg.sweeps.runs()[0] == ("kl_coef", 0.0) and cfg.sweeps.runs()[-1] == ("ptx_coef", 3.0)
+    cfg = C.apply_overrides(C.PipelineConfig(), ["sweeps.kl_coef=[0, 1e-2]"])
+    assert cfg.sweeps.kl_coef == [0.0, 0.01] and all(isinstance(v, float) for v in cfg.sweeps.kl_coef)
+    for bad, words in (("sweeps.beta=[1]", "unknown config key 'sweeps.beta'"),
+                       ("sweeps.kl_coef=[-1]", "sweeps.kl_coef[0] must be >= 0"),
+                       ("sweeps.ptx_coef=[.nan]", "sweeps.ptx_coef[0] must be a finite number"),
+                       ("sweeps.kl_coef=[x]", "sweeps.kl_coef[0]: expected a number"),
+                       ("sweeps.kl_coef=0.1", "sweeps.kl_coef: expected a list")):
+        with pytest.raises(C.ConfigError) as e:
+            C.apply_overrides(C.PipelineConfig(), [bad])
+        assert words in str(e.value), (bad, str(e.value))

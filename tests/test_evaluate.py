@@ -380,7 +380,7 @@ def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
             seen[p] = seen.get(p, 0) + 1
         return torch.tensor(out)
 
-    monkeypatch.setattr(ev, "rm_scores", fake_rm_scores)
+    monkeypatch.setattr("instructrl.evaluate.world_eval.rm_scores", fake_rm_scores)
     acc = ev.ranking_accuracy_by_family(None, None, rankings)
     # add: (5>6) RM wrong, (5>ref) right, (6>ref) right, (55>5) wrong -> 2/4; gold orders all four right.
     assert acc["add"]["pairs"] == 4 and acc["add"]["rm"] == pytest.approx(2 / 4) and acc["add"]["gold"] == 1.0

@@ -100,9 +100,12 @@ def run_dir(tmp_path):
                                                      "accuracy": [0.5 + 0.02 * s for s in range(10)],
                                                      "margin": [0.1 * s for s in range(10)]}),
     }
-    sweep_logs = {f"beta={b}": write_ppo_log(d / "sweeps" / f"b{b}" / "log.csv", hacking=b < 0.01) for b in (0.0, 0.02, 0.1)}
-    sweep_logs.update({f"gamma={g}": write_ppo_log(d / "sweeps" / f"g{g}" / "log.csv", ptx=True) for g in (0.5, 2.0)})
-    extra = {"sweeps": {n: {"kl": 1.0, "score": 0.5, "gold": 0.5} for n in sweep_logs}, "sweep_logs": sweep_logs}
+    # Sweep runs as the pipeline hands them over (sweeps.json): the swept coefficients as numbers.
+    sweeps = [{"field": "kl_coef", "value": b, "kl_coef": b, "ptx_coef": 0.0, "metrics": {"kl": 1.0, "score": 0.5, "gold": 0.5},
+               "log": write_ppo_log(d / "sweeps" / f"b{b}" / "log.csv", hacking=b < 0.01)} for b in (0.0, 0.02, 0.1)]
+    sweeps += [{"field": "ptx_coef", "value": g, "kl_coef": 0.02, "ptx_coef": g, "metrics": {"kl": 1.0, "score": 0.5, "gold": 0.5},
+                "log": write_ppo_log(d / "sweeps" / f"g{g}" / "log.csv", ptx=True)} for g in (0.5, 2.0)]
+    extra = {"sweeps": sweeps}
     return d, logs, extra
 
 
@@ -330,3 +333,17 @@ def test_sizes_section_plots_both_model_sizes(tmp_path):
     assert "small (120,000 params)" in page and "large (1,000,000 params)" in page
     page = write_report(tmp_path, {"gold.sft": 0.5}, tmp_path / "r2.html").read_text()
     assert "align_large=true" in page
+
+
+def test_sweeps_are_read_from_the_run_folder_as_data(run_dir):
+    """The pipeline's sweeps.json entries carry beta and gamma as numbers; the report reads them, not folder names."""
+    import json
+
+    d, logs, extra = run_dir
+    for e in extra["sweeps"]:
+        e["folder"] = str(d / "sweeps" / "a folder name that says nothing")
+    (d / "sweeps.json").write_text(json.dumps(extra["sweeps"]))
+    page = write_report(d, synthetic_metrics(), d / "r.html", logs=logs).read_text(encoding="utf-8")
+    assert "KL coefficient β" in page and "Pretraining mix γ" in page
+    for v in ("0.02", "0.1", "0.5", "2"):
+        assert f"<td>{v}</td>" in page, v

@@ -302,6 +302,20 @@ class EvalConfig:
 
 
 @dataclass
+class SweepsConfig:
+    """Extra PPO runs of the pipeline beside ppo/ and ppo_ptx/, one per value, all from the same SFT
+    policy against the same (last-round) RM; the report plots them from their logs. The `paper`
+    preset sweeps both; the other presets none."""
+
+    kl_coef: list[float] = f([], "beta values: one plain-PPO run (ptx_coef = 0) per value, in sweeps/ppo_beta_<beta>/ (gold and RM score against KL: where over-optimisation starts).", items=ge(0))
+    ptx_coef: list[float] = f([], "gamma values: one PPO-ptx run (the ppo_ptx settings) per value, in sweeps/ppo_ptx_gamma_<gamma>/ (the scale of gamma: see config.PTX_COEF).", items=ge(0))
+
+    def runs(self) -> list[tuple[str, float]]:
+        """(field, value) of every sweep run, beta runs first, in the order written."""
+        return [("kl_coef", v) for v in self.kl_coef] + [("ptx_coef", v) for v in self.ptx_coef]
+
+
+@dataclass
 class PipelineConfig:
     world: WorldConfig = f(WorldConfig(), "The simulated world.")
     base_small: PretrainConfig = f(PretrainConfig(), "The small base model (the world's GPT-3 1.3B).")
@@ -317,7 +331,7 @@ class PipelineConfig:
     ppo: PPOConfig = f(PPOConfig(), "PPO (ptx_coef is ignored: that is ppo_ptx).")
     ppo_ptx: PPOConfig = f(PPOConfig(ptx_coef=PTX_COEF), "PPO-ptx (ptx_coef defaults to config.PTX_COEF; see docs/algorithms.md for its scale).")
     eval: EvalConfig = f(EvalConfig(), "Evaluation.")
-    sweeps: dict = f({}, "Paper preset: {'kl_coef': [...], 'ptx_coef': [...]} sweeps of PPO (lists of numbers >= 0).")
+    sweeps: SweepsConfig = f(SweepsConfig(), "Sweeps of PPO's beta and PPO-ptx's gamma (the paper preset).")
     seed: int = f(0, "Seed applied to every stage.", SEED)
 
 
@@ -393,6 +407,9 @@ def _coerce(value: Any, tp: Any, where: str):
     if tp is list or origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item_types = typing.get_args(tp)
+        if item_types:  # list[float]: each element converted and checked like a field of that type
+            return [_coerce(x, item_types[0], f"{where}[{i}]") for i, x in enumerate(value)]
         return value
     return value
 
@@ -420,11 +437,18 @@ def validate(cfg, prefix: str = "") -> None:
     """Every field's domain (floats finite, ranges, choices, list items), then the config's
     cross-field rules. Raises one ConfigError naming the field and what it allows. The stages call
     this first (before any model loads) on whatever config they are given."""
+    types_ = _field_types(type(cfg))
     for fl in dataclasses.fields(cfg):
         v = getattr(cfg, fl.name)
         name = prefix + fl.name
         if dataclasses.is_dataclass(v):
             validate(v, name + ".")
+            continue
+        if typing.get_args(types_[fl.name]) == (float,) and isinstance(v, list):  # list[float]: each in `items`
+            for i, x in enumerate(v):
+                if isinstance(x, bool) or not isinstance(x, (int, float)):
+                    raise ConfigError(f"{name}[{i}] must be a number, got {x!r}")
+                _check_value(f"{name}[{i}]", float(x), fl.metadata.get("items"), None)
             continue
         _check_value(name, v, fl.metadata.get("domain"), fl.metadata.get("items"))
     for rule in CROSS_FIELD_RULES.get(type(cfg), ()):
@@ -485,14 +509,6 @@ def _pipeline_rules(cfg: "PipelineConfig", prefix: str) -> None:
         raise ConfigError("align_large=true needs train_large=true")
     if cfg.rm_init == "base_large" and not cfg.train_large:
         raise ConfigError("rm_init=base_large needs train_large=true")
-    for key, values in cfg.sweeps.items():
-        if key not in ("kl_coef", "ptx_coef"):
-            raise ConfigError(f"sweeps: unknown sweep {key!r}; sweeps are kl_coef and ptx_coef")
-        if not isinstance(values, list):
-            raise ConfigError(f"sweeps.{key} must be a list of numbers >= 0, got {values!r}")
-        for i, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"sweeps.{key}[{i}] must be a finite number >= 0, got {v!r}")
 
 
 #: Rules between fields, per config class (each config validates its own).
@@ -662,7 +678,7 @@ def describe_fields(cls, prefix: str = "", obj=None) -> list[tuple[str, str, str
 def _help_with_domain(fl) -> str:
     domain, items = fl.metadata.get("domain"), fl.metadata.get("items")
     text = fl.metadata.get("help", "")
-    if items is not None and items.choices:
+    if items is not None and (items.choices or items.lo is not None or items.hi is not None):
         return f"{text} [each {items}]"
     if domain is not None and not (fl.type in ("bool", bool)):
         return f"{text} [{domain}]"

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from instructrl import config as C
+from instructrl import metric_keys as K
 from instructrl.errors import InstructRLError
 
 STAGE_FILE = "stage.json"
@@ -132,15 +133,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     from instructrl.world.build import build_world
     from instructrl.world.judge import gold_score
 
-    # Settings that would only fail late: check them before any work.
-    if cfg.rm_init not in ("sft", "base_large"):
-        raise InstructRLError(f"rm_init must be 'sft' or 'base_large', got {cfg.rm_init!r}")
-    if cfg.align_large and not cfg.train_large:
-        raise InstructRLError("align_large=true needs train_large=true")
-    if cfg.rm_init == "base_large" and not cfg.train_large:
-        raise InstructRLError("rm_init=base_large needs train_large=true")
-    if cfg.rlhf_rounds < 1:
-        raise InstructRLError(f"rlhf_rounds must be >= 1, got {cfg.rlhf_rounds}")
+    C.validate(cfg)  # settings that would only fail late (each config's own rules): before any work
     out = Path(out) if out else Path("runs") / f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     if (out / "pipeline.json").exists():
@@ -148,7 +141,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         if old.get("world_hash") != C.config_hash("world", cfg.world, cfg.seed) and not overwrite:
             raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
     C.save_config(cfg, out)
-    n_total = 9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + (3 if cfg.align_large else 0) + len(cfg.sweeps.get("kl_coef", []) or []) + len(cfg.sweeps.get("ptx_coef", []) or [])
+    n_total = 9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + (3 if cfg.align_large else 0) + len(cfg.sweeps.runs())
     st = Stages(n_total)
     t_start = time.time()
     metrics: dict = {}
@@ -218,7 +211,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
         last = r == cfg.rlhf_rounds
         prefix = "" if last else f"round{r}/"
         if r > 1:
-            prev_ppo = earlier_rounds[f"ppo_round{r - 1}"]
+            prev_ppo = earlier_rounds[K.round_model(r - 1)]
             comp_r = out / f"comparisons_round{r}.jsonl"
             cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * r)
             h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg, DEFAULT_NOISE)
@@ -233,12 +226,12 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
             cfg.rm, model=str(rm_from), data=[str(p) for p in data_files] if len(data_files) > 1 else str(comp),
             out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"), heldout_data=str(comp_ho),
             overwrite=True, resume="auto"))
-        key = "rm" if last else f"round{r}.rm"
-        metrics[f"{key}.val_accuracy"] = m_rm.get("val_accuracy")
-        metrics[f"{key}.heldout_labeler_accuracy"] = m_rm.get("heldout_labeler_accuracy")
+        key = K.rm_prefix(None if last else r)
+        for what in ("val_accuracy", "heldout_labeler_accuracy"):
+            metrics[K.key(key, what)] = m_rm.get(what)
         if not last:  # an earlier round only needs the PPO policy whose samples the next round labels
             d, h_prev_ppo = ppo_stage(f"{prefix}ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
-            earlier_rounds[f"ppo_round{r}"] = d
+            earlier_rounds[K.round_model(r)] = d
 
     # Outputs of more rounds than this run has (an earlier run in this folder with a larger rlhf_rounds)
     # would look like part of this one: remove them.
@@ -250,11 +243,13 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
 
     ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
     ppo_stage("ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
-    sweep_dirs = {}
-    for beta in cfg.sweeps.get("kl_coef", []) or []:
-        sweep_dirs[f"beta={beta}"] = ppo_stage(f"sweeps/ppo_beta_{beta}", dataclasses.replace(cfg.ppo, ptx_coef=0.0, kl_coef=float(beta)), False, rm_dir, h_rm)[0]
-    for gamma in cfg.sweeps.get("ptx_coef", []) or []:
-        sweep_dirs[f"gamma={gamma}"] = ppo_stage(f"sweeps/ppo_ptx_gamma_{gamma}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=float(gamma)), True, rm_dir, h_rm)[0]
+    sweep_runs = []  # (field, value, folder, the run's PPO config)
+    for field, value in cfg.sweeps.runs():
+        if field == "kl_coef":
+            name, pcfg, ptx = f"sweeps/ppo_beta_{value}", dataclasses.replace(cfg.ppo, ptx_coef=0.0, kl_coef=value), False
+        else:
+            name, pcfg, ptx = f"sweeps/ppo_ptx_gamma_{value}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=value), True
+        sweep_runs.append((field, value, ppo_stage(name, pcfg, ptx, rm_dir, h_rm)[0], pcfg))
 
     # 6b. Both model sizes through the whole method (the paper aligns every size with one RM): SFT on
     #     the large base, then PPO and PPO-ptx from it against the same last-round RM.
@@ -289,20 +284,24 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
                                   heldout_rankings_path=str(comp_ho))
     metrics.update(ev)
     st.times["eval"] = time.time() - t
-    sweep_metrics = {name: sweep_summary(d) for name, d in sweep_dirs.items()}
+    sweeps = [sweep_entry(field, value, d, pcfg) for field, value, d, pcfg in sweep_runs]
 
     # 8. metrics.json and report.html.
     for k, v in st.times.items():
-        metrics[f"time_s.{k.replace('/', '.')}"] = round(v, 2)
-    metrics["time_s.total"] = round(time.time() - t_start, 2)
+        metrics[K.key("time_s", k.replace('/', '.'))] = round(v, 2)
+    metrics[K.key("time_s", "total")] = round(time.time() - t_start, 2)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
     logs = {n: str(out / n / "log.csv") for n in ("ppo", "ppo_ptx") if (out / n / "log.csv").exists()}
     logs.update({n: str(d / "log.csv") for n, d in earlier_rounds.items() if (d / "log.csv").exists()})
     logs.update({n: str(d / "log.csv") for n, d in large_models.items()
                  if n != "sft_large" and (d / "log.csv").exists()})
     logs.update({"sft": str(sft_dir / "log.csv"), "rm": str(rm_dir / "log.csv")})
-    extra = {"sweeps": sweep_metrics, "sweep_logs": {n: str(d / "log.csv") for n, d in sweep_dirs.items()}} if sweep_dirs else None
-    write_report(out, metrics, out / "report.html", samples=samples, logs=logs, extra_plots=extra)
+    if sweeps:
+        (out / "sweeps.json").write_text(json.dumps(sweeps, indent=2, default=_json_default))
+    elif (out / "sweeps.json").exists():
+        (out / "sweeps.json").unlink()
+    write_report(out, metrics, out / "report.html", samples=samples, logs=logs,
+                 extra_plots={"sweeps": sweeps} if sweeps else None)
     print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
     print(headline(metrics))
     return metrics
@@ -320,9 +319,13 @@ def labeler_agreement(comparisons: Path, world_seed: int) -> float:
     return float(pool_agreement(train, items, np.random.default_rng(world_seed + 7)))
 
 
-def sweep_summary(d: Path) -> dict:
+def sweep_entry(field: str, value: float, d: Path, pcfg: C.PPOConfig) -> dict:
+    """One sweep run as the report reads it (``sweeps.json``): which coefficient was swept (``field``:
+    kl_coef or ptx_coef) and to what, the run's beta and gamma as numbers, its final metrics
+    (``metrics.json`` of the PPO folder) and its log."""
     m = d / "metrics.json"
-    return json.loads(m.read_text()) if m.exists() else {}
+    return {"field": field, "value": float(value), "kl_coef": float(pcfg.kl_coef), "ptx_coef": float(pcfg.ptx_coef),
+            "folder": str(d), "log": str(d / "log.csv"), "metrics": json.loads(m.read_text()) if m.exists() else {}}
 
 
 def _json_default(o):
@@ -338,15 +341,16 @@ def headline(m: dict) -> str:
         return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
     rows = [
-        ("SFT vs base", "winrate.sft_vs_base"),
-        ("PPO vs SFT", "winrate.ppo_vs_sft"),
-        ("PPO-ptx vs SFT", "winrate.ppo_ptx_vs_sft"),
-        ("PPO-ptx (small) vs large base", "winrate.ppo_ptx_vs_base_large"),
+        ("SFT vs base", K.pair("sft", "base")),
+        ("PPO vs SFT", K.pair("ppo", "sft")),
+        ("PPO-ptx vs SFT", K.pair("ppo_ptx", "sft")),
+        ("PPO-ptx (small) vs large base", K.pair("ppo_ptx", "base_large")),
     ]
     lines = ["win rates (held-out simulated labelers):"]
-    for label, k in rows:
+    for label, p in rows:
+        k = K.key("winrate", p)
         if k in m:
-            ci = m.get(k.replace("winrate.", "winrate_ci95."), [None, None])
+            ci = m.get(K.ci("winrate", p), [None, None])
             lines.append(f"  {label:32s} {g(k)}  95% CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else f"  {label:32s} {g(k)}")
     lines.append(f"labeler agreement {g('labelers.agreement')}, RM val accuracy {g('rm.val_accuracy')}, total {g('time_s.total')}s")
     return "\n".join(lines)

@@ -1,41 +1,54 @@
-"""Judges and prompt rendering for `instructrl eval` outside the world.
+"""Judges: who decides which of two answers to one prompt is better, for the win rates.
 
-A *judge* compares two answers to one prompt: ``judge(prompt, a, b) -> P(a is better)`` in [0, 1]
-(1, 0, or 0.5 for a tie; a probability for the LM judge), with an optional ``batch(prompts, A, B)``
-that :func:`instructrl.evaluate.win_rate` calls once for all prompts. ``instructrl eval --judge``:
+The interface (:class:`Judge`) is small: a judge is called as ``judge(prompt, a, b)`` and returns
+P(a is better) in [0, 1] — 1, 0, or 0.5 for a tie; a probability for the LM judge — and has a
+``name`` (what ``samples.json`` records). It may also have ``batch(prompts, A, B) -> list`` that
+:func:`instructrl.evaluate.stats.win_rate` then calls once for all prompts. The world's judges
+(:func:`instructrl.evaluate.world_eval.heldout_labeler_judge`, its gold judge) and the ones here
+implement it the same way, so an engineer's own judge plugs into ``instructrl eval`` as they do.
+
+``instructrl eval --judge`` (:func:`judge_kind`):
 
 - ``world`` — the world's held-out simulated labelers (``winrate.*``) and its gold judge
   (``gold_winrate.*``): the default on the world's prompts.
-- an **RM folder** (from ``instructrl rm``, or any one-label sequence classifier) — the answer with
-  the higher reward-model score wins (AlpacaFarm's reward-model evaluation); ``--rm`` alone does
-  the same on prompts that are not the world's.
+- an **RM folder** (from ``instructrl rm``, or any one-label sequence classifier) — :class:`RMJudge`:
+  the answer with the higher reward-model score wins (AlpacaFarm's reward-model evaluation);
+  ``--rm`` alone does the same on prompts that are not the world's.
 - a **causal-LM folder** — a pairwise LM judge (:class:`LMJudge`): the judge model reads a prompt
   template holding the request and both answers and its next-token probabilities of the two
   answer letters decide; each pair is asked in both orders and the two verdicts averaged, which
   cancels the judge's position bias.
-- ``none`` — no win rates. Without any judge, eval says so in one line and still reports each
-  model's length, empty-answer rate, EOS rate and KL to the reference.
-
-Every model answers prompts rendered as it was trained (:mod:`instructrl.data.render`):
-:func:`model_format` resolves its format from its folder, :func:`prompt_inputs` renders the
-prompt records to token ids for generation.
+- ``none`` — no win rates. Without any judge, eval says so in one line (:data:`NO_JUDGE`) and still
+  reports each model's length, empty-answer rate, EOS rate and KL to the reference.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 
 from instructrl.data import render
 from instructrl.errors import ConfigError
+from instructrl.evaluate.forward import rm_scores
+from instructrl.models import check_model_folder, context_length, position_ids_from_mask
+from instructrl.rollout import encode_prompts
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_JUDGE_TEMPLATE", "NO_JUDGE", "LMJudge", "model_format", "prompt_inputs", "answer_stats",
-           "judge_kind", "load_judge_template", "judge_prompt_text"]
+__all__ = ["Judge", "DEFAULT_JUDGE_TEMPLATE", "NO_JUDGE", "RMJudge", "rm_judge", "LMJudge", "judge_kind",
+           "load_judge_template", "judge_prompt_text"]
+
+
+class Judge(Protocol):
+    """What every judge is: ``judge(prompt, a, b) -> P(a is better)`` in [0, 1], and a ``name``."""
+
+    name: str
+
+    def __call__(self, prompt: str, a: str, b: str) -> float: ...
+
 
 #: What eval prints when nothing can judge the answers.
 NO_JUDGE = ("eval: no judge (these prompts are not the world's, and neither --judge nor --rm is given): no win "
@@ -49,35 +62,10 @@ DEFAULT_JUDGE_TEMPLATE = (
 )
 
 
-def model_format(tokenizer, folder, cfg, data=None) -> render.PromptFormat:
-    """The prompt format of the model in ``folder`` for this eval (``cfg.prompt_format`` /
-    ``cfg.plain_template``; auto = as it was trained); an error when it differs from its record."""
-    fmt = render.resolve(tokenizer, getattr(cfg, "prompt_format", "auto"), getattr(cfg, "plain_template", ""),
-                         folder, [data])
-    render.check_matches(fmt, folder, f"model {folder}")
-    return fmt
-
-
-def prompt_inputs(fmt: render.PromptFormat, tokenizer, records, max_prompt_len: int | None) -> list[list[int]]:
-    """Token ids of each prompt record (``readers.Prompt``) as the model reads it, fitted to
-    ``max_prompt_len`` (never cutting into a template's header)."""
-    return [render.prompt_ids(fmt, tokenizer, r.prompt, r.messages, max_prompt_len, r.source, r.line)
-            for r in records]
-
-
-def answer_stats(answers: Sequence[str], ended: Sequence[bool]) -> dict:
-    """``empty``: share of answers that are empty (or only whitespace); ``eos``: share that ended
-    with EOS (the rest ran into max_new_tokens)."""
-    n = max(len(answers), 1)
-    return {"empty": sum(not a.strip() for a in answers) / n, "eos": sum(bool(e) for e in ended) / n}
-
-
 def judge_kind(spec: str | None) -> str:
     """What ``--judge SPEC`` names: 'none', 'world', 'rm' (a reward-model folder) or 'lm' (a causal LM)."""
     if spec in (None, "", "none", "world"):
         return spec or "none"
-    from instructrl.models import check_model_folder
-
     cfg = check_model_folder(spec, "any")
     archs = cfg.get("architectures") or []
     return "rm" if any(a.endswith("ForSequenceClassification") for a in archs) else "lm"
@@ -131,12 +119,8 @@ class LMJudge:
     @torch.no_grad()
     def _p_first(self, triples) -> list[float]:
         """P(the first-shown answer is better) for each (prompt, first, second)."""
-        from instructrl.models import position_ids_from_mask
-        from instructrl.rollout import encode_prompts
-
         device = next(self.model.parameters()).device
-        n_ctx = getattr(self.model.config, "n_positions", None) or getattr(self.model.config,
-                                                                           "max_position_embeddings", None)
+        n_ctx = context_length(self.model)
         out = []
         for i in range(0, len(triples), self.batch_size):
             ids = [render.prompt_ids(self.fmt, self.tokenizer, self._query(*t), None, n_ctx)
@@ -155,3 +139,44 @@ class LMJudge:
 
     def __call__(self, prompt: str, a: str, b: str) -> float:
         return self.batch([prompt], [a], [b])[0]
+
+
+class RMJudge:
+    """A judge comparing reward-model scores (for real models, where there are no labelers).
+
+    Called per pair it scores both answers; ``batch`` scores all answers in batches (what
+    :func:`win_rate` uses). Scores closer than ``tie_margin`` are a tie.
+    """
+
+    name = "reward_model"
+
+    def __init__(self, rm_model, tokenizer, batch_size: int = 64, tie_margin: float = 0.0, fmt=None,
+                 conversations: dict | None = None):
+        self.rm, self.tokenizer = rm_model, tokenizer
+        self.batch_size, self.tie_margin = batch_size, tie_margin
+        # How the RM reads a prompt (render.PromptFormat; None: as written) and the chat messages of
+        # the prompts that were chat records ({plain rendering: messages}).
+        self.fmt, self.conversations = fmt, conversations or {}
+
+    def _scores(self, prompts, responses):
+        msgs = [self.conversations.get(p) for p in prompts]
+        return rm_scores(self.rm, self.tokenizer, prompts, responses, self.batch_size, self.fmt, msgs)
+
+    def _outcome(self, sa: float, sb: float) -> float:
+        if abs(sa - sb) <= self.tie_margin:
+            return 0.5
+        return 1.0 if sa > sb else 0.0
+
+    def __call__(self, prompt: str, a: str, b: str) -> float:
+        s = self._scores([prompt, prompt], [a, b])
+        return self._outcome(float(s[0]), float(s[1]))
+
+    def batch(self, prompts, responses_a, responses_b) -> list[float]:
+        sa = self._scores(prompts, responses_a)
+        sb = self._scores(prompts, responses_b)
+        return [self._outcome(float(x), float(y)) for x, y in zip(sa, sb)]
+
+
+def rm_judge(rm_model, tokenizer, batch_size: int = 64, fmt=None, conversations: dict | None = None) -> RMJudge:
+    """A judge preferring the answer the reward model scores higher."""
+    return RMJudge(rm_model, tokenizer, batch_size, fmt=fmt, conversations=conversations)
