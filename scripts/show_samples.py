@@ -11,10 +11,6 @@ import json
 import random
 from pathlib import Path
 
-FLAGS = ("fails_attempt", "fails_constraint", "hallucination", "inappropriate", "incorrect", "padding",
-         "exploit", "over_refusal", "runs_on")
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a finished pipeline run folder")
@@ -28,6 +24,7 @@ def main(argv=None) -> None:
     from instructrl.models import load_policy
     from instructrl.rollout import generate
     from instructrl.world import judge
+    from instructrl.world.spec import ATTRIBUTES
 
     run = Path(a.run)
     rows = [json.loads(x) for x in (run / "world" / "eval_prompts.jsonl").read_text().splitlines() if x.strip()]
@@ -42,7 +39,7 @@ def main(argv=None) -> None:
         print(pick[i].get("family", "?"), "|", p.replace("\n", " / "))
         for name, outs in answers.items():
             d = judge.gold_details(p, outs[i])
-            flags = [k for k in FLAGS if d.get(k)]
+            flags = [k for k in ATTRIBUTES if d.get(k)]
             print(f"  {name:10s} {d['score']:.2f} {flags} {outs[i]!r}")
 
 

@@ -117,8 +117,12 @@ class Task:
         return len(self.responses)
 
 
+#: The columns `_task` reads, in its order (tasks aliased ``t``); every query that builds a Task selects them.
+TASK_COLUMNS = "t.id, t.prompt, t.responses, t.messages"
+
+
 def _task(row) -> Task:
-    """A Task from a row (id, prompt, responses JSON, messages JSON or NULL, ...)."""
+    """A Task from a row that starts with :data:`TASK_COLUMNS` (messages JSON or NULL)."""
     return Task(row[0], row[1], json.loads(row[2]), json.loads(row[3]) if row[3] is not None else None)
 
 
@@ -258,18 +262,17 @@ class LabelDB:
                 version = con.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise InstructRLError(f"{self.path} was written by a newer instructrl (schema {version})")
-                if version == 0:
-                    if con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                if version < SCHEMA_VERSION:
+                    if version == 0 and con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
                         raise InstructRLError(f"{self.path} is a SQLite file of something else, not a labeling database")
                     con.execute("BEGIN IMMEDIATE")
-                    for stmt in _SCHEMA.split(";"):  # (executescript would commit the BEGIN)
-                        if stmt.strip():
-                            con.execute(stmt)
-                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                    con.execute("COMMIT")
-                elif version == 1:  # upgrade in place: plain tasks keep their keys; messages is NULL for them
-                    con.execute("BEGIN IMMEDIATE")
-                    if "messages" not in {r[1] for r in con.execute("PRAGMA table_info(tasks)")}:
+                    if version == 0:
+                        for stmt in _SCHEMA.split(";"):  # (executescript would commit the BEGIN)
+                            if stmt.strip():
+                                con.execute(stmt)
+                    # 1 -> 2: tasks.messages (NULL for plain tasks, which keep their keys). Checked under
+                    # the lock: another process may have upgraded the file since the version was read.
+                    elif "messages" not in {r[1] for r in con.execute("PRAGMA table_info(tasks)")}:
                         con.execute("ALTER TABLE tasks ADD COLUMN messages TEXT")
                     con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     con.execute("COMMIT")
@@ -358,7 +361,7 @@ class LabelDB:
 
     def task(self, task_id: int) -> Task | None:
         with self.connect() as con:
-            row = con.execute("SELECT id, prompt, responses, messages FROM tasks WHERE id=?", (task_id,)).fetchone()
+            row = con.execute(f"SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id=?", (task_id,)).fetchone()
         return _task(row) if row else None
 
     def add_labeler(self, name: str, new_token: bool = False) -> str:
@@ -394,7 +397,7 @@ class LabelDB:
     def open_task(self, labeler: Labeler) -> Task | None:
         """The labeler's open (assigned, unanswered) task, or None; changes nothing."""
         with self.connect() as con:
-            row = con.execute("SELECT t.id, t.prompt, t.responses, t.messages FROM assignments a JOIN tasks t ON t.id=a.task_id "
+            row = con.execute(f"SELECT {TASK_COLUMNS} FROM assignments a JOIN tasks t ON t.id=a.task_id "
                               "WHERE a.labeler_id=? AND a.status='open' ORDER BY a.assigned, a.task_id LIMIT 1",
                               (labeler.id,)).fetchone()
         return _task(row) if row else None
@@ -420,7 +423,7 @@ class LabelDB:
                     return None
                 con.execute("INSERT INTO assignments(task_id, labeler_id, status, assigned) VALUES(?,?,'open',?)",
                             (row[0], labeler.id, now))
-            t = con.execute("SELECT id, prompt, responses, messages FROM tasks WHERE id=?", (row[0],)).fetchone()
+            t = con.execute(f"SELECT {TASK_COLUMNS} FROM tasks t WHERE t.id=?", (row[0],)).fetchone()
         return _task(t)
 
     def _own_task(self, con, labeler: Labeler, task_id) -> tuple[Task, str]:
@@ -429,7 +432,7 @@ class LabelDB:
         if not 0 < task_id <= MAX_TASK_ID:  # SQLite integers are 64-bit: a larger id is no task of anyone's
             raise LabelError(f"task {task_id} is not assigned to you", status=403)
         row = con.execute(
-            "SELECT t.id, t.prompt, t.responses, t.messages, a.status FROM assignments a JOIN tasks t ON t.id=a.task_id "
+            f"SELECT {TASK_COLUMNS}, a.status FROM assignments a JOIN tasks t ON t.id=a.task_id "
             "WHERE a.task_id=? AND a.labeler_id=?", (task_id, labeler.id)).fetchone()
         if row is None:
             # Same answer whether the task exists or not: nothing about others' work leaks.
