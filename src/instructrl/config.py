@@ -177,6 +177,8 @@ class PretrainConfig:
     tokenizer: str = f("char", "The base model's tokenizer: 'char' (one token per character; a word's letters are visible) or 'bpe' (byte-level BPE trained on the corpus, about 3x shorter sequences).", one_of("char", "bpe"))
     vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).", ge(16, 2**20))
     dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).", unit())
+    activation: str = f("gelu_pytorch_tanh", "MLP activation of the new model: 'gelu_pytorch_tanh' (torch's fused tanh-approximate GELU) or 'gelu_new' (GPT-2's own, the same formula in six elementwise ops: ~10% slower, rounds differently).", one_of("gelu_pytorch_tanh", "gelu_new"))
+    precision: str = f("auto", "Training precision: 'auto' (bf16 autocast where the hardware multiplies bf16 natively: AMX / AVX512-BF16 CPUs, CUDA 8.0+; else fp32), 'fp32', or 'bf16' (weights, gradients and optimizer state stay fp32 either way; see instructrl/precision.py).", one_of("auto", "fp32", "bf16"))
     max_steps: int = f(3000, "Optimizer steps.", ge(1, 10**9))
     batch_size: int = f(32, "Sequences per step.", SIZE)
     seq_len: int = f(128, "Tokens per training sequence (windows of the packed corpus); at most n_positions.", ge(1, 2**20))

@@ -53,8 +53,12 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 # ---------------------------------------------------------------------------------------------
 
 
-def build_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, dropout: float = 0.0, seed: int = 0):
-    """A randomly initialised GPT-2 LM sized for the world's tokenizer (sdpa attention)."""
+def build_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int, dropout: float = 0.0, seed: int = 0,
+               activation: str = "gelu_new"):
+    """A randomly initialised GPT-2 LM sized for the world's tokenizer (sdpa attention).
+
+    `activation`: GPT-2's 'gelu_new', or 'gelu_pytorch_tanh' (the same tanh-approximate GELU as
+    one fused op; what `instructrl pretrain` builds by default, `PretrainConfig.activation`)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -70,6 +74,7 @@ def build_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: i
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        activation_function=activation,
     )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)

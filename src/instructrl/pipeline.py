@@ -35,6 +35,7 @@ from pathlib import Path
 from instructrl import config as C
 from instructrl import metric_keys as K
 from instructrl.errors import InstructRLError
+from instructrl.precision import resolve as resolve_precision
 
 STAGE_FILE = "stage.json"
 
@@ -109,7 +110,9 @@ def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Pa
     """Pretrain a base model once per (corpus, config); copy it into the run folder."""
     from instructrl import pretrain
 
-    h = C.config_hash("pretrain", corpus_hash, cfg)
+    # Keyed by the precision actually used, so that a base trained in fp32 is not taken for the
+    # bf16 one "auto" means on a machine with native bf16 (or the other way round).
+    h = C.config_hash("pretrain", corpus_hash, dataclasses.replace(cfg, precision=resolve_precision(cfg.precision)))
     cached = cache_root() / "base" / h
 
     def fn():
