@@ -2,6 +2,7 @@
 
     python benchmarks/bench_pretrain.py                 # both bases, every variant, BENCH_REPS (3) fresh processes each
     python benchmarks/bench_pretrain.py --profile       # also the top ops of one step per variant (torch.profiler)
+    python benchmarks/bench_pretrain.py --compile --reps 1   # also under torch.compile
 
 The step is `instructrl.pretrain`'s own (forward under `precision.autocast`, fp32 cross-entropy,
 backward, clip, AdamW) on the model `models.build_gpt2` builds, at the default preset's shapes
@@ -12,7 +13,9 @@ Variants, each alone, then together (the new default where bf16 is native):
 - ``gelu``: torch's fused tanh-GELU (`activation=gelu_pytorch_tanh`), fp32;
 - ``bf16``: bf16 autocast, `gelu_new`, eager attention;
 - ``bf16_sdpa``: bf16 autocast with the sdpa (CPU flash) attention, to show why bf16 uses eager;
-- ``after``: bf16 autocast + fused GELU + eager attention (`precision=auto` on an AMX / AVX512-BF16 CPU).
+- ``after``: bf16 autocast + fused GELU + eager attention (`precision=auto` on an AMX / AVX512-BF16 CPU);
+- with ``--compile`` also ``before_compile`` / ``after_compile``: the model under `torch.compile`
+  (the warm-up column includes the compilation).
 
 Achieved FLOP/s counts the model's matmul FLOPs analytically (6 x parameters in the blocks and the
 tied LM head per token, plus attention's 2 x 2 x T x d per layer and token, x3 for forward and
@@ -43,6 +46,10 @@ VARIANTS = {  # name: (precision, activation, attention)
     "bf16_sdpa": ("bf16", "gelu_pytorch_tanh", "sdpa"),
     "after": ("bf16", "gelu_pytorch_tanh", "eager"),
 }
+COMPILED = {  # --compile: the same steps with the model under torch.compile (inductor)
+    "before_compile": VARIANTS["before"],
+    "after_compile": VARIANTS["after"],
+}
 
 
 def flops_per_step(n_layer: int, d: int) -> float:
@@ -71,7 +78,7 @@ def worker(base: str, variant: str, steps: int, profile: bool) -> dict:
     from instructrl.precision import autocast
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    precision, activation, attention = VARIANTS[variant]
+    precision, activation, attention = {**VARIANTS, **COMPILED}[variant]
     n_layer, d, n_head = SHAPES[base]
 
     class Tok:  # build_gpt2 reads the vocabulary size and two special ids
@@ -83,13 +90,14 @@ def worker(base: str, variant: str, steps: int, profile: bool) -> dict:
     model = build_gpt2(Tok(), n_layer, d, n_head, SEQ, 0.0, 0, activation=activation)
     model.config._attn_implementation = attention
     model.train()
+    fwd = torch.compile(model) if variant in COMPILED else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01)
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randint(0, VOCAB, (BATCH, SEQ + 1), generator=gen) for _ in range(steps + 5)]
 
     def step(x):  # pretrain.pretrain_base's step 3
         with autocast(precision):
-            logits = model(input_ids=x[:, :-1]).logits
+            logits = fwd(input_ids=x[:, :-1]).logits
         loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -97,8 +105,10 @@ def worker(base: str, variant: str, steps: int, profile: bool) -> dict:
         opt.step()
         return loss.item()
 
+    t = time.perf_counter()
     for x in xs[:5]:
         step(x)
+    warmup = time.perf_counter() - t
     t = time.perf_counter()
     losses = [step(x) for x in xs[5:]]
     dt = (time.perf_counter() - t) / steps
@@ -106,7 +116,7 @@ def worker(base: str, variant: str, steps: int, profile: bool) -> dict:
     peak16 = matmul_peak(BATCH * SEQ, d, 4 * d, torch.bfloat16)
     res = {"base": base, "variant": variant, "ms_per_step": 1000 * dt, "tokens_per_s": BATCH * SEQ / dt,
            "flop_per_s": flops_per_step(n_layer, d) / dt, "peak_fp32": peak32, "peak_bf16": peak16,
-           "final_loss": losses[-1]}
+           "final_loss": losses[-1], "warmup_s": warmup}
     if profile:
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as prof
@@ -126,6 +136,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "3")))
     ap.add_argument("--bases", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also the before/after steps under torch.compile")
     ap.add_argument("--worker", nargs=2, metavar=("BASE", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -136,23 +147,23 @@ def main(argv=None):
     results: dict = {}
     for rep in range(args.reps):  # alternate variants, fresh processes: the machine's drift hits all alike
         for base in args.bases:
-            for variant in VARIANTS:
+            for variant in [*VARIANTS, *(COMPILED if args.compile else [])]:
                 cmd = [sys.executable, __file__, "--worker", base, variant, "--steps", str(args.steps)]
                 if args.profile and rep == 0:
                     cmd.append("--profile")
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
                 results.setdefault((base, variant), []).append(json.loads(out.strip().splitlines()[-1]))
     table = []
-    print(f"{'base':6} {'variant':10} {'ms/step':>8} {'tok/s':>7} {'GFLOP/s':>8} {'peak32':>7} {'peak16':>7} {'of peak':>8} {'loss':>7}")
+    print(f"{'base':6} {'variant':10} {'ms/step':>8} {'tok/s':>7} {'GFLOP/s':>8} {'peak32':>7} {'peak16':>7} {'of peak':>8} {'loss':>7} {'warm-up':>8}")
     for (base, variant), rs in results.items():
         med = {k: statistics.median(r[k] for r in rs) for k in ("ms_per_step", "tokens_per_s", "flop_per_s",
-                                                                 "peak_fp32", "peak_bf16", "final_loss")}
-        peak = med["peak_bf16"] if VARIANTS[variant][0] == "bf16" else med["peak_fp32"]
+                                                                 "peak_fp32", "peak_bf16", "final_loss", "warmup_s")}
+        peak = med["peak_bf16"] if {**VARIANTS, **COMPILED}[variant][0] == "bf16" else med["peak_fp32"]
         row = {"base": base, "variant": variant, **med, "of_peak": med["flop_per_s"] / peak,
                "top_ops": next((r["top_ops"] for r in rs if "top_ops" in r), None)}
         table.append(row)
         print(f"{base:6} {variant:10} {med['ms_per_step']:8.1f} {med['tokens_per_s']:7.0f} {med['flop_per_s'] / 1e9:8.1f} "
-              f"{med['peak_fp32'] / 1e9:7.0f} {med['peak_bf16'] / 1e9:7.0f} {row['of_peak']:8.2f} {med['final_loss']:7.4f}")
+              f"{med['peak_fp32'] / 1e9:7.0f} {med['peak_bf16'] / 1e9:7.0f} {row['of_peak']:8.2f} {med['final_loss']:7.4f} {med['warmup_s']:7.1f}s")
         if row["top_ops"]:
             print("       top ops (self CPU %): " + ", ".join(f"{k} {v}" for k, v in row["top_ops"]))
     for base in args.bases:

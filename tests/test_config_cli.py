@@ -111,3 +111,11 @@ def test_sweeps_are_typed_lists_of_numbers():
         with pytest.raises(C.ConfigError) as e:
             C.apply_overrides(C.PipelineConfig(), [bad])
         assert words in str(e.value), (bad, str(e.value))
+
+
+def test_a_yaml_boolean_word_for_a_string_field_says_to_quote_it():
+    from instructrl.config import PipelineConfig, apply_overrides
+
+    with pytest.raises(ConfigError, match=r"ppo\.mixed_precision: expected a string, got False .*quote the word"):
+        apply_overrides(PipelineConfig(), ["ppo.mixed_precision=no"])
+    assert apply_overrides(PipelineConfig(), ["ppo.mixed_precision='no'"]).ppo.mixed_precision == "no"

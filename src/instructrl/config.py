@@ -399,6 +399,9 @@ def _coerce(value: Any, tp: Any, where: str):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads no/yes/on/off as booleans
+            raise ConfigError(f"{where}: expected a string, got {value!r} (YAML reads no, yes, on and off as "
+                              f"true/false: quote the word, e.g. --set {where}=\"'no'\")")
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
