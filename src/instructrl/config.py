@@ -33,6 +33,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "presets"
 #: explained in docs/algorithms.md ("The scale of ptx_coef").
 PTX_COEF = 1.0
 
+#: Pretraining's precisions (`PretrainConfig.precision`; instructrl/precision.py says what each means).
+PRECISIONS = ("auto", "fp32", "bf16")
+
 #: Sizes (batch, length, layers, counts) are capped so that a mistyped value is a clear error
 #: rather than an allocation failure deep inside a model.
 BIG = 2**24
@@ -178,7 +181,7 @@ class PretrainConfig:
     vocab_size: int = f(1024, "BPE vocabulary size (tokenizer=bpe; special tokens included).", ge(16, 2**20))
     dropout: float = f(0.0, "Dropout during pretraining (residual, embedding and attention).", unit())
     activation: str = f("gelu_pytorch_tanh", "MLP activation of the new model: 'gelu_pytorch_tanh' (torch's fused tanh-approximate GELU) or 'gelu_new' (GPT-2's own, the same formula in six elementwise ops: ~10% slower, rounds differently).", one_of("gelu_pytorch_tanh", "gelu_new"))
-    precision: str = f("auto", "Training precision: 'auto' (bf16 autocast where the hardware multiplies bf16 natively: AMX / AVX512-BF16 CPUs, CUDA 8.0+; else fp32), 'fp32', or 'bf16' (weights, gradients and optimizer state stay fp32 either way; see instructrl/precision.py).", one_of("auto", "fp32", "bf16"))
+    precision: str = f("auto", "Training precision (pretraining runs on the CPU): 'auto' (bf16 autocast where the CPU multiplies bf16 natively: AMX / AVX512-BF16; else fp32), 'fp32', or 'bf16' (weights, gradients and optimizer state stay fp32 either way; see instructrl/precision.py).", one_of(*PRECISIONS))
     max_steps: int = f(3000, "Optimizer steps.", ge(1, 10**9))
     batch_size: int = f(32, "Sequences per step.", SIZE)
     seq_len: int = f(128, "Tokens per training sequence (windows of the packed corpus); at most n_positions.", ge(1, 2**20))

@@ -35,7 +35,6 @@ from pathlib import Path
 from instructrl import config as C
 from instructrl import metric_keys as K
 from instructrl.errors import InstructRLError
-from instructrl.precision import resolve as resolve_precision
 
 STAGE_FILE = "stage.json"
 
@@ -109,6 +108,7 @@ def _corpus_hash(world_dir: Path) -> str:
 def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Path, corpus_hash: str, dest: Path):
     """Pretrain a base model once per (corpus, config); copy it into the run folder."""
     from instructrl import pretrain
+    from instructrl.precision import resolve as resolve_precision
 
     # Keyed by the precision actually used, so that a base trained in fp32 is not taken for the
     # bf16 one "auto" means on a machine with native bf16 (or the other way round).

@@ -24,17 +24,15 @@ import functools
 
 import torch
 
-__all__ = ["PRECISIONS", "native_bf16", "resolve", "autocast"]
+from instructrl.config import PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16")
+__all__ = ["PRECISIONS", "native_bf16", "resolve", "autocast"]
 
 
 @functools.lru_cache(maxsize=None)
-def native_bf16(device: str = "cpu") -> bool:
-    """True when `device` multiplies bf16 natively (CUDA: compute capability 8+; CPU: AMX or
-    AVX512-BF16, as torch's CPU capability checks report them)."""
-    if device == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+def native_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (AMX or AVX512-BF16, as torch's CPU capability
+    checks report them). Pretraining runs on the CPU only."""
     cpu = getattr(torch, "cpu", None)
     checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     try:
@@ -43,18 +41,18 @@ def native_bf16(device: str = "cpu") -> bool:
         return False
 
 
-def resolve(precision: str, device: str = "cpu") -> str:
-    """'fp32' or 'bf16': what `precision` ('auto', 'fp32', 'bf16') means on `device`."""
+def resolve(precision: str) -> str:
+    """'fp32' or 'bf16': what `precision` ('auto', 'fp32', 'bf16') means on this CPU."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if native_bf16() else "fp32"
     return precision
 
 
-def autocast(precision: str, device: str = "cpu"):
-    """A context that runs its forward under bf16 autocast when `precision` (resolved) is 'bf16',
-    else does nothing."""
+def autocast(precision: str):
+    """A context that runs its forward under CPU bf16 autocast when `precision` (resolved) is
+    'bf16', else does nothing."""
     if precision == "bf16":
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
