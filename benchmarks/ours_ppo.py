@@ -1,15 +1,19 @@
 """Our side of the PPO benchmark: instructrl's PPO update loop on the shared synthetic setup.
 
-Drives instructrl.ppo's own pieces in the order ``ppo.run`` does (collect_rollout ->
+Drives instructrl.ppo's own pieces in the order ``ppo.train_ppo`` does (collect_rollout ->
 compute_advantages -> shuffled minibatches of minibatch_loss, AdamW, grad clipping) without the
 run folder, logging and checkpoint I/O, so that the figures are the training work only.
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
-        [--slow] [--json OUT]
+        [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--no-fused-gelu] [--json OUT]
 
-``--slow`` turns every rollout optimization off (``instructrl.rollout.FAST = False``): the
-PPO per-update losses must match those of the default run (checked by the benchmark and by
-tests/test_rollout_fast.py).
+``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
+``instructrl.models.FUSED_GELU = False``): the PPO per-update losses must match those of the
+default run to float rounding (checked by the benchmark and by tests/test_rollout_fast.py,
+tests/test_ppo_speedups.py). ``--reuse-sample-logprobs`` turns on
+``PPOConfig.reuse_sample_logprobs`` and ``--fused-adamw`` ``fused_adamw`` (both off by default in
+instructrl); ``--no-fused-gelu`` measures
+the fused GELU's share alone.
 """
 
 from __future__ import annotations
@@ -40,24 +44,30 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slow", action="store_true", help="every optimization off (reference run)")
+    ap.add_argument("--reuse-sample-logprobs", action="store_true", help="old log-probs from the sampler")
+    ap.add_argument("--fused-adamw", action="store_true", help="AdamW's fused CPU kernel (fused_adamw)")
+    ap.add_argument("--no-fused-gelu", action="store_true", help="keep transformers' 6-op gelu_new module")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(a.threads)
-    from instructrl import rollout
+    from instructrl import models, rollout
     from instructrl.config import PPOConfig
     from instructrl.models import load_policy, load_reward_model, load_tokenizer  # noqa: F401
     from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, _slice
     from instructrl.train_utils import make_optimizer
 
     rollout.FAST = not a.slow
+    models.FUSED_GELU = not (a.slow or a.no_fused_gelu)
     cache = fixtures.build()
     tok = load_tokenizer(cache / "policy")
     prompts = [r["prompt"] for r in fixtures.read_jsonl(cache / "prompts.jsonl")]
     cfg = PPOConfig(total_episodes=a.episodes, batch_size=a.batch, minibatch_size=a.minibatch, ppo_epochs=1,
-                    max_new_tokens=a.response, temperature=1.0, warmup_updates=0, seed=a.seed)
+                    max_new_tokens=a.response, temperature=1.0, warmup_updates=0, seed=a.seed,
+                    reuse_sample_logprobs=a.reuse_sample_logprobs and not a.slow,
+                    fused_adamw=a.fused_adamw and not a.slow)
     torch.manual_seed(a.seed)
     (policy, _), (ref, _) = load_policy(cache / "policy"), load_policy(cache / "policy")
     (value, _), (rm, _) = load_reward_model(cache / "rm"), load_reward_model(cache / "rm")
@@ -65,8 +75,8 @@ def main(argv=None):
         m.eval()
     for m in (ref, rm):
         m.requires_grad_(False)
-    opt_p = make_optimizer(policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
-    opt_v = make_optimizer(value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    opt_p = make_optimizer(policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5, fused=cfg.fused_adamw)
+    opt_v = make_optimizer(value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5, fused=cfg.fused_adamw)
     g_sample = torch.Generator().manual_seed(cfg.seed)
     g_mb = torch.Generator().manual_seed(cfg.seed + 1)
     pp, vp = list(policy.parameters()), list(value.parameters())
@@ -85,11 +95,12 @@ def main(argv=None):
         B, T = ro.input_ids.shape
         R = T - ro.n_prompt
         gen_tokens += int(ro.response_mask.sum())
-        # FLOPs: generation (prompt + R steps at growing context), 4 scoring forwards, training
+        # FLOPs: generation (prompt + R steps at growing context), 4 (3) scoring forwards, training
         # forward+backward of policy and value over the minibatches.
         ctx = T / 2
         flops += B * T * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx)  # sampling
-        flops += B * T * (2 * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx)
+        n_lm = 1 if cfg.reuse_sample_logprobs else 2  # policy (unless reused) and reference
+        flops += B * T * (n_lm * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx)
                           + 2 * flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, lm_head=False))
         flops += B * T * (flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, backward=True)
                           + flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, backward=True, lm_head=False))
@@ -109,7 +120,8 @@ def main(argv=None):
         t_score += ro.time_score
         t_update += time.perf_counter() - t0
     total = time.perf_counter() - t_start
-    res = {"side": "ours", "fast": not a.slow, "episodes": a.episodes, "time_s": total,
+    res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
+           "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,
            "flop_per_s": flops / total, "peak_rss_mb": fixtures.peak_rss_mb(), "losses": losses}

@@ -268,6 +268,7 @@ def load_policy(path, trust_remote_code: bool = False, dtype=torch.float32):
     _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)
+    fuse_gelu(model)
     model.eval()
     return model, tok
 
@@ -302,6 +303,7 @@ def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int
         if head.bias is not None:
             head.bias.zero_()
     set_dropout(model, 0.0)
+    fuse_gelu(model)
     return model, tok
 
 
@@ -323,6 +325,7 @@ def load_reward_model(path, trust_remote_code: bool = False, dtype=torch.float32
     _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)
+    fuse_gelu(model)
     model.eval()
     return model, tok
 
@@ -508,6 +511,7 @@ def _finish_load(model, tok, path, train: bool = False):
     _check_finite(model, path)
     model.config.pad_token_id = tok.pad_token_id
     set_dropout(model, 0.0)
+    fuse_gelu(model)
     model.train(train)
     return model, tok
 
@@ -520,6 +524,27 @@ def set_dropout(model, p: float) -> None:
     for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout", "hidden_dropout", "dropout"):
         if hasattr(model.config, key) and isinstance(getattr(model.config, key), float):
             setattr(model.config, key, p)
+
+
+#: Run GPT-2's tanh-approximate GELU ("gelu_new", 6 elementwise ops) as torch's fused kernel
+#: (`gelu(x, approximate="tanh")`, the same formula, ~1e-7 apart) in every model our loaders return
+#: (issue 18). Only the module in memory changes: the config, and so the saved folder, still says
+#: "gelu_new". False keeps transformers' module (the reference for the equality test).
+FUSED_GELU = True
+
+
+def fuse_gelu(model) -> int:
+    """Swap each `NewGELUActivation` module of `model` for transformers' fused `GELUTanh` (if
+    FUSED_GELU); returns how many were swapped. Any architecture: modules are found by type."""
+    if not FUSED_GELU:
+        return 0
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    names = [n for n, m in model.named_modules() if type(m) is NewGELUActivation]
+    for n in names:
+        parent, _, child = n.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, GELUTanh())
+    return len(names)
 
 
 #: Dropout modules on a residual branch (applied to a block's attention or MLP output before it is

@@ -306,7 +306,10 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
     ids, attn, P = s.input_ids, s.attention_mask, prompt_ids.shape[1]
     response_mask = s.response_mask.clone()
 
-    logprobs, token_entropy = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_entropy=True)
+    if cfg.reuse_sample_logprobs:  # the sampler's own log-probs are the old ones (TRL does the same)
+        logprobs, token_entropy = s.logprobs, s.entropy
+    else:  # one full forward of the policy, as every update step's forward computes them
+        logprobs, token_entropy = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_entropy=True)
     entropy = masked_mean(token_entropy, response_mask).item()
     ref_logprobs = forward_logprobs(ref_policy, *_on(ref_policy, ids, attn), P, cfg.temperature).to(device)
     # Value of the state before each response token: the outputs at positions P-1 .. T-2.
@@ -563,8 +566,8 @@ def make_trainers(cfg: PPOConfig, m, d, dist, device) -> SimpleNamespace:
     0.95), ε=1e-5, no weight decay), their DDP/FSDP views (the plain models sample, score and are
     saved), the KL controller, the RNGs (sampling seeded per process), the prompt order, the EMA,
     and the counters a checkpoint restores."""
-    opt_policy = make_optimizer(m.policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
-    opt_value = make_optimizer(m.value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5)
+    opt_policy = make_optimizer(m.policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5, fused=cfg.fused_adamw)
+    opt_value = make_optimizer(m.value, cfg.value_lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5, fused=cfg.fused_adamw)
     train_policy, opt_policy = dist.prepare(m.policy, opt_policy)
     train_value, opt_value = dist.prepare_scorer(m.value, opt_value)
     return SimpleNamespace(

@@ -320,7 +320,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
         order_rng = random.Random(cfg.seed)
         global_batch = cfg.batch_size * dist.world_size  # batch_size is per process
         total_steps = math.ceil(len(train_set) / global_batch) * cfg.epochs
-        optimizer = make_optimizer(rm, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
+        optimizer = make_optimizer(rm, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay, fused=cfg.fused_adamw)
         train_rm, optimizer = dist.prepare_scorer(rm, optimizer)  # the DDP/FSDP view trains; `rm` evaluates and saves
         # The prompt order is replayed from the seeded order_rng (one shuffle per epoch), so the
         # position in the rankings is the step count.

@@ -35,6 +35,7 @@ class Samples:
     response_mask: torch.Tensor  # (B, R) bool, True on real tokens incl. EOS
     logprobs: torch.Tensor  # (B, R) log-prob of each sampled token at temperature T (0 on padding)
     ended: torch.Tensor  # (B,) bool: the response ended with EOS
+    entropy: torch.Tensor | None = None  # (B, R) entropy of the sampling distribution (0 on padding)
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -72,7 +73,8 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
     """Sample responses with a KV cache. temperature 0 means greedy.
 
     Stops early once every row has produced EOS. Returns `Samples` with per-token log-probs of the
-    sampled tokens under logits / T (for T = 0, under the raw logits).
+    sampled tokens under logits / T (for T = 0, under the raw logits) and the entropy of that
+    distribution at each step (what PPO logs; with `reuse_sample_logprobs` both replace a forward).
     """
     from transformers import DynamicCache
 
@@ -91,20 +93,24 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
     if decoder is not None:
         del cache, out
 
-    tokens, lps, masks = [], [], []
+    tokens, lps, ents, masks = [], [], [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for _ in range(max_new_tokens):
         scaled = next_logits / temperature if temperature > 0 else next_logits
         logp = torch.log_softmax(scaled, dim=-1)
+        probs = logp.exp()
         if temperature > 0:
-            tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             tok = logp.argmax(-1)
         lp = logp.gather(1, tok[:, None]).squeeze(1)
+        # H = -sum_v p_v log p_v (= losses.entropy_from_logits of the scaled logits); p log p is 0 where p is.
+        ent = -torch.where(probs > 0, probs * logp, torch.zeros_like(logp)).sum(-1)
         real = ~done
         tok = torch.where(real, tok, torch.full_like(tok, pad_token_id))
         tokens.append(tok)
         lps.append(torch.where(real, lp, torch.zeros_like(lp)))
+        ents.append(torch.where(real, ent, torch.zeros_like(ent)))
         masks.append(real)
         done = done | (tok == eos_token_id)
         if bool(done.all()):
@@ -122,7 +128,8 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
     response_ids = torch.stack(tokens, 1)
     response_mask = torch.stack(masks, 1)
     ended = (response_ids == eos_token_id).any(1)
-    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, torch.stack(lps, 1), ended)
+    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, torch.stack(lps, 1), ended,
+                   torch.stack(ents, 1))
 
 
 #: A forward whose full logits (batch x sequence x vocabulary) would hold more elements than this

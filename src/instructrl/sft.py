@@ -400,7 +400,7 @@ def train_sft(cfg, model: str, data: str, out: str, val_data: str | None = None,
         plan = plan_epochs(d.examples, cfg, dist.world_size)
         total_steps = sum(len(p) for p in plan)
         eval_every = cfg.eval_every if cfg.eval_every > 0 else None
-        optimizer = make_optimizer(policy, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay)
+        optimizer = make_optimizer(policy, cfg.lr, cfg.beta1, cfg.beta2, cfg.weight_decay, fused=cfg.fused_adamw)
         train_policy, optimizer = dist.prepare(policy, optimizer)  # the DDP/FSDP view trains; `policy` samples and saves
         ptx_gen = torch.Generator().manual_seed(cfg.seed + 1)
         resumed = run.resume_state()  # weights, optimizer, RNGs, ptx stream, evaluations, best weights, log

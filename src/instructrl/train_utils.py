@@ -46,17 +46,19 @@ def seed_everything(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_optimizer(model, lr: float, beta1: float, beta2: float, weight_decay: float = 0.0, eps: float = 1e-8):
+def make_optimizer(model, lr: float, beta1: float, beta2: float, weight_decay: float = 0.0, eps: float = 1e-8,
+                   fused: bool = False):
     """AdamW over the trainable parameters; weight decay only on matrices (not biases, norms).
 
-    The paper uses Adam with beta = (0.9, 0.95) for every stage ([IG] App. C).
+    The paper uses Adam with beta = (0.9, 0.95) for every stage ([IG] App. C). The fused kernel is
+    used on CUDA always and on the CPU when `fused` (`TrainerOptions.fused_adamw`).
     """
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    use_fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
+    use_fused = (fused or all(p.is_cuda for p in decay + no_decay)) and bool(decay + no_decay)
     # On the CPU, the multi-tensor ("foreach") step makes temporaries as large as all the parameters
     # (0.5 GB for a 135M model, per optimizer); the per-tensor loop needs one parameter's worth and
     # is as fast there. Small models keep the default, so their runs are unchanged bit for bit.

@@ -1,0 +1,159 @@
+"""Issue 18's switchable PPO speed-ups change nothing beyond float rounding:
+
+- models.FUSED_GELU: GPT-2's 'gelu_new' runs as torch's fused tanh-GELU in every loaded model; the
+  saved folder still says gelu_new.
+- PPOConfig.reuse_sample_logprobs: the sampler's log-probs and entropy stand in for a full forward
+  of the policy after sampling.
+"""
+
+import pytest
+import torch
+from transformers import GPT2ForSequenceClassification
+from transformers.activations import GELUTanh, NewGELUActivation
+
+from instructrl import models, rollout
+from instructrl.config import PPOConfig
+from instructrl.losses import entropy_from_logits
+from instructrl.models import build_gpt2, load_policy, load_reward_model, save_model_folder
+from instructrl.ppo import _slice, collect_rollout, compute_advantages, minibatch_loss
+from instructrl.tokenizer import build_char_tokenizer
+
+PROMPTS = ["Q: Reverse the word 'cat'.\nA:", "Q: Add 2 and 3.\nA:", "Q: hi\nA:", "Q: Sort 3 1 2.\nA:"]
+
+
+@pytest.fixture(autouse=True)
+def restore_flags():
+    yield
+    models.FUSED_GELU = True
+    rollout.FAST = True
+
+
+@pytest.fixture
+def folder(tmp_path):
+    tok = build_char_tokenizer()
+    model = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0, activation="gelu_new")
+    return save_model_folder(model, tok, tmp_path / "policy"), tok
+
+
+def _acts(model):
+    return [type(m) for m in model.modules() if type(m) in (GELUTanh, NewGELUActivation)]
+
+
+def test_fused_gelu_same_logits_and_folder_unchanged(folder, tmp_path):
+    path, tok = folder
+    ids, mask = rollout.encode_prompts(tok, PROMPTS)
+    models.FUSED_GELU = False
+    plain, _ = load_policy(path)
+    assert _acts(plain) == [NewGELUActivation] * 2
+    models.FUSED_GELU = True
+    fused, _ = load_policy(path)
+    assert _acts(fused) == [GELUTanh] * 2
+    with torch.no_grad():
+        a = plain(input_ids=ids, attention_mask=mask.long()).logits
+        b = fused(input_ids=ids, attention_mask=mask.long()).logits
+    assert not torch.equal(a, b)  # a different kernel really ran
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    out = save_model_folder(fused, tok, tmp_path / "saved")
+    models.FUSED_GELU = False
+    again, _ = load_policy(out)
+    assert again.config.activation_function == "gelu_new" and _acts(again) == [NewGELUActivation] * 2
+
+
+def test_fused_gelu_in_reward_models(folder, tmp_path):
+    path, tok = folder
+    rm, _ = models.reward_model_from_causal_lm(path)
+    assert _acts(rm) == [GELUTanh] * 2
+    out = save_model_folder(rm, tok, tmp_path / "rm")
+    assert _acts(load_reward_model(out)[0]) == [GELUTanh] * 2
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampler_entropy_and_logprobs_match_a_full_forward(folder, temperature):
+    path, tok = folder
+    model, _ = load_policy(path)
+    ids, mask = rollout.encode_prompts(tok, PROMPTS)
+    s = rollout.sample(model, ids, mask, 16, tok.eos_token_id, tok.pad_token_id, temperature,
+                       torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        lp, logits = rollout.forward_logprobs(model, s.input_ids, s.attention_mask, ids.shape[1], temperature,
+                                              return_logits=True)
+    m = s.response_mask
+    torch.testing.assert_close(s.logprobs[m], lp[m], rtol=0, atol=1e-5)
+    torch.testing.assert_close(s.entropy[m], entropy_from_logits(logits)[m], rtol=0, atol=1e-5)
+    assert bool((s.entropy[~m] == 0).all()) and bool((s.entropy[m] > 0).all())
+
+
+def _ppo_run(tok, reuse: bool, updates: int = 3):
+    cfg = PPOConfig(batch_size=4, minibatch_size=2, max_new_tokens=12, warmup_updates=0, reuse_sample_logprobs=reuse)
+    policy = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0).eval()
+    ref = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0).eval()
+    torch.manual_seed(1)
+    vcfg = policy.config.__class__(**{**policy.config.to_dict(), "num_labels": 1})
+    value, rm = GPT2ForSequenceClassification(vcfg).eval(), GPT2ForSequenceClassification(vcfg).eval()
+    opt = torch.optim.AdamW(list(policy.parameters()) + list(value.parameters()), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    losses, first = [], None
+    for _ in range(updates):
+        ro = compute_advantages(collect_rollout(policy, ref, value, rm, tok, PROMPTS, cfg, g), cfg, cfg.kl_coef)
+        first = first or ro
+        for j in range(2):
+            loss, stats = minibatch_loss(policy, value, _slice(ro, torch.arange(2 * j, 2 * j + 2)), cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append((float(stats["policy_loss"]), float(stats["value_loss"])))
+    return first, losses
+
+
+def test_reuse_sample_logprobs_matches_the_recomputed_run():
+    tok = build_char_tokenizer()
+    a, la = _ppo_run(tok, reuse=False)
+    b, lb = _ppo_run(tok, reuse=True)
+    m = a.response_mask
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(m, b.response_mask)
+    assert torch.equal(b.logprobs, b.sample_logprobs)  # really the sampler's
+    torch.testing.assert_close(a.logprobs[m], b.logprobs[m], rtol=0, atol=1e-5)
+    assert abs(a.entropy - b.entropy) < 1e-5
+    # Step 0: the ratio of the policy's fresh log-probs to the reused old ones is 1.
+    with torch.no_grad():
+        fresh = rollout.forward_logprobs(build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0).eval(),
+                                         b.input_ids, b.attention_mask, b.n_prompt)
+    ratio = torch.exp(fresh - b.logprobs)[m]
+    assert float((ratio - 1).abs().max()) < 1e-4
+    assert len(la) == len(lb) == 6
+    for (pa, va), (pb, vb) in zip(la, lb):
+        assert abs(pa - pb) < 1e-4 and abs(va - vb) < 1e-4
+
+
+def test_fused_adamw_same_update_to_rounding():
+    from instructrl.train_utils import make_optimizer
+
+    tok = build_char_tokenizer()
+    results = []
+    for fused in (False, True):
+        model = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0)
+        opt = make_optimizer(model, 1e-3, 0.9, 0.95, weight_decay=0.1, fused=fused)
+        assert bool(opt.defaults["fused"]) is fused
+        ids = torch.randint(3, len(tok), (4, 20), generator=torch.Generator().manual_seed(0))
+        for _ in range(5):
+            loss = model(input_ids=ids, labels=ids).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.equal(*results)
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_ppo_trainers_follow_fused_adamw(fused):
+    from types import SimpleNamespace
+
+    from instructrl import distributed, ppo
+
+    tok = build_char_tokenizer()
+    policy = build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=64, seed=0)
+    value = GPT2ForSequenceClassification(policy.config.__class__(**{**policy.config.to_dict(), "num_labels": 1}))
+    t = ppo.make_trainers(PPOConfig(fused_adamw=fused), SimpleNamespace(policy=policy, value=value),
+                          SimpleNamespace(prompts=PROMPTS), distributed.setup(""), torch.device("cpu"))
+    assert bool(t.opt_policy.defaults["fused"]) is fused and bool(t.opt_value.defaults["fused"]) is fused
