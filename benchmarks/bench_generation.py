@@ -8,7 +8,9 @@ BENCH_REPS (3). Figure: generated tokens/s (rows x steps actually run).
 
 Also measured, for the README's "why": our sampler with the two-matmul decode attention
 (`fast_decode.DECODE_ATTENTION = "matmul"`, not the default: it changes rounding) and with one
-thread instead of two (is the decode step compute-bound or overhead-bound?).
+thread instead of two (is the decode step compute-bound or overhead-bound?), and with the
+inverse-CDF draw (`rollout.SAMPLING = "inverse_cdf"`, not the default: same distribution, other
+tokens at a given seed).
 """
 
 from __future__ import annotations
@@ -54,31 +56,38 @@ def main():
 
     from instructrl import fast_decode
 
-    def ours_variant(n, attention="sdpa", threads=2):
+    def ours_variant(n, attention="sdpa", threads=2, sampling="multinomial"):
         fast_decode.DECODE_ATTENTION = attention
+        rollout.SAMPLING = sampling
         torch.set_num_threads(threads)
         try:
             return ours(n)
         finally:
             fast_decode.DECODE_ATTENTION = "sdpa"
+            rollout.SAMPLING = "multinomial"
             torch.set_num_threads(2)
 
-    ours(8), peer(8), ours_variant(8, "matmul"), ours_variant(8, threads=1)  # warm up
+    ours(8), peer(8), ours_variant(8, "matmul"), ours_variant(8, threads=1), ours_variant(8, sampling="inverse_cdf")
     lines, res = [], {}
     for n in (24, 128):
-        o, p, mm, one = [], [], [], []
+        o, p, mm, one, icdf = [], [], [], [], []
         for i in range(reps()):
             o.append(ours(n))
             p.append(peer(n))
             mm.append(ours_variant(n, "matmul"))
             one.append(ours_variant(n, threads=1))
+            icdf.append(ours_variant(n, sampling="inverse_cdf"))
             print(f"{n} tokens run {i}: ours {o[-1]:.0f}, generate {p[-1]:.0f}, ours with matmul attention "
-                  f"{mm[-1]:.0f}, ours on 1 thread {one[-1]:.0f} tokens/s", flush=True)
+                  f"{mm[-1]:.0f}, ours on 1 thread {one[-1]:.0f}, ours with inverse-CDF draws {icdf[-1]:.0f} tokens/s",
+                  flush=True)
         mo, mp = statistics.median(o), statistics.median(p)
-        res[n] = {"ours": o, "peer": p, "ours_matmul_attention": mm, "ours_1_thread": one}
+        mi = statistics.median(icdf)
+        res[n] = {"ours": o, "peer": p, "ours_matmul_attention": mm, "ours_1_thread": one, "ours_inverse_cdf": icdf}
         print(f"generation-{n} variants: ours with matmul attention {statistics.median(mm):.0f}, ours on 1 thread "
-              f"{statistics.median(one):.0f}, ours {mo:.0f}, generate {mp:.0f} tokens/s", flush=True)
+              f"{statistics.median(one):.0f}, ours with inverse-CDF draws {mi:.0f}, ours {mo:.0f}, generate {mp:.0f} "
+              f"tokens/s", flush=True)
         lines.append(f"generation-{n}: ours={mo:.0f} peer={mp:.0f} ratio={mo / mp:.2f} tokens/s")
+        lines.append(f"generation-{n}-inverse-cdf: ours={mi:.0f} peer={mp:.0f} ratio={mi / mp:.2f} tokens/s")
     save("generation", res)
     print("\n".join(lines))
 

@@ -157,3 +157,38 @@ def test_ppo_trainers_follow_fused_adamw(fused):
     t = ppo.make_trainers(PPOConfig(fused_adamw=fused), SimpleNamespace(policy=policy, value=value),
                           SimpleNamespace(prompts=PROMPTS), distributed.setup(""), torch.device("cpu"))
     assert bool(t.opt_policy.defaults["fused"]) is fused and bool(t.opt_value.defaults["fused"]) is fused
+
+
+def test_inverse_cdf_draws_the_same_distribution():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0], [0.25, 0.25, 0.5, 0.0]])
+    n = 40000
+    counts = torch.zeros_like(probs)
+    for _ in range(n // 1000):
+        x = rollout.draw(probs.repeat_interleave(1000, 0), g, "inverse_cdf").view(3, 1000)
+        for r in range(3):
+            counts[r] += torch.bincount(x[r], minlength=4)
+    freq = counts / n
+    assert bool((freq[probs == 0] == 0).all())  # a zero-probability token is never drawn
+    torch.testing.assert_close(freq, probs, rtol=0, atol=0.01)  # 4 sigma at n = 40000 is ~0.01
+    with pytest.raises(ValueError, match="unknown sampling"):
+        rollout.draw(probs, g, "topk")
+
+
+def test_sampling_switch_changes_tokens_not_log_probs(folder):
+    path, tok = folder
+    model, _ = load_policy(path)
+    ids, mask = rollout.encode_prompts(tok, PROMPTS * 8)
+    out = {}
+    for method in ("multinomial", "inverse_cdf"):
+        rollout.SAMPLING = method
+        try:
+            out[method] = rollout.sample(model, ids, mask, 12, tok.eos_token_id, tok.pad_token_id, 1.0,
+                                         torch.Generator().manual_seed(3))
+        finally:
+            rollout.SAMPLING = "multinomial"
+    s = out["inverse_cdf"]
+    assert not torch.equal(s.response_ids, out["multinomial"].response_ids)
+    with torch.no_grad():  # whatever was drawn, its log-prob is the model's
+        lp = rollout.forward_logprobs(model, s.input_ids, s.attention_mask, ids.shape[1])
+    torch.testing.assert_close(s.logprobs[s.response_mask], lp[s.response_mask], rtol=0, atol=1e-5)
