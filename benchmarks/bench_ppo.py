@@ -3,7 +3,8 @@
     python benchmarks/bench_ppo.py            # BENCH_EPISODES (512), BENCH_REPS (3)
 
 Alternates three runs per repetition (fresh processes): ours at instructrl's defaults, ours with
-the two opt-in switches (``reuse_sample_logprobs``, ``fused_adamw``: "ours+opt"), and the peer;
+every opt-in switch (``reuse_sample_logprobs``, ``fused_adamw``, ``trim_padding``, inverse-CDF
+sampling: "ours+opt"), and the peer;
 prints each run and the medians of episodes/s, generated tokens/s and the time split, checks that
 the default run's per-update losses equal those of a run with every optimization off (``--slow``)
 to float rounding (the fused GELU is not bit-identical), and saves everything to
@@ -22,14 +23,15 @@ EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 #: Largest |default - all optimizations off| of a per-minibatch loss that still counts as equal: the
 #: fused GELU rounds differently (~1e-7 per activation), which 8 updates of training carry forward.
 LOSS_TOL = 1e-4
+#: Every opt-in switch of ours_ppo.py (off in instructrl's defaults; bench_switches.py measures each alone).
+OPT_INS = ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--sampling", "inverse_cdf")
 
 
 def main():
     ours, opt, peer = [], [], []
     for i in range(reps()):
         ours.append(run_worker(sys.executable, "ours_ppo.py", "--episodes", EPISODES))
-        opt.append(run_worker(sys.executable, "ours_ppo.py", "--episodes", EPISODES, "--reuse-sample-logprobs",
-                              "--fused-adamw"))
+        opt.append(run_worker(sys.executable, "ours_ppo.py", "--episodes", EPISODES, *OPT_INS))
         opt[-1]["side"] = "ours+opt"
         peer.append(run_worker(PEER_PPO, "peer_ppo.py", "--episodes", EPISODES))
         for r in (ours[-1], opt[-1], peer[-1]):
@@ -56,7 +58,7 @@ def main():
     print(f"ppo: ours={o:.2f} peer={p:.2f} ratio={o / p:.2f} episodes/s")
     oo = median(opt, "episodes_per_s")
     print(f"ppo-opt: ours={oo:.2f} peer={p:.2f} ratio={oo / p:.2f} episodes/s "
-          f"(reuse_sample_logprobs=true fused_adamw=true)")
+          f"({' '.join(OPT_INS)})")
     if not same:
         raise SystemExit(1)
 

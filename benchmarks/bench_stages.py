@@ -4,6 +4,11 @@ own shapes, and the top ops of a profiled step (issue 18, "know where the time g
 
     instructrl pipeline --out runs/default                 # first: the models and data measured
     python benchmarks/bench_stages.py runs/default [--steps 3] [--top 6] [--json OUT]
+        [--set fused_adamw=true --set trim_padding=true ...] [--sampling inverse_cdf]
+
+``--set k=v`` applies to every stage config that has the field (e.g. the opt-in switches
+``fused_adamw`` (SFT, RM, PPO), ``reuse_sample_logprobs`` and ``trim_padding`` (PPO));
+``--sampling`` sets `rollout.SAMPLING`.
 
 Stages measured, each with the stage's own functions and the run's resolved config (`config.yaml`
 of each stage folder):
@@ -28,6 +33,7 @@ fp32 matmuls [tokens, d] @ [d, 4d] at the stage's token count and the width of i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -88,21 +94,31 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=3, help="timed steps per stage (median); one warm-up before")
     ap.add_argument("--top", type=int, default=6, help="top ops (self CPU %%) to list per stage")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="K=V",
+                    help="override a field of every stage config that has it (repeatable)")
+    ap.add_argument("--sampling", default="multinomial", choices=["multinomial", "inverse_cdf"])
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(a.threads)
-    from instructrl import distributed, ppo, rm, sft
-    from instructrl.config import PPOConfig, RMConfig, SFTConfig, from_dict, load_yaml
+    from instructrl import distributed, ppo, rm, rollout, sft
+    from instructrl.config import PPOConfig, RMConfig, SFTConfig, apply_overrides, from_dict, load_yaml
     from instructrl.data import render
     from instructrl.models import (load_policy, load_reward_model, reward_model_from_causal_lm,
                                    set_residual_dropout)
     from instructrl.rollout import encode_prompts, sample
     from instructrl.train_utils import make_optimizer
 
+    rollout.SAMPLING = a.sampling
     run = Path(a.run)
+
+    def stage_config(cls, folder):
+        cfg = from_dict(cls, load_yaml(run / folder / "config.yaml"))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return apply_overrides(cfg, [o for o in a.set if o.split("=", 1)[0] in names])
+
     world = run / "world"
     pipe = load_yaml(run / "config.yaml")
     dist = distributed.setup("")
@@ -119,7 +135,7 @@ def main(argv=None):
               f"at {r['peak_shape']}  -> {r['of_peak']:.2f}  {info}\n            top ops: {ops}", flush=True)
 
     # 1. SFT: one optimizer step of the run's first planned micro-batches.
-    cfg = from_dict(SFTConfig, load_yaml(run / "sft" / "config.yaml"))
+    cfg = stage_config(SFTConfig, "sft")
     policy, tok = load_policy(run / "base_small")
     set_residual_dropout(policy, cfg.dropout)
     policy.train()
@@ -150,7 +166,7 @@ def main(argv=None):
     del policy, opt, d
 
     # 2. RM: one K-wise step over `batch_size` prompts.
-    cfg = from_dict(RMConfig, load_yaml(run / "rm" / "config.yaml"))
+    cfg = stage_config(RMConfig, "rm")
     init = run / pipe.get("rm_init", "sft")
     model, tok = reward_model_from_causal_lm(init)
     model.train()
@@ -176,7 +192,7 @@ def main(argv=None):
     del model, opt, d
 
     # 3. PPO: rollouts (sampling, then scoring) and the minibatch updates of one batch.
-    cfg = from_dict(PPOConfig, load_yaml(run / "ppo" / "config.yaml"))
+    cfg = stage_config(PPOConfig, "ppo")
     policy, tok = load_policy(run / "sft")
     ref, _ = load_policy(run / "sft")
     value, _ = load_reward_model(run / "rm")
@@ -202,8 +218,12 @@ def main(argv=None):
     def update():
         ro = last["ro"]
         perm = torch.randperm(B, generator=g)
+        computed = 0
         for j in range(B // cfg.minibatch_size):
-            mb = ppo._slice(ro, perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size])
+            mb = ppo.slice_minibatch(ro, perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size])
+            if cfg.trim_padding:
+                mb = ppo.trim_padding(mb)
+            computed += mb["input_ids"].numel()
             loss, _ = ppo.minibatch_loss(policy, value, mb, cfg)
             opt_p.zero_grad(set_to_none=True)
             opt_v.zero_grad(set_to_none=True)
@@ -212,6 +232,7 @@ def main(argv=None):
             torch.nn.utils.clip_grad_norm_(value.parameters(), cfg.max_grad_norm)
             opt_p.step()
             opt_v.step()
+        return computed
 
     gens, scores = [], []
     for k in range(a.steps + 1):
@@ -234,10 +255,11 @@ def main(argv=None):
     score_flops = pos * ((1 + n_policy) * fpt(policy, T / 2) + 2 * fpt(value, T / 2, lm_head=False))
     report("ppo score", scores[len(scores) // 2], score_flops, pos, value.config.n_embd,
            {"forwards": 3 + n_policy, "padding": padding}, "(in the rollout's profile above)")
-    upd_flops = pos * (fpt(policy, T / 2, backward=True) + fpt(value, T / 2, backward=True, lm_head=False))
-    secs, _ = timed(update, a.steps)
+    secs, computed = timed(update, a.steps)  # positions computed (fewer with trim_padding)
+    upd_flops = computed * (fpt(policy, T / 2, backward=True) + fpt(value, T / 2, backward=True, lm_head=False))
     report("ppo update", secs, upd_flops, cfg.minibatch_size * T, value.config.n_embd,
-           {"minibatches": B // cfg.minibatch_size, "padding": padding}, top_ops(update, a.top))
+           {"minibatches": B // cfg.minibatch_size, "positions": computed, "of_batch": round(computed / pos, 3)},
+           top_ops(update, a.top))
 
     # 4. Evaluation: greedy generation at the evaluation's batch (rollout.sample, as generate calls it).
     n_new = int(pipe.get("eval", {}).get("max_new_tokens", 40))

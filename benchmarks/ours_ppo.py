@@ -5,13 +5,15 @@ compute_advantages -> shuffled minibatches of minibatch_loss, AdamW, grad clippi
 run folder, logging and checkpoint I/O, so that the figures are the training work only.
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
-        [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--no-fused-gelu] [--json OUT]
+        [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--trim-padding] [--sampling inverse_cdf]
+        [--no-fused-gelu] [--json OUT]
 
 ``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
 ``instructrl.models.FUSED_GELU = False``): the PPO per-update losses must match those of the
 default run to float rounding (checked by the benchmark and by tests/test_rollout_fast.py,
 tests/test_ppo_speedups.py). ``--reuse-sample-logprobs`` turns on
-``PPOConfig.reuse_sample_logprobs`` and ``--fused-adamw`` ``fused_adamw`` (both off by default in
+``PPOConfig.reuse_sample_logprobs``, ``--fused-adamw`` ``fused_adamw``, ``--trim-padding``
+``trim_padding`` and ``--sampling inverse_cdf`` ``instructrl.rollout.SAMPLING`` (all off by default in
 instructrl); ``--no-fused-gelu`` measures
 the fused GELU's share alone.
 """
@@ -46,6 +48,9 @@ def main(argv=None):
     ap.add_argument("--slow", action="store_true", help="every optimization off (reference run)")
     ap.add_argument("--reuse-sample-logprobs", action="store_true", help="old log-probs from the sampler")
     ap.add_argument("--fused-adamw", action="store_true", help="AdamW's fused CPU kernel (fused_adamw)")
+    ap.add_argument("--trim-padding", action="store_true", help="minibatches without all-padding columns (trim_padding)")
+    ap.add_argument("--sampling", default="multinomial", choices=("multinomial", "inverse_cdf"),
+                    help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
     ap.add_argument("--no-fused-gelu", action="store_true", help="keep transformers' 6-op gelu_new module")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -56,18 +61,19 @@ def main(argv=None):
     from instructrl import models, rollout
     from instructrl.config import PPOConfig
     from instructrl.models import load_policy, load_reward_model, load_tokenizer  # noqa: F401
-    from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, _slice
+    from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, slice_minibatch, trim_padding
     from instructrl.train_utils import make_optimizer
 
     rollout.FAST = not a.slow
     models.FUSED_GELU = not (a.slow or a.no_fused_gelu)
+    rollout.SAMPLING = "multinomial" if a.slow else a.sampling
     cache = fixtures.build()
     tok = load_tokenizer(cache / "policy")
     prompts = [r["prompt"] for r in fixtures.read_jsonl(cache / "prompts.jsonl")]
     cfg = PPOConfig(total_episodes=a.episodes, batch_size=a.batch, minibatch_size=a.minibatch, ppo_epochs=1,
                     max_new_tokens=a.response, temperature=1.0, warmup_updates=0, seed=a.seed,
                     reuse_sample_logprobs=a.reuse_sample_logprobs and not a.slow,
-                    fused_adamw=a.fused_adamw and not a.slow)
+                    fused_adamw=a.fused_adamw and not a.slow, trim_padding=a.trim_padding and not a.slow)
     torch.manual_seed(a.seed)
     (policy, _), (ref, _) = load_policy(cache / "policy"), load_policy(cache / "policy")
     (value, _), (rm, _) = load_reward_model(cache / "rm"), load_reward_model(cache / "rm")
@@ -106,7 +112,9 @@ def main(argv=None):
                           + flops_per_token(c.n_layer, c.n_embd, c.vocab_size, ctx, backward=True, lm_head=False))
         perm = torch.randperm(a.batch, generator=g_mb)
         for j in range(a.batch // a.minibatch):
-            mb = _slice(ro, perm[j * a.minibatch:(j + 1) * a.minibatch])
+            mb = slice_minibatch(ro, perm[j * a.minibatch:(j + 1) * a.minibatch])
+            if cfg.trim_padding:
+                mb = trim_padding(mb)
             loss, stats = minibatch_loss(policy, value, mb, cfg)
             opt_p.zero_grad(set_to_none=True)
             opt_v.zero_grad(set_to_none=True)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every benchmark (ours vs peer side by side); creates the peer environments when missing.
-#   bash benchmarks/run_all.sh         # env: BENCH_EPISODES (512), BENCH_REPS (3)
+#   bash benchmarks/run_all.sh         # env: BENCH_EPISODES (512), BENCH_REPS (3), BENCH_RUN (runs/default)
+# bench_stages.py measures a pipeline run's own models: run `instructrl pipeline --out runs/default` first
+# (without it that benchmark is skipped, and says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -14,7 +16,17 @@ make_venv benchmarks/.venv-peer benchmarks/requirements-peer.txt
 make_venv benchmarks/.venv-peer-rm benchmarks/requirements-peer-rm.txt
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 "$PY" benchmarks/fixtures.py
-for b in ppo memory headroom rm generation scaling; do
+for b in ppo switches memory headroom rm generation scaling; do
   echo "== $b"
   nice -n 10 "$PY" benchmarks/bench_$b.py
 done
+RUN=${BENCH_RUN:-runs/default}
+echo "== stages"
+if [ -f "$RUN/metrics.json" ]; then
+  nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --json benchmarks/.cache/stages.json
+  echo "== stages (every opt-in switch)"
+  nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --set trim_padding=true --set fused_adamw=true \
+    --set reuse_sample_logprobs=true --sampling inverse_cdf --json benchmarks/.cache/stages_opt.json
+else
+  echo "skipped: no pipeline run at $RUN (instructrl pipeline --out $RUN, then rerun)"
+fi

@@ -88,7 +88,7 @@ def test_step0_ratio_one_kl_zero_and_sampler_logprobs(folders):
     # Recomputed at T = 1 through the same code path as training: the PPO ratio is exactly 1.
     again = forward_logprobs(policy, ro.input_ids, ro.attention_mask, ro.n_prompt, cfg.temperature)
     assert torch.equal(again[mask], ro.logprobs[mask])
-    mb = ppo._slice(ro, torch.arange(8))
+    mb = ppo.slice_minibatch(ro, torch.arange(8))
     loss, stats = ppo.minibatch_loss(policy, value, mb, cfg)
     assert stats["ratio_mean"].item() == 1.0 and stats["ratio_max"].item() == 1.0
     assert stats["approx_kl"].item() == 0.0 and stats["clipfrac"].item() == 0.0
@@ -120,7 +120,7 @@ def test_ptx_gradient_is_ppo_plus_gamma_nll(folders):
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    mb = ppo._slice(ro, torch.arange(8))
+    mb = ppo.slice_minibatch(ro, torch.arange(8))
     stream = token_stream(tok, ["the cat sat on the mat.", "hello world"])
     ptx_ids = ppo.ptx_windows(stream, 3, 12, torch.Generator().manual_seed(0))
     assert ptx_ids.shape == (3, 13)
@@ -397,7 +397,7 @@ def test_two_backward_passes_give_the_gradients_of_one(folders):
     rm_model, _ = load_reward_model(folders["rm"])
     ro = ppo.compute_advantages(ppo.collect_rollout(policy, ref, value, rm_model, tok, PROMPTS[:4], cfg,
                                                     torch.Generator().manual_seed(0)), cfg, cfg.kl_coef)
-    mb = ppo._slice(ro, torch.arange(4))
+    mb = ppo.slice_minibatch(ro, torch.arange(4))
     ptx = torch.randint(3, 50, (2, 9), generator=torch.Generator().manual_seed(1))
     loss, _ = ppo.minibatch_loss(policy, value, mb, cfg, ptx)
     loss.backward()

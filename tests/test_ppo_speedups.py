@@ -15,7 +15,7 @@ from instructrl import models, rollout
 from instructrl.config import PPOConfig
 from instructrl.losses import entropy_from_logits
 from instructrl.models import build_gpt2, load_policy, load_reward_model, save_model_folder
-from instructrl.ppo import _slice, collect_rollout, compute_advantages, minibatch_loss
+from instructrl.ppo import slice_minibatch, collect_rollout, compute_advantages, minibatch_loss
 from instructrl.tokenizer import build_char_tokenizer
 
 PROMPTS = ["Q: Reverse the word 'cat'.\nA:", "Q: Add 2 and 3.\nA:", "Q: hi\nA:", "Q: Sort 3 1 2.\nA:"]
@@ -97,7 +97,7 @@ def _ppo_run(tok, reuse: bool, updates: int = 3):
         ro = compute_advantages(collect_rollout(policy, ref, value, rm, tok, PROMPTS, cfg, g), cfg, cfg.kl_coef)
         first = first or ro
         for j in range(2):
-            loss, stats = minibatch_loss(policy, value, _slice(ro, torch.arange(2 * j, 2 * j + 2)), cfg)
+            loss, stats = minibatch_loss(policy, value, slice_minibatch(ro, torch.arange(2 * j, 2 * j + 2)), cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -192,3 +192,35 @@ def test_sampling_switch_changes_tokens_not_log_probs(folder):
     with torch.no_grad():  # whatever was drawn, its log-prob is the model's
         lp = rollout.forward_logprobs(model, s.input_ids, s.attention_mask, ids.shape[1])
     torch.testing.assert_close(s.logprobs[s.response_mask], lp[s.response_mask], rtol=0, atol=1e-5)
+
+
+def test_trim_padding_same_losses_gradients_to_rounding():
+    from instructrl.ppo import trim_padding
+
+    tok = build_char_tokenizer()
+    prompts = ["Q: Reverse the word 'cat' and then sort its letters, please.\nA:"] + PROMPTS[1:]
+    cfg = PPOConfig(batch_size=4, minibatch_size=2, max_new_tokens=16, warmup_updates=0)
+    policy = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0).eval()
+    ref = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0).eval()
+    torch.manual_seed(1)
+    vcfg = policy.config.__class__(**{**policy.config.to_dict(), "num_labels": 1})
+    value, rm = GPT2ForSequenceClassification(vcfg).eval(), GPT2ForSequenceClassification(vcfg).eval()
+    ro = compute_advantages(collect_rollout(policy, ref, value, rm, tok, prompts, cfg, torch.Generator().manual_seed(0)),
+                            cfg, cfg.kl_coef)
+    mb = slice_minibatch(ro, torch.tensor([1, 2]))  # without the long first prompt
+    t = trim_padding(mb)
+    assert t["input_ids"].shape[1] < mb["input_ids"].shape[1] and t["n_prompt"] < mb["n_prompt"]
+    assert int(t["response_mask"].sum()) == int(mb["response_mask"].sum())
+    params = list(policy.parameters()) + list(value.parameters())
+    grads, losses = [], []
+    for batch in (mb, t):
+        for p in params:
+            p.grad = None
+        loss, stats = minibatch_loss(policy, value, batch, cfg)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([p.grad.flatten() for p in params]))
+    assert abs(losses[0] - losses[1]) < 1e-6
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+    whole = trim_padding(slice_minibatch(ro, torch.arange(4)))  # the longest prompt and response are kept
+    assert whole["n_prompt"] == ro.n_prompt

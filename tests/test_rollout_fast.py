@@ -52,7 +52,7 @@ def test_unsupported_model_takes_generic_path(setup):
 
 def test_ppo_losses_match_with_optimizations_off(setup):
     from instructrl.models import reward_model_from_causal_lm  # noqa: F401
-    from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, _slice
+    from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, slice_minibatch
     from transformers import GPT2ForSequenceClassification
 
     model, tok = setup
@@ -73,7 +73,7 @@ def test_ppo_losses_match_with_optimizations_off(setup):
         for _ in range(3):
             ro = compute_advantages(collect_rollout(policy, ref, value, rm, tok, PROMPTS, cfg, g), cfg, cfg.kl_coef)
             for j in range(2):
-                loss, stats = minibatch_loss(policy, value, _slice(ro, torch.arange(2 * j, 2 * j + 2)), cfg)
+                loss, stats = minibatch_loss(policy, value, slice_minibatch(ro, torch.arange(2 * j, 2 * j + 2)), cfg)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -268,6 +268,7 @@ class PPOConfig(TrainerOptions):
     kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).", gt(0))
     kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes (each update counts its global batch, batch_size x processes).", ge(1, 10**12))
     reuse_sample_logprobs: bool = f(False, "Take the old log-probs (and the logged entropy) from the sampler instead of a full forward of the policy after sampling: one of the four scoring forwards fewer. The two agree to float rounding (~1e-6; the step-0 ratio stays 1 within 1e-4, tested); off by default so that runs repeat earlier ones exactly, and because under mixed precision the KV-cache decode and the training forward round differently.")
+    trim_padding: bool = f(False, "Train each minibatch without the columns that are padding in all its rows (prompts are left padded to the whole batch's longest, responses right padded to its longest): the same losses, gradients equal to float rounding (~3e-8); off by default so that runs repeat earlier ones exactly.")
     kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio, the paper's), k2 or k3.", one_of("k1", "k2", "k3"))
     gamma: float = f(1.0, "GAE discount (paper: no discount).", unit(hi_open=False))
     lam: float = f(0.95, "GAE lambda.", unit(hi_open=False))

@@ -405,10 +405,30 @@ def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
     return lp + lv, {**stats, **vstats}
 
 
-def _slice(ro: Rollout, idx: torch.Tensor) -> dict:
+def slice_minibatch(ro: Rollout, idx: torch.Tensor) -> dict:
     return {"input_ids": ro.input_ids[idx], "attention_mask": ro.attention_mask[idx], "n_prompt": ro.n_prompt,
             "response_mask": ro.response_mask[idx], "logprobs": ro.logprobs[idx], "values": ro.values[idx],
             "advantages": ro.advantages[idx], "returns": ro.returns[idx]}
+
+
+PER_TOKEN_KEYS = ("response_mask", "logprobs", "values", "advantages", "returns")
+
+
+def trim_padding(mb: dict) -> dict:
+    """The minibatch without the columns that are padding in every row: leading prompt columns (the
+    prompts are left padded to the longest of the whole batch) and response columns after the last
+    token that counts. Same losses (no kept position attends to a dropped one, and masked ones add
+    nothing); the gradients differ by float rounding only (tested), so it is a switch
+    (`PPOConfig.trim_padding`)."""
+    P = mb["n_prompt"]
+    real = mb["attention_mask"].bool()[:, :P].any(0)
+    first = int(real.int().argmax()) if bool(real.any()) else P
+    counts = mb["response_mask"].any(0)
+    r = int(counts.nonzero().max()) + 1 if bool(counts.any()) else 1
+    out = dict(mb, input_ids=mb["input_ids"][:, first:P + r], attention_mask=mb["attention_mask"][:, first:P + r],
+               n_prompt=P - first)
+    out.update({k: mb[k][:, :r] for k in PER_TOKEN_KEYS})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,9 +536,11 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
     for _epoch in range(cfg.ppo_epochs):
         perm = torch.randperm(cfg.batch_size, generator=gens["minibatch"])
         for j in range(cfg.batch_size // cfg.minibatch_size):
-            mb = _slice(ro, perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size].to(device))
+            mb = slice_minibatch(ro, perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size].to(device))
             if not mb["response_mask"].any():
                 continue  # only dropped episodes in this minibatch
+            if cfg.trim_padding:
+                mb = trim_padding(mb)
             ptx_ids = (ptx_windows(d.ptx_stream, cfg.ptx_batch_size, d.ptx_len, gens["ptx"]).to(device)
                        if d.ptx_stream is not None else None)
             # The policy's loss and backward, then the value model's: the same gradients as one

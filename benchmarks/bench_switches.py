@@ -1,0 +1,59 @@
+"""Each PPO speed switch alone against instructrl's defaults (issue 18, "each switch's effect alone").
+
+    python benchmarks/bench_switches.py        # BENCH_EPISODES (512), BENCH_REPS (3)
+
+Runs ours_ppo.py (fresh processes, the benchmark scenario of bench_ppo.py) at the defaults, with
+every optimization off (``--slow``), without the fused GELU (the one on by default), with each
+opt-in switch alone and with all of them; the configurations alternate within a repetition so
+that machine noise falls on all alike. Prints per configuration the median episodes/s, its ratio
+to the default and the gen / score / update split, and the largest difference of its per-minibatch
+losses from the default run's (the switches keep the math; the differences are float rounding,
+carried through 8 updates). Saves ``.cache/switches.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from _common import median, reps, run_worker, save
+
+EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
+
+CONFIGS = {
+    "default": (),
+    "slow (all off)": ("--slow",),
+    "no fused GELU": ("--no-fused-gelu",),
+    "reuse_sample_logprobs": ("--reuse-sample-logprobs",),
+    "fused_adamw": ("--fused-adamw",),
+    "trim_padding": ("--trim-padding",),
+    "sampling inverse_cdf": ("--sampling", "inverse_cdf"),
+    "all opt-ins": ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--sampling", "inverse_cdf"),
+}
+
+
+def main():
+    runs = {name: [] for name in CONFIGS}
+    for i in range(reps()):
+        for name, flags in CONFIGS.items():
+            r = run_worker(sys.executable, "ours_ppo.py", "--episodes", EPISODES, *flags)
+            runs[name].append(r)
+            print(f"run {i} {name}: {r['episodes_per_s']:.2f} episodes/s", flush=True)
+    base = median(runs["default"], "episodes_per_s")
+    ref = runs["default"][0]["losses"]
+    out = {}
+    print(f"{'configuration':24s} {'episodes/s':>10s} {'x default':>9s} {'gen/score/update s':>20s} {'max |dloss|':>11s}")
+    for name, rs in runs.items():
+        eps = median(rs, "episodes_per_s")
+        diff = max(abs(a - b) for fa, fb in zip(rs[0]["losses"], ref) for a, b in zip(fa, fb))
+        split = "/".join(f"{median(rs, k):.2f}" for k in ("time_gen", "time_score", "time_update"))
+        print(f"{name:24s} {eps:10.2f} {eps / base:9.2f} {split:>20s} {diff:11.2g}")
+        out[name] = {"flags": list(CONFIGS[name]), "episodes_per_s": eps, "ratio_to_default": eps / base,
+                     "time_gen": median(rs, "time_gen"), "time_score": median(rs, "time_score"),
+                     "time_update": median(rs, "time_update"), "loss_max_diff_to_default": diff,
+                     "runs": [{k: v for k, v in r.items() if k != "losses"} for r in rs]}
+    save("switches", {"episodes": EPISODES, "configs": out})
+
+
+if __name__ == "__main__":
+    main()
