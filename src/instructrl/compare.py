@@ -68,17 +68,8 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
     timer = Timer()
     labelers = labelers or cfg.labelers
     # 0. Check the arguments and read the prompts before sampling anything.
-    if labelers not in ("world", "none"):
-        raise ConfigError(f"compare.labelers must be 'world' or 'none', got {labelers!r}")
-    if pool not in ("train", "heldout"):
-        raise ConfigError(f"pool must be 'train' or 'heldout', got {pool!r}")
-    if not 2 <= cfg.k_min <= cfg.k_max:
-        raise ConfigError(f"compare.k_min/k_max must satisfy 2 <= k_min <= k_max, got {cfg.k_min}, {cfg.k_max}")
     out = Path(out)
-    if out.is_dir():
-        raise InstructRLError(f"output {out} is a folder; compare writes one JSONL file")
-    if out.resolve() == Path(prompts).resolve():
-        raise InstructRLError(f"output {out} is the prompts file itself; choose another --out")
+    _check_args(cfg, labelers, pool, out, prompts)
     records = read_prompts(prompts)
     if cfg.n_prompts > 0:
         records = records[: cfg.n_prompts]
@@ -118,45 +109,18 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
         with open(tmp, "w", encoding="utf-8") as fh:
             for c0 in range(0, len(records), cfg.batch_size):
                 chunk = records[c0:c0 + cfg.batch_size]
-                chunk_ids = rendered[c0:c0 + cfg.batch_size]
                 # 2. K per prompt, then every prompt repeated K times: one sampling batch for the chunk.
                 ks = [rng.randint(cfg.k_min, cfg.k_max) for _ in chunk]
-                responses: list[list[str]] = [[] for _ in chunk]
-                need = list(range(len(chunk)))
-                for attempt in range(1 + MAX_TRIES):
-                    todo = [(i, ks[i] - len(responses[i])) for i in need]
-                    flat = [chunk_ids[i] for i, n in todo for _ in range(n)]
-                    texts = generate(policy, tok, flat, cfg.max_new_tokens, cfg.temperature,
-                                     batch_size=len(flat), seed=cfg.seed * 1_000_003 + c0 * 7 + attempt,
-                                     max_prompt_len=max_prompt_len)
-                    pos = 0
-                    for i, n in todo:
-                        # 3. Drop exact duplicates and empty responses: they cannot be ranked.
-                        kept, dropped = distinct_responses(responses[i] + texts[pos:pos + n])
-                        stats["dropped_duplicates"] += dropped
-                        responses[i] = kept
-                        pos += n
-                    if attempt == 0:
-                        stats["resampled_prompts"] += sum(len(responses[i]) < cfg.k_min for i in need)
-                    # Resample prompts still short of k_min distinct responses (a few times at most).
-                    need = [i for i in need if len(responses[i]) < cfg.k_min]
-                    if not need:
-                        break
+                # 3. Distinct non-empty responses only (duplicates and empties cannot be ranked).
+                responses = _sample_distinct(policy, tok, rendered[c0:c0 + cfg.batch_size], ks, cfg, c0,
+                                             max_prompt_len, stats)
                 # 4. Rank (or leave unranked) and write one line per prompt.
                 for rec, resp in zip(chunk, responses):
                     if len(resp) < 2:
                         stats["skipped"] += 1
                         continue
                     stats["below_k_min"] += len(resp) < cfg.k_min
-                    prompt = rec.prompt
-                    line = {"prompt": prompt, "responses": resp}
-                    if rec.messages is not None:  # a chat prompt: its conversation (prompt = the plain rendering)
-                        line["messages"] = rec.messages
-                    if people:
-                        person = rng.choice(people)
-                        line["ranking"] = person.rank(prompt, resp, label_rng)
-                        line["labeler"] = person.id
-                    fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    fh.write(json.dumps(_ranked_line(rec, resp, people, rng, label_rng), ensure_ascii=False) + "\n")
                     stats["written"] += 1
                     stats["k_counts"][len(resp)] = stats["k_counts"].get(len(resp), 0) + 1
                 bar.update(len(chunk))
@@ -181,6 +145,58 @@ def run(cfg, model: str, prompts: str, out: str, labelers: str | None = None, wo
           f"{stats['mean_k']:.2f}), {stats['skipped']} skipped, {stats['dropped_duplicates']} duplicate/empty "
           f"responses dropped, {stats['time_s']:.1f}s -> {out}")
     return stats
+
+
+def _check_args(cfg, labelers: str, pool: str, out: Path, prompts: str) -> None:
+    if labelers not in ("world", "none"):
+        raise ConfigError(f"compare.labelers must be 'world' or 'none', got {labelers!r}")
+    if pool not in ("train", "heldout"):
+        raise ConfigError(f"pool must be 'train' or 'heldout', got {pool!r}")
+    if not 2 <= cfg.k_min <= cfg.k_max:
+        raise ConfigError(f"compare.k_min/k_max must satisfy 2 <= k_min <= k_max, got {cfg.k_min}, {cfg.k_max}")
+    if out.is_dir():
+        raise InstructRLError(f"output {out} is a folder; compare writes one JSONL file")
+    if out.resolve() == Path(prompts).resolve():
+        raise InstructRLError(f"output {out} is the prompts file itself; choose another --out")
+
+
+def _sample_distinct(policy, tok, chunk_ids: list, ks: list[int], cfg, c0: int, max_prompt_len, stats: dict
+                     ) -> list[list[str]]:
+    """Up to ``ks[i]`` distinct non-empty responses to each prompt of a chunk: one sampling batch of
+    every prompt repeated K times, then a few resampling rounds (at most MAX_TRIES) for prompts
+    still short of k_min distinct ones. Counts dropped duplicates and resampled prompts in `stats`."""
+    responses: list[list[str]] = [[] for _ in chunk_ids]
+    need = list(range(len(chunk_ids)))
+    for attempt in range(1 + MAX_TRIES):
+        todo = [(i, ks[i] - len(responses[i])) for i in need]
+        flat = [chunk_ids[i] for i, n in todo for _ in range(n)]
+        texts = generate(policy, tok, flat, cfg.max_new_tokens, cfg.temperature,
+                         batch_size=len(flat), seed=cfg.seed * 1_000_003 + c0 * 7 + attempt,
+                         max_prompt_len=max_prompt_len)
+        pos = 0
+        for i, n in todo:
+            kept, dropped = distinct_responses(responses[i] + texts[pos:pos + n])
+            stats["dropped_duplicates"] += dropped
+            responses[i] = kept
+            pos += n
+        if attempt == 0:
+            stats["resampled_prompts"] += sum(len(responses[i]) < cfg.k_min for i in need)
+        need = [i for i in need if len(responses[i]) < cfg.k_min]
+        if not need:
+            break
+    return responses
+
+
+def _ranked_line(rec, resp: list[str], people: list, rng: random.Random, label_rng: random.Random) -> dict:
+    """One output line: the prompt, its responses and, with labelers, a random labeler's ranking."""
+    line = {"prompt": rec.prompt, "responses": resp}
+    if rec.messages is not None:  # a chat prompt: its conversation (prompt = the plain rendering)
+        line["messages"] = rec.messages
+    if people:
+        person = rng.choice(people)
+        line["ranking"] = person.rank(rec.prompt, resp, label_rng)
+        line["labeler"] = person.id
+    return line
 
 
 __all__ = ["run", "distinct_responses", "MAX_TRIES"]

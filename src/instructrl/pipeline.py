@@ -129,185 +129,280 @@ def _cached_base(stages: Stages, name: str, cfg: C.PretrainConfig, world_dir: Pa
     return stages.run(name, dest, h, fn), h
 
 
-def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "default", overwrite: bool = False) -> dict:
-    from instructrl import compare, ppo, rm, sft
-    from instructrl.evaluate import evaluate_models
-    from instructrl.report import write_report
-    from instructrl.world.build import build_world
-    from instructrl.world.judge import gold_score
+@dataclasses.dataclass
+class _Run:
+    """What every step of one pipeline run reads: its config, folder, stage bookkeeping and the hashes
+    (cache keys) of the outputs later stages depend on."""
 
+    cfg: C.PipelineConfig
+    out: Path
+    st: Stages
+    world_dir: Path
+    world_hash: str
+    h_small: str = ""
+    h_large: str = ""
+    h_sft: str = ""
+    h_comp: str = ""
+    h_comp_ho: str = ""
+
+    @property
+    def sft_dir(self) -> Path:
+        return self.out / "sft"
+
+    @property
+    def comp(self) -> Path:
+        return self.out / "comparisons.jsonl"
+
+    @property
+    def comp_ho(self) -> Path:
+        return self.out / "comparisons_heldout.jsonl"
+
+
+def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "default", overwrite: bool = False) -> dict:
     C.validate(cfg)  # settings that would only fail late (each config's own rules): before any work
-    out = Path(out) if out else Path("runs") / f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "pipeline.json").exists():
-        old = json.loads((out / "pipeline.json").read_text())
-        if old.get("world_hash") != C.config_hash("world", cfg.world, cfg.seed) and not overwrite:
-            raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
-    C.save_config(cfg, out)
-    n_total = 9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + (3 if cfg.align_large else 0) + len(cfg.sweeps.runs())
-    st = Stages(n_total)
     t_start = time.time()
+    r = _open_run(cfg, out, preset_name, overwrite)
     metrics: dict = {}
 
     # 1. The world: data files.
-    world_dir = out / "world"
-    w = cfg.world
-    world_hash = C.config_hash("world", w, cfg.seed)
-    st.run("world", world_dir, world_hash, lambda: build_world(
-        world_dir, seed=w.seed, n_sft=w.n_sft, n_sft_val=w.n_sft_val, n_rm=w.n_rm, n_ppo=w.n_ppo, n_eval=w.n_eval,
-        corpus_chars=w.corpus_chars, n_benchmark=w.n_benchmark))
-    (out / "pipeline.json").write_text(json.dumps({"world_hash": world_hash, "preset": preset_name}))
+    _build_world(r, preset_name)
 
     # 2. Base models ("GPT-3"): small, and large (>= 8x the parameters).
-    corpus_hash = _corpus_hash(world_dir)
-    m_small, h_small = _cached_base(st, "base_small", cfg.base_small, world_dir, corpus_hash, out / "base_small")
-    metrics["params.base"] = m_small.get("params")
-    if cfg.train_large:
-        m_large, h_large = _cached_base(st, "base_large", cfg.base_large, world_dir, corpus_hash, out / "base_large")
-        metrics["params.base_large"] = m_large.get("params")
+    metrics.update(_pretrain_bases(r))
 
     # 3. SFT on demonstrations.
-    sft_dir = out / "sft"
-    h_sft = C.config_hash("sft", world_hash, h_small, cfg.sft)
-    st.run("sft", sft_dir, h_sft, lambda: sft.train_sft(
-        cfg.sft, model=str(out / "base_small"), data=str(world_dir / "demonstrations.jsonl"), out=str(sft_dir),
-        val_data=str(world_dir / "sft_val.jsonl"), ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True,
-        resume="auto"))
+    _sft_stage(r, "sft", r.out / "base_small", r.h_small)
 
     # 4. Comparisons: K samples per RM prompt from SFT, ranked by training labelers; a held-out
     #    labelers' set on separate prompts measures how the RM generalises to new people.
-    comp = out / "comparisons.jsonl"
-    from instructrl.world.labelers import DEFAULT_NOISE  # the labelers are part of what a ranking depends on
-
-    h_comp = C.config_hash("compare", h_sft, cfg.compare, DEFAULT_NOISE)
-    st.run("compare", comp, h_comp, lambda: compare.run(
-        cfg.compare, model=str(sft_dir), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp),
-        labelers="world", world_seed=w.seed, pool="train"))
-    comp_ho = out / "comparisons_heldout.jsonl"
-    ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
-    h_comp_ho = C.config_hash("compare_heldout", h_sft, ho_cfg, DEFAULT_NOISE)
-    st.run("compare_heldout", comp_ho, h_comp_ho, lambda: compare.run(
-        ho_cfg, model=str(sft_dir), prompts=str(world_dir / "sft_val.jsonl"), out=str(comp_ho),
-        labelers="world", world_seed=w.seed, pool="heldout"))
-    metrics["labelers.agreement"] = labeler_agreement(comp, w.seed)
+    metrics["labelers.agreement"] = _comparisons(r)
 
     # 5-6. RLHF rounds: reward model (K-wise loss, bias shifted so demonstrations score mean 0),
     #      then PPO and PPO-ptx from the SFT policy against it. Round r > 1 first has the labelers
     #      rank samples of round r-1's PPO policy: the behaviours PPO found that the RM over-rates
     #      (reward hacking) get labelled, and the next RM learns from them.
-    rm_from = out / "base_large" if cfg.rm_init == "base_large" else sft_dir
-    data_files, h_data = [comp], h_comp
+    rm_dir, h_rm, earlier_rounds = _rlhf_rounds(r, metrics)
+    _ppo_stage(r, "ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
+    _ppo_stage(r, "ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
+    sweeps = _sweeps(r, rm_dir, h_rm)
+
+    # 6b. Both model sizes through the whole method (the paper aligns every size with one RM): SFT on
+    #     the large base, then PPO and PPO-ptx from it against the same last-round RM.
+    large_models = _align_large(r, rm_dir, h_rm) if cfg.align_large else {}
+
+    # 7. Evaluation on held-out prompts: win rates (held-out labelers), gold, KL, tax, HHH.
+    ev, samples = _evaluate(r, rm_dir, earlier_rounds, large_models)
+    metrics.update(ev)
+
+    # 8. metrics.json and report.html.
+    for k, v in r.st.times.items():
+        metrics[K.key("time_s", k.replace('/', '.'))] = round(v, 2)
+    metrics[K.key("time_s", "total")] = round(time.time() - t_start, 2)
+    _write_outputs(r, metrics, samples, sweeps, rm_dir, earlier_rounds, large_models)
+    print(f"metrics: {r.out / 'metrics.json'}\nreport:  {r.out / 'report.html'}")
+    print(headline(metrics))
+    return metrics
+
+
+def _open_run(cfg: C.PipelineConfig, out: str | None, preset_name: str, overwrite: bool) -> _Run:
+    """The run folder (refusing one that holds another world's run unless `overwrite`), the resolved
+    config saved in it, and the stage counter."""
+    out = Path(out) if out else Path("runs") / f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    world_hash = C.config_hash("world", cfg.world, cfg.seed)
+    if (out / "pipeline.json").exists():
+        old = json.loads((out / "pipeline.json").read_text())
+        if old.get("world_hash") != world_hash and not overwrite:
+            raise InstructRLError(f"{out} holds a run of a different world; choose another --out or pass --overwrite")
+    C.save_config(cfg, out)
+    n_total = (9 + 3 * (cfg.rlhf_rounds - 1) + (1 if cfg.train_large else 0) + (3 if cfg.align_large else 0)
+               + len(cfg.sweeps.runs()))
+    return _Run(cfg=cfg, out=out, st=Stages(n_total), world_dir=out / "world", world_hash=world_hash)
+
+
+def _build_world(r: _Run, preset_name: str) -> None:
+    from instructrl.world.build import build_world
+
+    w = r.cfg.world
+    r.st.run("world", r.world_dir, r.world_hash, lambda: build_world(
+        r.world_dir, seed=w.seed, n_sft=w.n_sft, n_sft_val=w.n_sft_val, n_rm=w.n_rm, n_ppo=w.n_ppo, n_eval=w.n_eval,
+        corpus_chars=w.corpus_chars, n_benchmark=w.n_benchmark))
+    (r.out / "pipeline.json").write_text(json.dumps({"world_hash": r.world_hash, "preset": preset_name}))
+
+
+def _pretrain_bases(r: _Run) -> dict:
+    corpus_hash = _corpus_hash(r.world_dir)
+    m_small, r.h_small = _cached_base(r.st, "base_small", r.cfg.base_small, r.world_dir, corpus_hash, r.out / "base_small")
+    metrics = {"params.base": m_small.get("params")}
+    if r.cfg.train_large:
+        m_large, r.h_large = _cached_base(r.st, "base_large", r.cfg.base_large, r.world_dir, corpus_hash, r.out / "base_large")
+        metrics["params.base_large"] = m_large.get("params")
+    return metrics
+
+
+def _sft_stage(r: _Run, name: str, base: Path, h_base: str) -> tuple[Path, str]:
+    from instructrl import sft
+
+    d = r.out / name
+    h = C.config_hash("sft", r.world_hash, h_base, r.cfg.sft)
+    r.st.run(name, d, h, lambda: sft.train_sft(
+        r.cfg.sft, model=str(base), data=str(r.world_dir / "demonstrations.jsonl"), out=str(d),
+        val_data=str(r.world_dir / "sft_val.jsonl"), ptx_data=str(r.world_dir / "pretrain.jsonl"), overwrite=True,
+        resume="auto"))
+    if name == "sft":
+        r.h_sft = h
+    return d, h
+
+
+def _comparisons(r: _Run) -> float:
+    """The training labelers' rankings of SFT samples on the RM prompts and the held-out labelers' on
+    separate prompts; returns the training labelers' agreement."""
+    from instructrl import compare
+    from instructrl.world.labelers import DEFAULT_NOISE  # the labelers are part of what a ranking depends on
+
+    cfg, w = r.cfg, r.cfg.world
+    r.h_comp = C.config_hash("compare", r.h_sft, cfg.compare, DEFAULT_NOISE)
+    r.st.run("compare", r.comp, r.h_comp, lambda: compare.run(
+        cfg.compare, model=str(r.sft_dir), prompts=str(r.world_dir / "rm_prompts.jsonl"), out=str(r.comp),
+        labelers="world", world_seed=w.seed, pool="train"))
+    ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
+    r.h_comp_ho = C.config_hash("compare_heldout", r.h_sft, ho_cfg, DEFAULT_NOISE)
+    r.st.run("compare_heldout", r.comp_ho, r.h_comp_ho, lambda: compare.run(
+        ho_cfg, model=str(r.sft_dir), prompts=str(r.world_dir / "sft_val.jsonl"), out=str(r.comp_ho),
+        labelers="world", world_seed=w.seed, pool="heldout"))
+    return labeler_agreement(r.comp, w.seed)
+
+
+def _ppo_stage(r: _Run, name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h_rm: str,
+               policy_dir: Path | None = None, h_policy: str | None = None) -> tuple[Path, str]:
+    """PPO (or PPO-ptx when `ptx`) from `policy_dir` (default: the small SFT model) against the RM."""
+    from instructrl import ppo
+    from instructrl.world.judge import gold_score
+
+    policy_dir = r.sft_dir if policy_dir is None else policy_dir
+    h_policy = r.h_sft if h_policy is None else h_policy
+    d = r.out / name
+    h = C.config_hash("ppo", h_policy, h_rm, pcfg, ptx)
+    r.st.run(name, d, h, lambda: ppo.train_ppo(
+        pcfg, policy=str(policy_dir), reward=str(rm_dir), prompts=str(r.world_dir / "ppo_prompts.jsonl"), out=str(d),
+        ptx_data=str(r.world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
+        resume="auto"))
+    return d, h
+
+
+def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
+    """Every round's RM and, for rounds before the last, its PPO policy and the next round's rankings
+    of that policy's samples. Returns the last RM's folder and hash and the earlier rounds' PPO
+    policies (eval name -> folder); removes outputs of rounds this run does not have."""
+    from instructrl import compare, rm
+    from instructrl.world.labelers import DEFAULT_NOISE
+
+    cfg = r.cfg
+    rm_from = r.out / "base_large" if cfg.rm_init == "base_large" else r.sft_dir
+    data_files, h_data = [r.comp], r.h_comp
     earlier_rounds: dict[str, Path] = {}  # eval name -> that round's PPO policy
     h_prev_ppo = ""
-
-    def ppo_stage(name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h_rm: str,
-                  policy_dir: Path = sft_dir, h_policy: str = h_sft):
-        d = out / name
-        h = C.config_hash("ppo", h_policy, h_rm, pcfg, ptx)
-        st.run(name, d, h, lambda: ppo.train_ppo(
-            pcfg, policy=str(policy_dir), reward=str(rm_dir), prompts=str(world_dir / "ppo_prompts.jsonl"), out=str(d),
-            ptx_data=str(world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
-            resume="auto"))
-        return d, h
-
-    for r in range(1, cfg.rlhf_rounds + 1):
-        last = r == cfg.rlhf_rounds
-        prefix = "" if last else f"round{r}/"
-        if r > 1:
-            prev_ppo = earlier_rounds[K.round_model(r - 1)]
-            comp_r = out / f"comparisons_round{r}.jsonl"
-            cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * r)
-            h_comp_r = C.config_hash("compare_round", r, h_prev_ppo, cmp_cfg, DEFAULT_NOISE)
-            st.run(f"compare_round{r}", comp_r, h_comp_r, lambda: compare.run(
-                cmp_cfg, model=str(prev_ppo), prompts=str(world_dir / "rm_prompts.jsonl"), out=str(comp_r),
-                labelers="world", world_seed=w.seed, pool="train"))
-            data_files.append(comp_r)
-            h_data = C.config_hash(h_data, h_comp_r)
-        rm_dir = out / f"{prefix}rm"
-        h_rm = C.config_hash("rm", h_data, h_comp_ho, cfg.rm, cfg.rm_init)
-        m_rm = st.run(f"{prefix}rm", rm_dir, h_rm, lambda: rm.train_reward_model(
-            cfg.rm, model=str(rm_from), data=[str(p) for p in data_files] if len(data_files) > 1 else str(comp),
-            out=str(rm_dir), demonstrations=str(world_dir / "demonstrations.jsonl"), heldout_data=str(comp_ho),
+    for n in range(1, cfg.rlhf_rounds + 1):
+        last = n == cfg.rlhf_rounds
+        prefix = "" if last else f"round{n}/"
+        if n > 1:
+            prev_ppo = earlier_rounds[K.round_model(n - 1)]
+            comp_n = r.out / f"comparisons_round{n}.jsonl"
+            cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * n)
+            h_comp_n = C.config_hash("compare_round", n, h_prev_ppo, cmp_cfg, DEFAULT_NOISE)
+            r.st.run(f"compare_round{n}", comp_n, h_comp_n, lambda: compare.run(
+                cmp_cfg, model=str(prev_ppo), prompts=str(r.world_dir / "rm_prompts.jsonl"), out=str(comp_n),
+                labelers="world", world_seed=cfg.world.seed, pool="train"))
+            data_files.append(comp_n)
+            h_data = C.config_hash(h_data, h_comp_n)
+        rm_dir = r.out / f"{prefix}rm"
+        h_rm = C.config_hash("rm", h_data, r.h_comp_ho, cfg.rm, cfg.rm_init)
+        m_rm = r.st.run(f"{prefix}rm", rm_dir, h_rm, lambda: rm.train_reward_model(
+            cfg.rm, model=str(rm_from), data=[str(p) for p in data_files] if len(data_files) > 1 else str(r.comp),
+            out=str(rm_dir), demonstrations=str(r.world_dir / "demonstrations.jsonl"), heldout_data=str(r.comp_ho),
             overwrite=True, resume="auto"))
-        key = K.rm_prefix(None if last else r)
+        key = K.rm_prefix(None if last else n)
         for what in ("val_accuracy", "heldout_labeler_accuracy"):
             metrics[K.key(key, what)] = m_rm.get(what)
         if not last:  # an earlier round only needs the PPO policy whose samples the next round labels
-            d, h_prev_ppo = ppo_stage(f"{prefix}ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
-            earlier_rounds[K.round_model(r)] = d
+            d, h_prev_ppo = _ppo_stage(r, f"{prefix}ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
+            earlier_rounds[K.round_model(n)] = d
 
     # Outputs of more rounds than this run has (an earlier run in this folder with a larger rlhf_rounds)
     # would look like part of this one: remove them.
-    for p in out.iterdir():
+    for p in r.out.iterdir():
         m = re.fullmatch(r"round(\d+)", p.name) if p.is_dir() else \
             re.fullmatch(r"comparisons_round(\d+)\.jsonl(\.stage\.json)?", p.name)
         if m and int(m.group(1)) >= cfg.rlhf_rounds + (0 if p.is_dir() else 1):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return rm_dir, h_rm, earlier_rounds
 
-    ppo_stage("ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
-    ppo_stage("ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
-    sweep_runs = []  # (field, value, folder, the run's PPO config)
-    for field, value in cfg.sweeps.runs():
+
+def _sweeps(r: _Run, rm_dir: Path, h_rm: str) -> list[tuple]:
+    """The preset's typed sweeps (beta for PPO, gamma for PPO-ptx), one PPO run each: (field, value,
+    folder, the run's PPO config) per run."""
+    sweeps = []
+    for field, value in r.cfg.sweeps.runs():
         if field == "kl_coef":
-            name, pcfg, ptx = f"sweeps/ppo_beta_{value}", dataclasses.replace(cfg.ppo, ptx_coef=0.0, kl_coef=value), False
+            name, pcfg, ptx = f"sweeps/ppo_beta_{value}", dataclasses.replace(r.cfg.ppo, ptx_coef=0.0, kl_coef=value), False
         else:
-            name, pcfg, ptx = f"sweeps/ppo_ptx_gamma_{value}", dataclasses.replace(cfg.ppo_ptx, ptx_coef=value), True
-        sweep_runs.append((field, value, ppo_stage(name, pcfg, ptx, rm_dir, h_rm)[0], pcfg))
+            name, pcfg, ptx = f"sweeps/ppo_ptx_gamma_{value}", dataclasses.replace(r.cfg.ppo_ptx, ptx_coef=value), True
+        d, _ = _ppo_stage(r, name, pcfg, ptx, rm_dir, h_rm)
+        sweeps.append((field, value, d, pcfg))
+    return sweeps
 
-    # 6b. Both model sizes through the whole method (the paper aligns every size with one RM): SFT on
-    #     the large base, then PPO and PPO-ptx from it against the same last-round RM.
-    large_models: dict[str, Path] = {}
-    if cfg.align_large:
-        sft_large_dir = out / "sft_large"
-        h_sft_large = C.config_hash("sft", world_hash, h_large, cfg.sft)
-        st.run("sft_large", sft_large_dir, h_sft_large, lambda: sft.train_sft(
-            cfg.sft, model=str(out / "base_large"), data=str(world_dir / "demonstrations.jsonl"),
-            out=str(sft_large_dir), val_data=str(world_dir / "sft_val.jsonl"),
-            ptx_data=str(world_dir / "pretrain.jsonl"), overwrite=True, resume="auto"))
-        ppo_stage("ppo_large", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm, sft_large_dir, h_sft_large)
-        ppo_stage("ppo_ptx_large", cfg.ppo_ptx, True, rm_dir, h_rm, sft_large_dir, h_sft_large)
-        large_models = {"sft_large": sft_large_dir, "ppo_large": out / "ppo_large", "ppo_ptx_large": out / "ppo_ptx_large"}
 
-    # 7. Evaluation on held-out prompts: win rates (held-out labelers), gold, KL, tax, HHH.
-    models = {"base": out / "base_small", "sft": sft_dir, "ppo": out / "ppo", "ppo_ptx": out / "ppo_ptx", **earlier_rounds}
+def _align_large(r: _Run, rm_dir: Path, h_rm: str) -> dict[str, Path]:
+    sft_large_dir, h_sft_large = _sft_stage(r, "sft_large", r.out / "base_large", r.h_large)
+    _ppo_stage(r, "ppo_large", dataclasses.replace(r.cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm, sft_large_dir, h_sft_large)
+    _ppo_stage(r, "ppo_ptx_large", r.cfg.ppo_ptx, True, rm_dir, h_rm, sft_large_dir, h_sft_large)
+    return {"sft_large": sft_large_dir, "ppo_large": r.out / "ppo_large", "ppo_ptx_large": r.out / "ppo_ptx_large"}
+
+
+def _evaluate(r: _Run, rm_dir: Path, earlier_rounds: dict[str, Path], large_models: dict[str, Path]):
+    """Every model of the run on the held-out prompts; the pairs compared and whose KL is measured."""
+    from instructrl.evaluate import evaluate_models
+
+    models = {"base": r.out / "base_small", "sft": r.sft_dir, "ppo": r.out / "ppo", "ppo_ptx": r.out / "ppo_ptx",
+              **earlier_rounds}
     pairs = [("sft", "base"), ("ppo", "sft"), ("ppo_ptx", "sft")] + [(name, "sft") for name in earlier_rounds]
     kl_models = ["ppo", "ppo_ptx", *earlier_rounds]  # KL to the small SFT; the large ones' is in their log.csv
-    if cfg.train_large:
-        models["base_large"] = out / "base_large"
+    if r.cfg.train_large:
+        models["base_large"] = r.out / "base_large"
         pairs.append(("ppo_ptx", "base_large"))
     if large_models:
         models.update(large_models)
         # The paper's Fig. 1: every model, both sizes, against the large SFT model.
         pairs += [(m, "sft_large") for m in ("base", "sft", "ppo", "ppo_ptx", "base_large", "ppo_large", "ppo_ptx_large")]
     t = time.time()
-    print(f"[{st.n}/{st.n}] eval ...", flush=True)
-    ev, samples = evaluate_models({k: str(v) for k, v in models.items()}, "sft", str(world_dir / "eval_prompts.jsonl"),
-                                  str(world_dir / "benchmarks.jsonl"), str(world_dir / "pretrain_val.jsonl"), cfg.eval,
-                                  rm_folder=str(rm_dir), world_seed=w.seed, pairs=pairs, kl_models=kl_models,
-                                  heldout_rankings_path=str(comp_ho))
-    metrics.update(ev)
-    st.times["eval"] = time.time() - t
-    sweeps = [sweep_entry(field, value, d, pcfg) for field, value, d, pcfg in sweep_runs]
+    print(f"[{r.st.n}/{r.st.n}] eval ...", flush=True)
+    w = r.world_dir
+    out = evaluate_models({k: str(v) for k, v in models.items()}, "sft", str(w / "eval_prompts.jsonl"),
+                          str(w / "benchmarks.jsonl"), str(w / "pretrain_val.jsonl"), r.cfg.eval,
+                          rm_folder=str(rm_dir), world_seed=r.cfg.world.seed, pairs=pairs, kl_models=kl_models,
+                          heldout_rankings_path=str(r.comp_ho))
+    r.st.times["eval"] = time.time() - t
+    return out
 
-    # 8. metrics.json and report.html.
-    for k, v in st.times.items():
-        metrics[K.key("time_s", k.replace('/', '.'))] = round(v, 2)
-    metrics[K.key("time_s", "total")] = round(time.time() - t_start, 2)
+
+def _write_outputs(r: _Run, metrics: dict, samples, sweep_runs: list, rm_dir: Path,
+                   earlier_rounds: dict[str, Path], large_models: dict[str, Path]) -> None:
+    from instructrl.report import write_report
+
+    out = r.out
+    sweeps = [sweep_entry(field, value, d, pcfg) for field, value, d, pcfg in sweep_runs]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=_json_default))
     logs = {n: str(out / n / "log.csv") for n in ("ppo", "ppo_ptx") if (out / n / "log.csv").exists()}
     logs.update({n: str(d / "log.csv") for n, d in earlier_rounds.items() if (d / "log.csv").exists()})
     logs.update({n: str(d / "log.csv") for n, d in large_models.items()
                  if n != "sft_large" and (d / "log.csv").exists()})
-    logs.update({"sft": str(sft_dir / "log.csv"), "rm": str(rm_dir / "log.csv")})
+    logs.update({"sft": str(r.sft_dir / "log.csv"), "rm": str(rm_dir / "log.csv")})
     if sweeps:
         (out / "sweeps.json").write_text(json.dumps(sweeps, indent=2, default=_json_default))
     elif (out / "sweeps.json").exists():
         (out / "sweeps.json").unlink()
     write_report(out, metrics, out / "report.html", samples=samples, logs=logs,
                  extra_plots={"sweeps": sweeps} if sweeps else None)
-    print(f"metrics: {out / 'metrics.json'}\nreport:  {out / 'report.html'}")
-    print(headline(metrics))
-    return metrics
 
 
 def labeler_agreement(comparisons: Path, world_seed: int) -> float:

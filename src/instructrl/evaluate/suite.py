@@ -156,17 +156,9 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
                             "max_new_tokens": cfg.max_new_tokens, "world": world, "time_s": {}}
     answers: dict[str, list[str]] = {}
     answers_t1: dict[str, list[str]] = {}  # at T = 1, the paper's rollout temperature
-
-    rm = rm_tok = rm_fmt = None
-    if rm_folder:
-        rm, rm_tok = load_reward_model(rm_folder)
-        rm.to(dev)
-        rm_fmt = A.model_format(rm_tok, rm_folder, cfg, eval_prompts_path)
-    ref = None
-    if sft_name and sft_name in models:
-        ref, ref_tok = load_policy(models[sft_name])
-        ref.to(dev)
-        ref_fmt = A.model_format(ref_tok, models[sft_name], cfg, eval_prompts_path)
+    rm_triple = _load_rm(rm_folder, dev, cfg, eval_prompts_path)
+    ref_triple = (_load_model(models[sft_name], dev, cfg, eval_prompts_path)
+                  if sft_name and sft_name in models else None)
     if kl_models is None:
         kl_models = [m for m in models if m != sft_name and not m.startswith("base")]
     kl_models = set(kl_models)
@@ -175,34 +167,12 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     for name, folder in models.items():
         t0 = time.time()
         say(f"eval: {name} ({folder})")
-        if name == sft_name and ref is not None:
-            model, tok, fmt = ref, ref_tok, ref_fmt
-        else:
-            model, tok = load_policy(folder)
-            model.to(dev)
-            fmt = A.model_format(tok, folder, cfg, eval_prompts_path)
-        # The prompts as this model reads them (its chat template or plain format), fitted to its context.
-        inputs = A.prompt_inputs(fmt, tok, inp.records, max(1, context_length(model, 10**9) - cfg.max_new_tokens))
-        answers[name], ended = generate(model, tok, inputs, cfg.max_new_tokens, cfg.temperature,
-                                        cfg.batch_size, cfg.seed, return_ended=True)
-        for k, v in A.answer_stats(answers[name], ended).items():
-            K.put(metrics, K.key(k, name), v)
-        _tax_metrics(metrics, name, model, tok, inp, cfg)
-        if ref is not None and name in kl_models:
-            answers_t1[name] = _kl_metrics(metrics, name, model, ref, tok, inputs, cfg)  # its KL samples, at T = 1
-        elif world and cfg.eval_t1:
-            answers_t1[name] = generate(model, tok, inputs, cfg.max_new_tokens, 1.0, cfg.batch_size, cfg.seed)
-        if rm is not None:
-            K.put(metrics, K.key("rm_score", name), float(rm_scores(rm, rm_tok, prompts, answers[name], cfg.batch_size,
-                                                                   rm_fmt, inp.messages).mean()))
-        if cfg.best_of_n and rm is not None and name == sft_name:
-            answers[K.bon_name(cfg.best_of_n)] = _best_of_n_metrics(metrics, model, rm, tok, rm_tok, rm_fmt, inputs,
-                                                                     inp, cfg)
-        if model is not ref:
-            del model
+        _model_pass(metrics, answers, answers_t1, name, folder, sft_name, ref_triple, rm_triple, name in kl_models,
+                    inp, cfg, dev, eval_prompts_path)
         meta["time_s"][name] = time.time() - t0
 
     # 2. What needs only the answers: the gold judge's metrics (world) or the lengths.
+    rm, rm_tok, _ = rm_triple
     golds: dict[str, list[float]] = {}
     golds_t1: dict[str, list[float]] = {}
     if world:
@@ -220,7 +190,7 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
     if cfg.best_of_n and K.bon_name(cfg.best_of_n) in answers and sft_name:
         pair_list.append((K.bon_name(cfg.best_of_n), sft_name))
     judge_name, pair_judge = _choose_judge(judge, inp, cfg, dev, eval_prompts_path, world_seed, rm_folder,
-                                           (rm, rm_tok, rm_fmt), say)
+                                           rm_triple, say)
     meta["judge"] = judge_name
     if judge_name is not None:
         meta["judge_folder"] = judge if inp.judge_kind in ("rm", "lm") else (
@@ -230,6 +200,58 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
             _pair_metrics(metrics, a, b, prompts, answers, answers_t1, golds, golds_t1, pair_judge, world, cfg)
 
     # 4. The same few prompts answered by every model, for the report.
+    samples = _report_samples(inp, answers, answers_t1, n_sample_prompts, judge_name, cfg, meta)
+    meta["time_s"]["total"] = time.time() - t_start
+    return metrics, samples
+
+
+def _load_rm(rm_folder, dev, cfg, eval_prompts_path) -> tuple:
+    """(reward model, its tokenizer, its prompt format), or three Nones without an RM."""
+    if not rm_folder:
+        return None, None, None
+    rm, rm_tok = load_reward_model(rm_folder)
+    rm.to(dev)
+    return rm, rm_tok, A.model_format(rm_tok, rm_folder, cfg, eval_prompts_path)
+
+
+def _load_model(folder, dev, cfg, eval_prompts_path) -> tuple:
+    """(policy, its tokenizer, the prompt format it was trained with) of a causal-LM folder."""
+    model, tok = load_policy(folder)
+    model.to(dev)
+    return model, tok, A.model_format(tok, folder, cfg, eval_prompts_path)
+
+
+def _model_pass(metrics: dict, answers: dict, answers_t1: dict, name: str, folder, sft_name, ref_triple, rm_triple,
+                measure_kl: bool, inp: EvalInputs, cfg, dev, eval_prompts_path) -> None:
+    """Everything that needs one model's weights: its answers (and at T = 1), answer statistics, the
+    alignment tax, KL to the reference, RM score and, for the SFT model, best-of-n."""
+    ref = ref_triple[0] if ref_triple is not None else None
+    model, tok, fmt = (ref_triple if name == sft_name and ref is not None
+                       else _load_model(folder, dev, cfg, eval_prompts_path))
+    rm, rm_tok, rm_fmt = rm_triple
+    # The prompts as this model reads them (its chat template or plain format), fitted to its context.
+    inputs = A.prompt_inputs(fmt, tok, inp.records, max(1, context_length(model, 10**9) - cfg.max_new_tokens))
+    answers[name], ended = generate(model, tok, inputs, cfg.max_new_tokens, cfg.temperature,
+                                    cfg.batch_size, cfg.seed, return_ended=True)
+    for k, v in A.answer_stats(answers[name], ended).items():
+        K.put(metrics, K.key(k, name), v)
+    _tax_metrics(metrics, name, model, tok, inp, cfg)
+    if ref is not None and measure_kl:
+        answers_t1[name] = _kl_metrics(metrics, name, model, ref, tok, inputs, cfg)  # its KL samples, at T = 1
+    elif inp.world and cfg.eval_t1:
+        answers_t1[name] = generate(model, tok, inputs, cfg.max_new_tokens, 1.0, cfg.batch_size, cfg.seed)
+    if rm is not None:
+        K.put(metrics, K.key("rm_score", name), float(rm_scores(rm, rm_tok, inp.prompts, answers[name], cfg.batch_size,
+                                                               rm_fmt, inp.messages).mean()))
+    if cfg.best_of_n and rm is not None and name == sft_name:
+        answers[K.bon_name(cfg.best_of_n)] = _best_of_n_metrics(metrics, model, rm, tok, rm_tok, rm_fmt, inputs,
+                                                                 inp, cfg)
+
+
+def _report_samples(inp: EvalInputs, answers: dict, answers_t1: dict, n_sample_prompts: int, judge_name, cfg,
+                    meta: dict) -> dict:
+    """The same few prompts (a few per family) answered by every model, as the report shows them."""
+    prompts = inp.prompts
     idx = A.pick_sample_prompts(prompts, inp.families, n_sample_prompts)
     samples = {
         "prompts": [prompts[i] for i in idx],
@@ -240,11 +262,10 @@ def evaluate_models(models: dict[str, str], sft_name: str | None, eval_prompts_p
         "temperature": cfg.temperature,
         "meta": meta,
     }
-    if world:  # the report shows these; it never calls the gold judge itself
+    if inp.world:  # the report shows these; it never calls the gold judge itself
         samples["gold"] = W.sample_golds(samples["prompts"], samples["models"])
         samples["rubric"] = W.rubric_legend()
-    meta["time_s"]["total"] = time.time() - t_start
-    return metrics, samples
+    return samples
 
 
 def _tax_metrics(metrics: dict, name: str, model, tok, inp: EvalInputs, cfg) -> None:

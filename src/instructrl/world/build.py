@@ -69,13 +69,8 @@ def build_world(
     pretrain_val.jsonl (``{"text"}``), benchmarks.jsonl (``{"kind", "task", "context",
     "options", "label"}``), world.json. ``pretrain_val_chars`` defaults to 2% of the corpus.
     """
-    sizes = {"n_sft": n_sft, "n_sft_val": n_sft_val, "n_rm": n_rm, "n_ppo": n_ppo,
-             "n_eval": n_eval, "corpus_chars": corpus_chars, "n_benchmark": n_benchmark}
-    for key, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"world: {key} must be a non-negative integer, got {value!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"world: seed must be an integer, got {seed!r}")
+    sizes = _check_sizes(seed, n_sft=n_sft, n_sft_val=n_sft_val, n_rm=n_rm, n_ppo=n_ppo, n_eval=n_eval,
+                         corpus_chars=corpus_chars, n_benchmark=n_benchmark)
     if pretrain_val_chars is None:
         pretrain_val_chars = max(corpus_chars // 50, 2000) if corpus_chars else 0
     sizes["pretrain_val_chars"] = pretrain_val_chars
@@ -122,11 +117,48 @@ def build_world(
     _write_jsonl(paths["pretrain_val"], ({"text": t} for t in corpus_val))
     _write_jsonl(paths["benchmarks"], benchmarks)
 
+    summary = _summary(seed, sizes, splits, corpus, corpus_val, benchmarks)
+    with open(paths["world"], "w", encoding="utf-8", newline="\n") as f:
+        json.dump(summary, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    return {**summary, "paths": {name: str(p) for name, p in paths.items()}}
+
+
+def load_world(world_dir) -> dict[str, Path]:
+    """Paths of a built world's files (name -> Path); raises InstructRLError if any is missing."""
+    d = Path(world_dir)
+    if not d.is_dir():
+        raise InstructRLError(f"world folder not found: {d} (build it with `instructrl world build`)")
+    paths = {name: d / fname for name, fname in WORLD_FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise InstructRLError(f"world folder {d} is incomplete; missing: {', '.join(missing)}")
+    return paths
+
+
+def load_world_summary(world_dir) -> dict:
+    """The contents of ``world.json``."""
+    with open(load_world(world_dir)["world"], encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _check_sizes(seed, **sizes) -> dict:
+    for key, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"world: {key} must be a non-negative integer, got {value!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"world: seed must be an integer, got {seed!r}")
+    return dict(sizes)
+
+
+def _summary(seed: int, sizes: dict, splits: dict, corpus: list, corpus_val: list, benchmarks: list) -> dict:
+    """What world.json records: sizes, the family mix and rubric, writers, per-split family counts,
+    the corpus and the benchmarks."""
     def family_counts(examples):
         c = Counter(ex.family for ex in examples)
         return {f: c.get(f, 0) for f in FAMILIES}
 
-    summary = {
+    return {
         "format_version": WORLD_FORMAT_VERSION,
         "seed": seed,
         "sizes": sizes,
@@ -156,25 +188,3 @@ def build_world(
         "labelers": {"noise": DEFAULT_NOISE},
         "files": {name: fname for name, fname in WORLD_FILES.items()},
     }
-    with open(paths["world"], "w", encoding="utf-8", newline="\n") as f:
-        json.dump(summary, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-    return {**summary, "paths": {name: str(p) for name, p in paths.items()}}
-
-
-def load_world(world_dir) -> dict[str, Path]:
-    """Paths of a built world's files (name -> Path); raises InstructRLError if any is missing."""
-    d = Path(world_dir)
-    if not d.is_dir():
-        raise InstructRLError(f"world folder not found: {d} (build it with `instructrl world build`)")
-    paths = {name: d / fname for name, fname in WORLD_FILES.items()}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise InstructRLError(f"world folder {d} is incomplete; missing: {', '.join(missing)}")
-    return paths
-
-
-def load_world_summary(world_dir) -> dict:
-    """The contents of ``world.json``."""
-    with open(load_world(world_dir)["world"], encoding="utf-8") as f:
-        return json.load(f)
