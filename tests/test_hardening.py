@@ -326,9 +326,7 @@ def test_a_full_disk_is_one_line_and_leaves_only_the_old_output(env, tmp_path, c
     if where == "model":
         monkeypatch.setattr(models, "write_model_files", _enospc)
     elif where == "checkpoint":
-        import safetensors.torch
-
-        monkeypatch.setattr(safetensors.torch, "save_file", _enospc)
+        monkeypatch.setattr(run, "save_file", _enospc)  # the checkpoint's safetensors writer
     else:
         monkeypatch.setattr(train_utils.MetricsLogger, "log", _enospc)
     line = one_error(capsys, ["sft", "--model", env["base"], "--data", env["demos"], "--out", str(out), "--overwrite",

@@ -161,15 +161,13 @@ _SAVE_SCRIPT = textwrap.dedent('''
         os.kill(os.getpid(), signal.SIGKILL)
 
     if where == "checkpoint_write":  # part of the new tensors file written, then kill -9
-        import safetensors.torch as st
-
         def half(tensors, filename, *a, **k):
             Path(filename).write_bytes(b"x" * 4096)
             die()
-        st.save_file = half
+        run.save_file = half  # the safetensors writer run.save_checkpoint calls
         run.save_checkpoint(out, {"step": 2}, {"w": torch.ones(3)})
     elif where == "checkpoint_rename":  # the whole new checkpoint written, killed before the swap
-        models.replace_dir = die
+        run.replace_dir = die  # the swap run.save_checkpoint calls
         run.save_checkpoint(out, {"step": 2}, {"w": torch.ones(3)})
     else:
         tok = build_char_tokenizer()

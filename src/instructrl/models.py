@@ -18,6 +18,7 @@ constant (rankings and PPO advantages are unaffected).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -28,16 +29,21 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GPT2Config,
+                          GPT2LMHeadModel)
+from transformers.activations import GELUTanh, NewGELUActivation
+from transformers.utils import logging as hf_logging
 
-from instructrl.errors import ModelFolderError
+from instructrl import lora
+from instructrl.data import render
+from instructrl.data.collate import pad_right
+from instructrl.errors import DataError, ModelFolderError
 
 log = logging.getLogger(__name__)
 
 
 def quiet_transformers() -> None:
     """Silence transformers' per-load progress bars and reports: our stages print their own progress."""
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -59,8 +65,6 @@ def build_gpt2(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: i
 
     `activation`: GPT-2's 'gelu_new', or 'gelu_pytorch_tanh' (the same tanh-approximate GELU as
     one fused op; what `instructrl pretrain` builds by default, `PretrainConfig.activation`)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_positions,
@@ -164,8 +168,6 @@ def replace_dir(src: Path, dst: Path) -> None:
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
     try:
-        import ctypes
-
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
@@ -218,8 +220,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.j
 
 
 def load_tokenizer(path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
     p = Path(path)
     if p.is_dir() and not any((p / f).exists() for f in TOKENIZER_FILES) and not trust_remote_code:
         raise ModelFolderError(
@@ -251,10 +251,6 @@ def _check_vocab(model, tok, path):
 
 def load_policy(path, trust_remote_code: bool = False, dtype=torch.float32):
     """(model, tokenizer) of a causal-LM folder, dropout off, in eval mode."""
-    from transformers import AutoModelForCausalLM
-
-    from instructrl import lora
-
     if lora.is_adapter_folder(path):  # an unmerged LoRA output (lora_merge=false): merge on load
         model, tok = lora.load_merged(path, "policy", trust_remote_code)
         return _finish_load(model, tok, path, train=False)
@@ -275,13 +271,7 @@ def load_policy(path, trust_remote_code: bool = False, dtype=torch.float32):
 
 def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int = 0):
     """The paper's RM init: the (SFT) LM's backbone with a fresh scalar head N(0, 1/sqrt(d+1))."""
-    from transformers import AutoModelForSequenceClassification
-
-    from instructrl import lora
-
     if lora.is_adapter_folder(path):  # an unmerged LoRA SFT output: merge, then put a head on it
-        import tempfile
-
         lm, tok = lora.load_merged(path, "policy", trust_remote_code)
         with tempfile.TemporaryDirectory() as tmp:
             lm.save_pretrained(tmp)
@@ -309,10 +299,6 @@ def reward_model_from_causal_lm(path, trust_remote_code: bool = False, seed: int
 
 def load_reward_model(path, trust_remote_code: bool = False, dtype=torch.float32):
     """(model, tokenizer) of a reward/value folder written by `instructrl rm` (or any 1-label classifier)."""
-    from transformers import AutoModelForSequenceClassification
-
-    from instructrl import lora
-
     if lora.is_adapter_folder(path):  # an unmerged LoRA RM output: merge on load
         model, tok = lora.load_merged(path, "reward", trust_remote_code)
         return _finish_load(model, tok, path, train=False)
@@ -436,8 +422,6 @@ def score_token_pairs(model, prompt_ids, response_ids, eos_id: int, pad_id: int,
 def score_sequences(model, seqs, pad_id: int, batch_size: int = 64) -> torch.Tensor:
     """RM scores (CPU float tensor) of complete token sequences (each ending in EOS), right padded,
     in batches; the model is in eval mode while scoring."""
-    from instructrl.data.collate import pad_right
-
     device = next(model.parameters()).device
     was_training = getattr(model, "training", False)
     model.eval()
@@ -455,9 +439,6 @@ def score_texts(model, tokenizer, prompts, responses, batch_size: int = 64, fmt=
     format the RM was trained with; default: as written, tokenized without special tokens);
     ``messages[i]`` is the conversation of prompt i when it was a chat record (else None). A
     prompt too long for the context is shortened without cutting into a template's header."""
-    from instructrl.data import render
-    from instructrl.errors import DataError
-
     if len(prompts) != len(responses):
         raise ValueError("score_texts: prompts and responses differ in length")
     fmt = fmt or render.legacy_format(tokenizer, None)
@@ -538,8 +519,6 @@ def fuse_gelu(model) -> int:
     FUSED_GELU); returns how many were swapped. Any architecture: modules are found by type."""
     if not FUSED_GELU:
         return 0
-    from transformers.activations import GELUTanh, NewGELUActivation
-
     names = [n for n, m in model.named_modules() if type(m) is NewGELUActivation]
     for n in names:
         parent, _, child = n.rpartition(".")

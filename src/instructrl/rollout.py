@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from instructrl import fast_decode
+from instructrl.losses import entropy_from_logits
 from instructrl.models import position_ids_from_mask
 
 #: How a token is drawn at T > 0. "multinomial": `torch.multinomial` (the default: it draws one
@@ -100,8 +102,6 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
     sampled tokens under logits / T (for T = 0, under the raw logits) and the entropy of that
     distribution at each step (what PPO logs; with `reuse_sample_logprobs` both replace a forward).
     """
-    from transformers import DynamicCache
-
     B = prompt_ids.shape[0]
     device = prompt_ids.device
     attn = prompt_mask.long()
@@ -195,8 +195,6 @@ def forward_logprobs(model, input_ids, attention_mask, n_prompt: int, temperatur
     LOGITS_BUDGET, logits are computed at those positions only, and without gradients in row
     chunks (then `return_logits` is refused: they are what must not be held at once).
     """
-    from instructrl.losses import entropy_from_logits
-
     B, T = input_ids.shape
     R = T - n_prompt
     pos = position_ids_from_mask(attention_mask)

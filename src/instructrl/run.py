@@ -51,10 +51,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from instructrl import lora
 from instructrl.config import NOT_HASHED, save_config, to_dict
 from instructrl.errors import InstructRLError, TrainingStopped
+from instructrl.models import replace_dir
+from instructrl.train_utils import MetricsLogger, stage_trackers
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +342,6 @@ def flatten_state(obj) -> tuple[dict, dict[str, torch.Tensor]]:
             return [walk(v, f"{path}/{i}") for i, v in enumerate(o)]
         if isinstance(o, (bool, int, float, str)) or o is None:
             return o
-        import numpy as np
-
         if isinstance(o, np.ndarray):
             return {"__ndarray__": o.tolist(), "dtype": str(o.dtype)}
         if isinstance(o, np.generic):
@@ -359,8 +362,6 @@ def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
             if set(o) == {"__items__"}:
                 return {_hashable(walk(k)): walk(v) for k, v in o["__items__"]}
             if set(o) == {"__ndarray__", "dtype"}:
-                import numpy as np
-
                 return np.array(o["__ndarray__"], dtype=o["dtype"])
             return {k: walk(v) for k, v in o.items()}
         if isinstance(o, list):
@@ -376,8 +377,6 @@ def _hashable(k):
 
 def rng_state() -> dict:
     """Every global RNG a stage may draw from: torch (CPU and CUDA), Python's `random`, NumPy."""
-    import numpy as np
-
     state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -386,8 +385,6 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore what `rng_state` captured."""
-    import numpy as np
-
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
@@ -406,10 +403,6 @@ def save_checkpoint(ckpt_dir, manifest: dict, state: dict) -> Path:
     step — plus the JSON skeleton of `state`) and `tensors.safetensors`, in a temporary folder that
     is fsynced and swapped into place. A kill at any moment leaves the previous checkpoint or the
     new one, whole; a full disk leaves the previous one."""
-    from safetensors.torch import save_file
-
-    from instructrl.models import replace_dir
-
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
     skeleton, tensors = flatten_state(state)
@@ -444,8 +437,6 @@ def read_checkpoint_manifest(ckpt_dir) -> dict | None:
 
 def load_checkpoint_state(ckpt_dir, manifest: dict):
     """The state saved with `manifest` (tensors read by safetensors, never by pickle)."""
-    from safetensors.torch import load_file
-
     return unflatten_state(manifest["state"], load_file(str(Path(ckpt_dir) / CHECKPOINT_TENSORS)))
 
 
@@ -597,8 +588,6 @@ class Run:
     def logger(self, fields: list[str], step_field: str = "step", rows: list[dict] = ()):
         """log.csv in the staging folder, plus the trackers `cfg.report_to` asks for (rank 0 only);
         `rows` (a resumed run's log so far) are logged again first."""
-        from instructrl.train_utils import MetricsLogger, stage_trackers
-
         self._logger = MetricsLogger(self.staging / "log.csv", fields, step_field=step_field,
                                      tracker=stage_trackers(self.cfg, self.staging, self.stage, self.is_main,
                                                             self.out))
@@ -662,9 +651,6 @@ class Run:
         """Write the models (`(sub-folder, model, tokenizer)`; "" = the output itself) and the run's
         files (config.yaml, run.json, metrics.json, beside log.csv and the trackers' folders) into
         the staging folder, fsync it, and swap it into place as `out`. The checkpoint then goes."""
-        from instructrl import lora
-        from instructrl.models import replace_dir
-
         if self._logger is not None:
             self._logger.close()
         for sub, model, _tok in models:  # never a complete-looking folder of NaN weights

@@ -9,6 +9,7 @@ loop and call these small functions, so a reader never has to chase a callback t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -18,6 +19,11 @@ import time
 from pathlib import Path
 
 import torch
+
+from instructrl import feedback
+from instructrl.config import to_dict
+from instructrl.models import context_length
+from instructrl.tracking import make_trackers
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +177,7 @@ def _plain(v):
 
 def progress(total: int, desc: str, unit: str = "step", disable: bool | None = None):
     """A tqdm bar on a terminal, periodic one-line logs when stderr is not one (feedback.progress)."""
-    from instructrl.feedback import progress as _progress
-
-    return _progress(total, desc, unit, disable)
+    return feedback.progress(total, desc, unit, disable)
 
 
 class Timer:
@@ -195,9 +199,6 @@ class Timer:
 def stage_trackers(cfg, run_dir, stage: str, is_main: bool = True, name: str = ""):
     """The trackers `cfg.report_to` asks for (tracking.make_trackers), writing under `run_dir`, with
     tags `<stage>/<column>`; none on processes other than rank 0 (only rank 0 logs)."""
-    from instructrl.config import to_dict
-    from instructrl.tracking import make_trackers
-
     kinds = getattr(cfg, "report_to", ["none"]) if is_main else ["none"]
     return make_trackers(kinds, run_dir, to_dict(cfg), run_name=f"{stage}-{Path(str(name)).name}" if name else stage, prefix=f"{stage}/")
 
@@ -206,10 +207,6 @@ def fit_max_len(cfg, model):
     """`cfg` with `max_len` no longer than the model's context (logged when it is cut): a record
     longer than that is then a DataError naming its file and line (or is truncated, per
     `cfg.truncation`) instead of an indexing failure inside the model."""
-    import dataclasses
-
-    from instructrl.models import context_length
-
     n_ctx = context_length(model)
     if n_ctx is not None and cfg.max_len > n_ctx:
         log.warning("max_len %d exceeds the model's context of %d tokens: using max_len=%d (longer records are "
