@@ -150,6 +150,11 @@ class _Run:
         return self.out / "sft"
 
     @property
+    def ppo_cfg(self) -> C.PPOConfig:
+        """Plain PPO's config: `cfg.ppo` with gamma = 0 (PPO-ptx is `cfg.ppo_ptx`)."""
+        return dataclasses.replace(self.cfg.ppo, ptx_coef=0.0)
+
+    @property
     def comp(self) -> Path:
         return self.out / "comparisons.jsonl"
 
@@ -171,7 +176,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     metrics.update(_pretrain_bases(r))
 
     # 3. SFT on demonstrations.
-    _sft_stage(r, "sft", r.out / "base_small", r.h_small)
+    _, r.h_sft = _sft_stage(r, "sft", r.out / "base_small", r.h_small)
 
     # 4. Comparisons: K samples per RM prompt from SFT, ranked by training labelers; a held-out
     #    labelers' set on separate prompts measures how the RM generalises to new people.
@@ -182,7 +187,7 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     #      rank samples of round r-1's PPO policy: the behaviours PPO found that the RM over-rates
     #      (reward hacking) get labelled, and the next RM learns from them.
     rm_dir, h_rm, earlier_rounds = _rlhf_rounds(r, metrics)
-    _ppo_stage(r, "ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
+    _ppo_stage(r, "ppo", r.ppo_cfg, False, rm_dir, h_rm)
     _ppo_stage(r, "ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
     sweeps = _sweeps(r, rm_dir, h_rm)
 
@@ -249,8 +254,6 @@ def _sft_stage(r: _Run, name: str, base: Path, h_base: str) -> tuple[Path, str]:
         r.cfg.sft, model=str(base), data=str(r.world_dir / "demonstrations.jsonl"), out=str(d),
         val_data=str(r.world_dir / "sft_val.jsonl"), ptx_data=str(r.world_dir / "pretrain.jsonl"), overwrite=True,
         resume="auto"))
-    if name == "sft":
-        r.h_sft = h
     return d, h
 
 
@@ -325,7 +328,7 @@ def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
         for what in ("val_accuracy", "heldout_labeler_accuracy"):
             metrics[K.key(key, what)] = m_rm.get(what)
         if not last:  # an earlier round only needs the PPO policy whose samples the next round labels
-            d, h_prev_ppo = _ppo_stage(r, f"{prefix}ppo", dataclasses.replace(cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm)
+            d, h_prev_ppo = _ppo_stage(r, f"{prefix}ppo", r.ppo_cfg, False, rm_dir, h_rm)
             earlier_rounds[K.round_model(n)] = d
 
     # Outputs of more rounds than this run has (an earlier run in this folder with a larger rlhf_rounds)
@@ -344,7 +347,7 @@ def _sweeps(r: _Run, rm_dir: Path, h_rm: str) -> list[tuple]:
     sweeps = []
     for field, value in r.cfg.sweeps.runs():
         if field == "kl_coef":
-            name, pcfg, ptx = f"sweeps/ppo_beta_{value}", dataclasses.replace(r.cfg.ppo, ptx_coef=0.0, kl_coef=value), False
+            name, pcfg, ptx = f"sweeps/ppo_beta_{value}", dataclasses.replace(r.ppo_cfg, kl_coef=value), False
         else:
             name, pcfg, ptx = f"sweeps/ppo_ptx_gamma_{value}", dataclasses.replace(r.cfg.ppo_ptx, ptx_coef=value), True
         d, _ = _ppo_stage(r, name, pcfg, ptx, rm_dir, h_rm)
@@ -354,7 +357,7 @@ def _sweeps(r: _Run, rm_dir: Path, h_rm: str) -> list[tuple]:
 
 def _align_large(r: _Run, rm_dir: Path, h_rm: str) -> dict[str, Path]:
     sft_large_dir, h_sft_large = _sft_stage(r, "sft_large", r.out / "base_large", r.h_large)
-    _ppo_stage(r, "ppo_large", dataclasses.replace(r.cfg.ppo, ptx_coef=0.0), False, rm_dir, h_rm, sft_large_dir, h_sft_large)
+    _ppo_stage(r, "ppo_large", r.ppo_cfg, False, rm_dir, h_rm, sft_large_dir, h_sft_large)
     _ppo_stage(r, "ppo_ptx_large", r.cfg.ppo_ptx, True, rm_dir, h_rm, sft_large_dir, h_sft_large)
     return {"sft_large": sft_large_dir, "ppo_large": r.out / "ppo_large", "ppo_ptx_large": r.out / "ppo_ptx_large"}
 
@@ -377,12 +380,12 @@ def _evaluate(r: _Run, rm_dir: Path, earlier_rounds: dict[str, Path], large_mode
     t = time.time()
     print(f"[{r.st.n}/{r.st.n}] eval ...", flush=True)
     w = r.world_dir
-    out = evaluate_models({k: str(v) for k, v in models.items()}, "sft", str(w / "eval_prompts.jsonl"),
-                          str(w / "benchmarks.jsonl"), str(w / "pretrain_val.jsonl"), r.cfg.eval,
-                          rm_folder=str(rm_dir), world_seed=r.cfg.world.seed, pairs=pairs, kl_models=kl_models,
-                          heldout_rankings_path=str(r.comp_ho))
+    metrics_and_samples = evaluate_models(
+        {k: str(v) for k, v in models.items()}, "sft", str(w / "eval_prompts.jsonl"), str(w / "benchmarks.jsonl"),
+        str(w / "pretrain_val.jsonl"), r.cfg.eval, rm_folder=str(rm_dir), world_seed=r.cfg.world.seed, pairs=pairs,
+        kl_models=kl_models, heldout_rankings_path=str(r.comp_ho))
     r.st.times["eval"] = time.time() - t
-    return out
+    return metrics_and_samples
 
 
 def _write_outputs(r: _Run, metrics: dict, samples, sweep_runs: list, rm_dir: Path,
