@@ -6,7 +6,7 @@ run folder, logging and checkpoint I/O, so that the figures are the training wor
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
         [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--trim-padding] [--sampling inverse_cdf]
-        [--no-fused-gelu] [--json OUT]
+        [--no-fused-gelu] [--bf16] [--attention eager] [--json OUT]
 
 ``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
 ``instructrl.models.FUSED_GELU = False``): the PPO per-update losses must match those of the
@@ -15,7 +15,11 @@ tests/test_ppo_speedups.py). ``--reuse-sample-logprobs`` turns on
 ``PPOConfig.reuse_sample_logprobs``, ``--fused-adamw`` ``fused_adamw``, ``--trim-padding``
 ``trim_padding`` and ``--sampling inverse_cdf`` ``instructrl.rollout.SAMPLING`` (all off by default in
 instructrl); ``--no-fused-gelu`` measures
-the fused GELU's share alone.
+the fused GELU's share alone. ``--bf16`` runs as ``train_ppo`` does under ``mixed_precision=bf16``:
+Accelerate's CPU bf16 autocast on the trained policy and value model (their weights, gradients and
+AdamW state stay fp32), the frozen reference and RM held in bf16; ``--attention eager`` swaps
+torch's CPU flash-attention kernel (sdpa) for transformers' matmul + softmax attention in all four.
+Both change the arithmetic, so their losses differ from the default run's by more than rounding.
 """
 
 from __future__ import annotations
@@ -52,13 +56,15 @@ def main(argv=None):
     ap.add_argument("--sampling", default="multinomial", choices=("multinomial", "inverse_cdf"),
                     help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
     ap.add_argument("--no-fused-gelu", action="store_true", help="keep transformers' 6-op gelu_new module")
+    ap.add_argument("--bf16", action="store_true", help="mixed_precision=bf16 as train_ppo runs it")
+    ap.add_argument("--attention", default="sdpa", choices=("sdpa", "eager"), help="attention implementation")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(a.threads)
-    from instructrl import models, rollout
+    from instructrl import distributed, models, rollout
     from instructrl.config import PPOConfig
     from instructrl.models import load_policy, load_reward_model, load_tokenizer  # noqa: F401
     from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, slice_minibatch, trim_padding
@@ -75,10 +81,13 @@ def main(argv=None):
                     reuse_sample_logprobs=a.reuse_sample_logprobs and not a.slow,
                     fused_adamw=a.fused_adamw and not a.slow, trim_padding=a.trim_padding and not a.slow)
     torch.manual_seed(a.seed)
-    (policy, _), (ref, _) = load_policy(cache / "policy"), load_policy(cache / "policy")
-    (value, _), (rm, _) = load_reward_model(cache / "rm"), load_reward_model(cache / "rm")
+    dist = distributed.setup("bf16" if a.bf16 else "")  # the no-op Dist in fp32, as in train_ppo
+    frozen = torch.bfloat16 if a.bf16 else torch.float32  # train_ppo's frozen_dtype
+    (policy, _), (ref, _) = load_policy(cache / "policy"), load_policy(cache / "policy", dtype=frozen)
+    (value, _), (rm, _) = load_reward_model(cache / "rm"), load_reward_model(cache / "rm", dtype=frozen)
     for m in (policy, ref, value, rm):
         m.eval()
+        m.config._attn_implementation = a.attention
     for m in (ref, rm):
         m.requires_grad_(False)
     opt_p = make_optimizer(policy, cfg.lr, 0.9, 0.95, weight_decay=0.0, eps=1e-5, fused=cfg.fused_adamw)
@@ -86,6 +95,8 @@ def main(argv=None):
     g_sample = torch.Generator().manual_seed(cfg.seed)
     g_mb = torch.Generator().manual_seed(cfg.seed + 1)
     pp, vp = list(policy.parameters()), list(value.parameters())
+    train_policy, opt_p = dist.prepare(policy, opt_p)  # autocast under bf16; the same objects in fp32
+    train_value, opt_v = dist.prepare_scorer(value, opt_v)
 
     t_gen = t_score = t_update = 0.0
     gen_tokens = 0
@@ -115,12 +126,12 @@ def main(argv=None):
             mb = slice_minibatch(ro, perm[j * a.minibatch:(j + 1) * a.minibatch])
             if cfg.trim_padding:
                 mb = trim_padding(mb)
-            loss, stats = minibatch_loss(policy, value, mb, cfg)
+            loss, stats = minibatch_loss(train_policy, train_value, mb, cfg)
             opt_p.zero_grad(set_to_none=True)
             opt_v.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(pp, cfg.max_grad_norm)
-            torch.nn.utils.clip_grad_norm_(vp, cfg.max_grad_norm)
+            dist.backward(loss)
+            dist.clip_grad_norm_(pp, cfg.max_grad_norm)
+            dist.clip_grad_norm_(vp, cfg.max_grad_norm)
             opt_p.step()
             opt_v.step()
             losses.append([float(stats["policy_loss"]), float(stats["value_loss"])])
@@ -129,7 +140,8 @@ def main(argv=None):
         t_update += time.perf_counter() - t0
     total = time.perf_counter() - t_start
     res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
-           "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw, "episodes": a.episodes, "time_s": total,
+           "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw,
+           "bf16": a.bf16, "attention": a.attention, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,
            "flop_per_s": flops / total, "peak_rss_mb": fixtures.peak_rss_mb(), "losses": losses}

@@ -10,6 +10,9 @@ temperature 1.0 (TRL passes T + 1e-7, top_k 0, top_p 1: plain sampling), fp32, 2
 stop at EOS. TRL's own PPO loop is timed as a whole; its time split comes from wrapping the
 module-level functions it calls: ``batch_generation`` (generation), ``forward`` / ``get_reward``
 under no-grad (scoring); the rest is the update (advantages, minibatch forward/backward, steps).
+``--bf16`` / ``--attention eager`` are the peer's side of ours_ppo.py's switches of the same names
+(TRL's ``bf16=True`` is Accelerate's autocast on the policy and value; the reference and RM are
+loaded in bf16, as ours hold them).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def main(argv=None):
     ap.add_argument("--response", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true",
+                    help="PPOConfig(bf16=True) (Accelerate's CPU bf16 autocast), reference and RM loaded in bf16")
+    ap.add_argument("--attention", default="sdpa", choices=("sdpa", "eager"), help="attention implementation")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
 
@@ -67,10 +73,12 @@ def main(argv=None):
     tok = AutoTokenizer.from_pretrained(cache / "policy", padding_side="left")
     prompts = [r["prompt"] for r in fixtures.read_jsonl(cache / "prompts.jsonl")]
     ds = datasets.Dataset.from_dict({"input_ids": [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]})
-    policy = AutoModelForCausalLM.from_pretrained(cache / "policy", dtype=torch.float32)
-    ref = AutoModelForCausalLM.from_pretrained(cache / "policy", dtype=torch.float32)
-    value = AutoModelForSequenceClassification.from_pretrained(cache / "rm", num_labels=1, dtype=torch.float32)
-    rm = AutoModelForSequenceClassification.from_pretrained(cache / "rm", num_labels=1, dtype=torch.float32)
+    frozen = torch.bfloat16 if a.bf16 else torch.float32  # as ours: the frozen models held in bf16
+    kw = {"attn_implementation": a.attention}
+    policy = AutoModelForCausalLM.from_pretrained(cache / "policy", dtype=torch.float32, **kw)
+    ref = AutoModelForCausalLM.from_pretrained(cache / "policy", dtype=frozen, **kw)
+    value = AutoModelForSequenceClassification.from_pretrained(cache / "rm", num_labels=1, dtype=torch.float32, **kw)
+    rm = AutoModelForSequenceClassification.from_pretrained(cache / "rm", num_labels=1, dtype=frozen, **kw)
     with tempfile.TemporaryDirectory() as tmp:
         args = PPOConfig(
             output_dir=tmp, per_device_train_batch_size=a.batch, gradient_accumulation_steps=1,
@@ -78,7 +86,7 @@ def main(argv=None):
             response_length=a.response, temperature=1.0, local_rollout_forward_batch_size=a.batch,
             num_sample_generations=0, stop_token="eos", learning_rate=1e-4, report_to="none",
             save_strategy="no", logging_steps=10**6, use_cpu=True, seed=a.seed, disable_tqdm=True,
-            dataloader_num_workers=0,
+            dataloader_num_workers=0, bf16=a.bf16,
         )
         trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=rm,
                              value_model=value, train_dataset=ds, eval_dataset=ds.select(range(8)))
@@ -94,7 +102,7 @@ def main(argv=None):
     # unless every row has ended), counted like ours: real tokens up to and including EOS.
     gen_tokens = a.episodes * a.response  # upper bound, corrected below from the last batch's EOS rate
     res = {"side": "peer", "trl": trl.__version__, "episodes": a.episodes, "time_s": total,
-           "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
+           "episodes_per_s": a.episodes / total, "bf16": a.bf16, "attention": a.attention, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": timers["gen"], "time_score": timers["score"],
            "time_update": total - timers["gen"] - timers["score"], "peak_rss_mb": fixtures.peak_rss_mb()}
     if a.json:
