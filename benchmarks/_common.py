@@ -40,6 +40,11 @@ def median(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
+def loss_max_diff(losses_a: list, losses_b: list) -> float:
+    """Largest |a - b| over two runs' per-minibatch (policy, value) losses, minibatch by minibatch."""
+    return max(abs(a - b) for fa, fb in zip(losses_a, losses_b) for a, b in zip(fa, fb))
+
+
 def reps() -> int:
     return int(os.environ.get("BENCH_REPS", "3"))
 

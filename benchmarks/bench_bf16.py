@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-from _common import PEER_PPO, median, reps, run_worker, save
+from _common import PEER_PPO, loss_max_diff, median, reps, run_worker, save
 
 EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 
@@ -50,7 +50,7 @@ def main():
     for name in SETTINGS:
         o, p = runs["ours", name], runs["peer", name]
         eo, ep = median(o, "episodes_per_s"), median(p, "episodes_per_s")
-        diff = max(abs(a - b) for fa, fb in zip(o[0]["losses"], ref) for a, b in zip(fa, fb))
+        diff = loss_max_diff(o[0]["losses"], ref)
         split = {s: "/".join(f"{median(rs, k):.2f}" for k in ("time_gen", "time_score", "time_update"))
                  for s, rs in (("ours", o), ("peer", p))}
         print(f"{name:24s} {eo:9.2f} {ep:9.2f} {eo / ep:6.2f} {split['ours']:>22s} {split['peer']:>22s} {diff:16.3g}")

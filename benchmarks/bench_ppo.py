@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from _common import PEER_PPO, median, reps, run_worker, save
+from _common import PEER_PPO, loss_max_diff, median, reps, run_worker, save
 
 EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 #: Largest |default - all optimizations off| of a per-minibatch loss that still counts as equal: the
@@ -40,7 +40,7 @@ def main():
                   flush=True)
     slow = run_worker(sys.executable, "ours_ppo.py", "--episodes", EPISODES, "--slow")
     fast_losses, slow_losses = ours[0]["losses"], slow["losses"]
-    diff = max(abs(a - b) for fa, sa in zip(fast_losses, slow_losses) for a, b in zip(fa, sa))
+    diff = loss_max_diff(fast_losses, slow_losses)
     same = len(fast_losses) == len(slow_losses) and diff <= LOSS_TOL
     print(f"losses: {len(fast_losses)} minibatch (policy, value) losses, max |fast - slow| = {diff:.3g} "
           f"-> {'MATCH' if same else 'MISMATCH'}; optimizations-off run {slow['episodes_per_s']:.2f} episodes/s")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from _common import median, reps, run_worker, save
+from _common import loss_max_diff, median, reps, run_worker, save
 
 EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 
@@ -45,7 +45,7 @@ def main():
     print(f"{'configuration':24s} {'episodes/s':>10s} {'x default':>9s} {'gen/score/update s':>20s} {'max |dloss|':>11s}")
     for name, rs in runs.items():
         eps = median(rs, "episodes_per_s")
-        diff = max(abs(a - b) for fa, fb in zip(rs[0]["losses"], ref) for a, b in zip(fa, fb))
+        diff = loss_max_diff(rs[0]["losses"], ref)
         split = "/".join(f"{median(rs, k):.2f}" for k in ("time_gen", "time_score", "time_update"))
         print(f"{name:24s} {eps:10.2f} {eps / base:9.2f} {split:>20s} {diff:11.2g}")
         out[name] = {"flags": list(CONFIGS[name]), "episodes_per_s": eps, "ratio_to_default": eps / base,
