@@ -12,6 +12,7 @@ import torch
 
 from instructrl import evaluate as ev
 from instructrl.config import EvalConfig
+from instructrl.errors import InstructRLError
 
 
 def _world():
@@ -291,7 +292,7 @@ def test_run_on_plain_prompts_with_rm_judge(tmp_path, folders):
     ])
     texts = _write_jsonl(tmp_path / "val.jsonl", [{"text": "some held out text."}, {"text": "more text here"}])
     cfg = EvalConfig(n_prompts=8, max_new_tokens=6, batch_size=4, bootstrap=50, best_of_n=2)
-    models = {k: folders[k] for k in ("base", "sft", "ppo")}
+    models = {k: folders[k] for k in ("base", "sft", "ppo")} | {"beta_0": folders["ppo"]}  # a sweep-style name
     m = ev.run(cfg, models, tmp_path / "out", prompts, bench, texts, reference=folders["sft"], rm=folders["rm"])
     for name in ("base", "sft", "ppo"):
         assert 0 <= m[f"tax.benchmark.{name}"] <= 1
@@ -299,7 +300,7 @@ def test_run_on_plain_prompts_with_rm_judge(tmp_path, folders):
         assert f"rm_score.{name}" in m and f"length.{name}" in m
     assert "tax.benchmark_task.cloze.sft" in m
     assert m["kl.ppo"] > 0 and "kl.sft" not in m and "kl.base" not in m
-    for key in ("sft_vs_base", "ppo_vs_sft", "ppo_vs_base", f"bon2_vs_sft"):
+    for key in ("sft_vs_base", "ppo_vs_sft", "ppo_vs_base", "bon2_vs_sft", "beta_0_vs_sft"):
         assert 0 <= m[f"winrate.{key}"] <= 1
         lo, hi = m[f"winrate_ci95.{key}"]
         assert 0 <= lo <= m[f"winrate.{key}"] <= hi <= 1
@@ -460,3 +461,24 @@ def test_paired_delta():
     assert m == 0.0 and ci == [0.0, 0.0]
     with pytest.raises(ValueError):
         paired_delta([], [])
+
+
+def test_default_pairs_are_the_pipelines_then_every_model_vs_the_reference():
+    names = ["sft", "ppo", "beta_0.1", "beta_0", "base"]
+    assert ev.default_pairs(names, "sft") == [("sft", "base"), ("ppo", "sft"), ("ppo", "base"),
+                                              ("beta_0.1", "sft"), ("beta_0", "sft")]
+    assert ev.default_pairs(names, None) == [("sft", "base"), ("ppo", "sft"), ("ppo", "base")]
+    # The reference under another name: every model vs it, once.
+    assert ev.default_pairs(["a", "b", "c"], "a") == [("b", "a"), ("c", "a")]
+
+
+def test_run_refuses_a_pair_naming_no_model(tmp_path, folders):
+    prompts = _write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "Hello, say something:"}])
+    cfg = EvalConfig(n_prompts=1, max_new_tokens=2, batch_size=1, bootstrap=5)
+    with pytest.raises(InstructRLError, match="no model named 'ppo2'.*the models are ppo, sft"):
+        ev.run(cfg, {"sft": folders["sft"], "ppo": folders["ppo"]}, tmp_path / "out", prompts,
+               reference=folders["sft"], pairs=[("ppo2", "sft")])
+    with pytest.raises(InstructRLError, match="expects A:B"):
+        ev.run(cfg, {"sft": folders["sft"], "ppo": folders["ppo"]}, tmp_path / "out", prompts,
+               reference=folders["sft"], pairs=[("ppo",)])
+    assert not (tmp_path / "out").exists()  # refused before anything is written

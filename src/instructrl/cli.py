@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                       prompts=True)
     p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="Models to evaluate, e.g. sft=runs/x/sft ppo=runs/x/ppo.")
     p.add_argument("--prompts", required=True, help="Held-out prompts JSONL.")
-    p.add_argument("--pairs", nargs="*", default=None, metavar="A:B", help="Win-rate pairs (default: every model vs the reference).")
+    p.add_argument("--pairs", nargs="*", default=None, metavar="A:B", help="Win-rate pairs A:B (default: the pipeline's pairs among the given names, e.g. ppo:sft, then every other model vs the reference).")
     p.add_argument("--reference", default=None, help="The KL reference (the SFT model): one of the --models names, or a folder.")
     p.add_argument("--rm", default=None, help="RM folder: judge for real models outside the world, and best-of-n.")
     p.add_argument("--judge", default=None, metavar="JUDGE",

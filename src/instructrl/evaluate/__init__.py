@@ -23,7 +23,7 @@ from instructrl.evaluate.forward import (benchmark_accuracy, benchmark_scores, b
 from instructrl.evaluate.judges import (DEFAULT_JUDGE_TEMPLATE, NO_JUDGE, Judge, LMJudge, RMJudge, judge_kind,
                                         load_judge_template, judge_prompt_text, rm_judge)
 from instructrl.evaluate.stats import bootstrap_ci, paired_delta, win_rate
-from instructrl.evaluate.suite import DEFAULT_PAIRS, evaluate_models, run
+from instructrl.evaluate.suite import DEFAULT_PAIRS, default_pairs, evaluate_models, run
 from instructrl.evaluate.world_eval import (family_of, gold_judge, gold_scores, heldout_labeler_judge, hhh_rates,
                                             is_world_prompts, oracle_best_of_n, ranking_accuracy_by_family,
                                             rubric_details, rubric_rates, world_labelers)
@@ -36,5 +36,5 @@ __all__ = [
     "rm_scores", "kl_to_reference", "option_logprobs", "read_benchmarks", "benchmark_scores", "benchmark_accuracy",
     "pretrain_nll", "best_of_n", "best_of_n_samples", "best_of_n_kl", "oracle_best_of_n", "ranking_accuracy_by_family",
     "model_format", "prompt_inputs", "answer_stats", "pick_sample_prompts",
-    "DEFAULT_PAIRS", "evaluate_models", "run",
+    "DEFAULT_PAIRS", "default_pairs", "evaluate_models", "run",
 ]

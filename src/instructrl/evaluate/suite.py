@@ -36,7 +36,7 @@ from instructrl.rollout import generate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PAIRS", "EvalInputs", "read_inputs", "evaluate_models", "run"]
+__all__ = ["DEFAULT_PAIRS", "default_pairs", "EvalInputs", "read_inputs", "evaluate_models", "run"]
 
 #: Win-rate pairs (a, b) = "a vs b" of the pipeline's model names; pairs whose models are absent
 #: are skipped. The first four are the contract keys of DESIGN.md.
@@ -52,6 +52,19 @@ DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("ppo", "base_large"),
     ("base_large", "base"),
 )
+
+
+def default_pairs(names, reference: str | None) -> list[tuple[str, str]]:
+    """``instructrl eval``'s pairs when none are given: the :data:`DEFAULT_PAIRS` whose two models are
+    both in ``names``, then every other model vs ``reference`` (e.g. the sweep models
+    ``beta_0.1``, ``beta_0`` vs ``sft``), each pair once and in ``names``' order."""
+    names = list(names)
+    pairs = [(a, b) for a, b in DEFAULT_PAIRS if a in names and b in names]
+    if reference is not None:
+        for name in names:
+            if name != reference and (name, reference) not in pairs and (reference, name) not in pairs:
+                pairs.append((name, reference))
+    return pairs
 
 
 @dataclass
@@ -414,6 +427,16 @@ def run(cfg, models: dict[str, str], out, prompts, benchmarks=None, pretrain_val
             models[sft_name] = reference
     elif "sft" in models:
         sft_name = "sft"
+    if pairs is None:
+        pairs = default_pairs(models, sft_name)
+    pairs = list(pairs)
+    for pair in pairs:  # a typo in --pairs would otherwise drop the pair without a word
+        if len(pair) != 2 or not all(pair):
+            raise InstructRLError(f"--pairs expects A:B, got {':'.join(pair)!r}")
+        unknown = [n for n in pair if n not in models and K.bon_size(n) is None]
+        if unknown:
+            raise InstructRLError(f"--pairs {pair[0]}:{pair[1]}: no model named {unknown[0]!r}; "
+                                  f"the models are {', '.join(sorted(models))}")
     metrics, samples = evaluate_models(models, sft_name, prompts, benchmarks, pretrain_val, cfg, rm_folder=rm,
                                        world_seed=world_seed, pairs=pairs, device=device,
                                        heldout_rankings_path=heldout_rankings, judge=judge)
