@@ -3,7 +3,7 @@
     python benchmarks/bench_ppo.py            # BENCH_EPISODES (512), BENCH_REPS (3)
 
 Alternates three runs per repetition (fresh processes): ours at instructrl's defaults, ours with
-every opt-in switch (``reuse_sample_logprobs``, ``fused_adamw``, ``trim_padding``, inverse-CDF
+every opt-in switch (``reuse_sample_logprobs``, ``fused_adamw``, ``trim_padding``, ``score_chunk``, inverse-CDF
 sampling: "ours+opt"), and the peer;
 prints each run and the medians of episodes/s, generated tokens/s and the time split, checks that
 the default run's per-update losses equal those of a run with every optimization off (``--slow``)
@@ -24,7 +24,8 @@ EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 #: fused GELU rounds differently (~1e-7 per activation), which 8 updates of training carry forward.
 LOSS_TOL = 1e-4
 #: Every opt-in switch of ours_ppo.py (off in instructrl's defaults; bench_switches.py measures each alone).
-OPT_INS = ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--sampling", "inverse_cdf")
+OPT_INS = ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--score-chunk", "16", "--sampling",
+           "inverse_cdf")
 
 
 def main():

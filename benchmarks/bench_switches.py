@@ -27,8 +27,10 @@ CONFIGS = {
     "reuse_sample_logprobs": ("--reuse-sample-logprobs",),
     "fused_adamw": ("--fused-adamw",),
     "trim_padding": ("--trim-padding",),
+    "score_chunk 16": ("--score-chunk", "16"),
     "sampling inverse_cdf": ("--sampling", "inverse_cdf"),
-    "all opt-ins": ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--sampling", "inverse_cdf"),
+    "all opt-ins": ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--score-chunk", "16",
+                    "--sampling", "inverse_cdf"),
 }
 
 

@@ -5,7 +5,7 @@ compute_advantages -> shuffled minibatches of minibatch_loss, AdamW, grad clippi
 run folder, logging and checkpoint I/O, so that the figures are the training work only.
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
-        [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--trim-padding] [--sampling inverse_cdf]
+        [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--trim-padding] [--score-chunk 16] [--sampling inverse_cdf]
         [--no-fused-gelu] [--bf16] [--attention eager] [--json OUT]
 
 ``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
@@ -13,7 +13,7 @@ run folder, logging and checkpoint I/O, so that the figures are the training wor
 default run to float rounding (checked by the benchmark and by tests/test_rollout_fast.py,
 tests/test_ppo_speedups.py). ``--reuse-sample-logprobs`` turns on
 ``PPOConfig.reuse_sample_logprobs``, ``--fused-adamw`` ``fused_adamw``, ``--trim-padding``
-``trim_padding`` and ``--sampling inverse_cdf`` ``instructrl.rollout.SAMPLING`` (all off by default in
+``trim_padding``, ``--score-chunk N`` ``score_chunk`` and ``--sampling inverse_cdf`` ``instructrl.rollout.SAMPLING`` (all off by default in
 instructrl); ``--no-fused-gelu`` measures
 the fused GELU's share alone. ``--bf16`` runs as ``train_ppo`` does under ``mixed_precision=bf16``:
 Accelerate's CPU bf16 autocast on the trained policy and value model (their weights, gradients and
@@ -53,6 +53,8 @@ def main(argv=None):
     ap.add_argument("--reuse-sample-logprobs", action="store_true", help="old log-probs from the sampler")
     ap.add_argument("--fused-adamw", action="store_true", help="AdamW's fused CPU kernel (fused_adamw)")
     ap.add_argument("--trim-padding", action="store_true", help="minibatches without all-padding columns (trim_padding)")
+    ap.add_argument("--score-chunk", type=int, default=0,
+                    help="score rollouts in length-sorted chunks of N rows without all-padding columns (score_chunk)")
     ap.add_argument("--sampling", default="multinomial", choices=("multinomial", "inverse_cdf"),
                     help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
     ap.add_argument("--no-fused-gelu", action="store_true", help="keep transformers' 6-op gelu_new module")
@@ -79,7 +81,8 @@ def main(argv=None):
     cfg = PPOConfig(total_episodes=a.episodes, batch_size=a.batch, minibatch_size=a.minibatch, ppo_epochs=1,
                     max_new_tokens=a.response, temperature=1.0, warmup_updates=0, seed=a.seed,
                     reuse_sample_logprobs=a.reuse_sample_logprobs and not a.slow,
-                    fused_adamw=a.fused_adamw and not a.slow, trim_padding=a.trim_padding and not a.slow)
+                    fused_adamw=a.fused_adamw and not a.slow, trim_padding=a.trim_padding and not a.slow,
+                    score_chunk=0 if a.slow else a.score_chunk)
     torch.manual_seed(a.seed)
     dist = distributed.setup("bf16" if a.bf16 else "")  # the no-op Dist in fp32, as in train_ppo
     frozen = torch.bfloat16 if a.bf16 else torch.float32  # train_ppo's frozen_dtype
@@ -141,6 +144,7 @@ def main(argv=None):
     total = time.perf_counter() - t_start
     res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
            "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw,
+           "score_chunk": cfg.score_chunk,
            "bf16": a.bf16, "attention": a.attention, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,

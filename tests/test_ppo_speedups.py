@@ -4,6 +4,8 @@
   saved folder still says gelu_new.
 - PPOConfig.reuse_sample_logprobs: the sampler's log-probs and entropy stand in for a full forward
   of the policy after sampling.
+- PPOConfig.score_chunk: the rollout scored in length-sorted row chunks without their all-padding
+  columns.
 """
 
 import pytest
@@ -224,3 +226,63 @@ def test_trim_padding_same_losses_gradients_to_rounding():
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
     whole = trim_padding(slice_minibatch(ro, torch.arange(4)))  # the longest prompt and response are kept
     assert whole["n_prompt"] == ro.n_prompt
+
+
+def test_score_chunks_by_hand():
+    from instructrl.ppo import score_chunks
+
+    # Prompts left padded to P = 3, responses right padded to R = 3; real lengths 6, 2, 4, 3.
+    attn = torch.tensor([[1, 1, 1, 1, 1, 1],
+                         [0, 0, 1, 1, 0, 0],
+                         [0, 1, 1, 1, 1, 0],
+                         [0, 0, 1, 1, 1, 0]], dtype=torch.bool)
+    whole = score_chunks(attn, 3, 0)
+    assert len(whole) == 1 and whole[0][0].tolist() == [0, 1, 2, 3] and whole[0][1:] == (0, 3)
+    got = [(rows.tolist(), first, r) for rows, first, r in score_chunks(attn, 3, 2)]
+    # Sorted by real length: rows 1 (2), 3 (3) | 2 (4), 0 (6); row 1 and 3 need columns 2..4.
+    assert got == [([1, 3], 2, 2), ([2, 0], 0, 3)]
+    assert [(r.tolist(), f, n) for r, f, n in score_chunks(attn, 3, 10)] == [([1, 3, 2, 0], 0, 3)]
+
+
+def _models(tok):
+    policy = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=0).eval()
+    ref = build_gpt2(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128, seed=1).eval()
+    torch.manual_seed(1)
+    vcfg = policy.config.__class__(**{**policy.config.to_dict(), "num_labels": 1})
+    return policy, ref, GPT2ForSequenceClassification(vcfg).eval(), GPT2ForSequenceClassification(vcfg).eval()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 8])
+def test_score_chunk_same_rollout_to_rounding(chunk):
+    tok = build_char_tokenizer()
+    prompts = ["Q: Reverse the word 'cat' and then sort its letters, please.\nA:"] + PROMPTS[1:] + ["Q: ok\nA:"]
+    models_ = _models(tok)
+    ros = []
+    for c in (0, chunk):
+        cfg = PPOConfig(batch_size=5, minibatch_size=5, max_new_tokens=16, warmup_updates=0, score_chunk=c)
+        ros.append(collect_rollout(*models_, tok, prompts, cfg, torch.Generator().manual_seed(0)))
+    a, b = ros
+    m = a.response_mask
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(m, b.response_mask)
+    assert int(m.sum()) > 10 and not bool(m.all())  # some response padding to trim
+    for name in ("logprobs", "ref_logprobs", "values"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert bool((x[m] != 0).all())  # every position that counts was really computed
+        torch.testing.assert_close(x[m], y[m], rtol=0, atol=1e-5, msg=name)
+        assert bool((y[~m] == 0).all())
+    torch.testing.assert_close(a.scores_raw, b.scores_raw, rtol=0, atol=1e-5)
+    assert abs(a.entropy - b.entropy) < 1e-5
+
+
+def test_score_chunk_zero_is_the_whole_batch_bit_for_bit():
+    tok = build_char_tokenizer()
+    models_ = _models(tok)
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=12, warmup_updates=0)
+    ro = collect_rollout(*models_, tok, PROMPTS, cfg, torch.Generator().manual_seed(0))
+    policy, ref, value, rm = models_
+    P = ro.n_prompt
+    with torch.no_grad():
+        lp = rollout.forward_logprobs(policy, ro.input_ids, ro.attention_mask, P)
+        v = models.token_scores(value, ro.input_ids, ro.attention_mask)[:, P - 1:-1]
+    m = ro.response_mask
+    assert torch.equal(ro.logprobs[m], lp[m]) and torch.equal(ro.values[m], v[m])

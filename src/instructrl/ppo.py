@@ -306,21 +306,31 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
     ids, attn, P = s.input_ids, s.attention_mask, prompt_ids.shape[1]
     response_mask = s.response_mask.clone()
 
+    # Row chunks to score: the whole batch at once, or length-sorted chunks (cfg.score_chunk).
+    chunks = score_chunks(attn, P, cfg.score_chunk)
     if cfg.reuse_sample_logprobs:  # the sampler's own log-probs are the old ones (TRL does the same)
         logprobs, token_entropy = s.logprobs, s.entropy
     else:  # one full forward of the policy, as every update step's forward computes them
-        logprobs, token_entropy = forward_logprobs(policy, ids, attn, P, cfg.temperature, return_entropy=True)
+        logprobs, token_entropy = _per_chunk(chunks, ids, attn, P, lambda i, a, p: forward_logprobs(
+            policy, i, a, p, cfg.temperature, return_entropy=True))
     entropy = masked_mean(token_entropy, response_mask).item()
-    ref_logprobs = forward_logprobs(ref_policy, *_on(ref_policy, ids, attn), P, cfg.temperature).to(device)
+    ref_logprobs, = _per_chunk(chunks, ids, attn, P, lambda i, a, p: (forward_logprobs(
+        ref_policy, *_on(ref_policy, i, a), p, cfg.temperature).to(device),))
     # Value of the state before each response token: the outputs at positions P-1 .. T-2.
-    values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
+    values, = _per_chunk(chunks, ids, attn, P, lambda i, a, p: (token_scores(value_model, i, a)[:, p - 1:-1].float(),))
     if score_fn is not None:
         scores_raw = torch.as_tensor(score_fn(prompts, responses), dtype=torch.float32, device=device).reshape(-1)
         if scores_raw.numel() != len(prompts):
             raise ValueError(f"score_fn returned {scores_raw.numel()} scores for {len(prompts)} responses")
     else:  # the RM reads its score at an EOS, appended where the response was cut off (models.score_token_pairs)
-        scores_raw = score_token_pairs(reward_model, *_prompt_and_response_tokens(s), tokenizer.eos_token_id,
-                                       tokenizer.pad_token_id, batch_size=len(prompts)).to(device)
+        pair_prompts, pair_responses = _prompt_and_response_tokens(s)
+        scores_raw = torch.empty(len(prompts))
+        for rows, _, _ in chunks:  # right padded per chunk: sorted chunks pad less
+            r = rows.tolist()
+            scores_raw[rows] = score_token_pairs(reward_model, [pair_prompts[i] for i in r],
+                                                 [pair_responses[i] for i in r], tokenizer.eos_token_id,
+                                                 tokenizer.pad_token_id, batch_size=len(r))
+        scores_raw = scores_raw.to(device)
     scores = scores_raw.clone()
     if cfg.eos_penalty is not None:  # the EOS trick ([N+]): no EOS, fixed low score
         scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.eos_penalty))
@@ -332,6 +342,46 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
                    torch.where(response_mask, s.logprobs, zero), torch.where(response_mask, logprobs, zero),
                    torch.where(response_mask, ref_logprobs, zero), torch.where(response_mask, values, zero),
                    scores, scores_raw, s.ended, valid, entropy, time_gen=t1 - t0, time_score=time.time() - t1)
+
+
+def score_chunks(attention_mask: torch.Tensor, n_prompt: int, chunk: int) -> list[tuple[torch.Tensor, int, int]]:
+    """How to score a rollout (B, T) whose prompts are left padded to ``n_prompt`` columns:
+    ``[(rows, first, r)]``, each chunk's row indices, its first column that is real in some row and
+    its response length (columns after ``n_prompt`` up to the last real one), so that the chunk is
+    ``input_ids[rows, first:n_prompt + r]``. ``chunk`` = 0: one chunk of every row and every column
+    (the batch as it is); else rows sorted by their real length, ``chunk`` at a time, so each chunk
+    holds rows of like length and drops the columns that are padding in all of them."""
+    B, T = attention_mask.shape
+    if chunk <= 0:
+        return [(torch.arange(B, device=attention_mask.device), 0, T - n_prompt)]
+    real = attention_mask.bool()
+    order = torch.argsort(real.sum(1), stable=True)
+    out = []
+    for i in range(0, B, chunk):
+        rows = order[i:i + chunk]
+        cols = real[rows].any(0)
+        first = min(int(cols[:n_prompt].int().argmax()) if bool(cols[:n_prompt].any()) else n_prompt, n_prompt - 1)
+        resp = cols[n_prompt:]
+        r = int(resp.nonzero().max()) + 1 if bool(resp.any()) else 1
+        out.append((rows, first, r))
+    return out
+
+
+def _per_chunk(chunks, ids, attn, P: int, fn) -> tuple[torch.Tensor, ...]:
+    """``fn(input_ids, attention_mask, n_prompt)`` -> tensors (b, r) over the response columns of each
+    chunk (:func:`score_chunks`), put back together as (B, R) tensors; positions beyond a chunk's
+    ``r`` (padding in all its rows) are 0. One chunk of the whole batch calls ``fn`` on it as it is."""
+    if len(chunks) == 1 and chunks[0][1] == 0 and chunks[0][2] == ids.shape[1] - P:
+        return tuple(fn(ids, attn, P))
+    B, R = ids.shape[0], ids.shape[1] - P
+    full = None
+    for rows, first, r in chunks:
+        parts = fn(ids[rows, first:P + r], attn[rows, first:P + r], P - first)
+        if full is None:
+            full = [torch.zeros(B, R, dtype=t.dtype, device=t.device) for t in parts]
+        for f, t in zip(full, parts):
+            f[rows.to(t.device), :r] = t
+    return tuple(full)
 
 
 def _prompt_and_response_tokens(s) -> tuple[list[list[int]], list[list[int]]]:
