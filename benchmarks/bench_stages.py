@@ -7,7 +7,7 @@ own shapes, and the top ops of a profiled step (issue 18, "know where the time g
         [--set fused_adamw=true --set trim_padding=true ...] [--sampling inverse_cdf]
 
 ``--set k=v`` applies to every stage config that has the field (e.g. the opt-in switches
-``fused_adamw`` (SFT, RM, PPO), ``reuse_sample_logprobs`` and ``trim_padding`` (PPO));
+``fused_adamw`` (SFT, RM, PPO), ``reuse_sample_logprobs``, ``trim_padding`` and ``score_chunk`` (PPO));
 ``--sampling`` sets `rollout.SAMPLING`.
 
 Stages measured, each with the stage's own functions and the run's resolved config (`config.yaml`
@@ -252,9 +252,14 @@ def main(argv=None):
            top_ops(lambda: ppo.collect_rollout(policy, ref, value, reward, tok, data.prompts[:B], cfg, g,
                                                prompt_tokens=data.prompt_ids[:B]), a.top) + "  (whole rollout)")
     n_policy = 0 if cfg.reuse_sample_logprobs else 1
-    score_flops = pos * ((1 + n_policy) * fpt(policy, T / 2) + 2 * fpt(value, T / 2, lm_head=False))
-    report("ppo score", scores[len(scores) // 2], score_flops, pos, value.config.n_embd,
-           {"forwards": 3 + n_policy, "padding": padding}, "(in the rollout's profile above)")
+    # Positions the scoring forwards compute: the whole batch, or its length-sorted chunks (score_chunk).
+    chunk_pos = [len(rows) * (P - first + r) for rows, first, r in ppo.score_chunks(ro.attention_mask, P, cfg.score_chunk)]
+    scored = sum(chunk_pos)
+    score_flops = scored * ((1 + n_policy) * fpt(policy, T / 2) + 2 * fpt(value, T / 2, lm_head=False))
+    # The peak at one forward's shape (the largest chunk's positions x d).
+    report("ppo score", scores[len(scores) // 2], score_flops, max(chunk_pos), value.config.n_embd,
+           {"forwards": 3 + n_policy, "padding": round(1 - float(ro.attention_mask.sum()) / scored, 3)},
+           "(in the rollout's profile above)")
     secs, computed = timed(update, a.steps)  # positions computed (fewer with trim_padding)
     upd_flops = computed * (fpt(policy, T / 2, backward=True) + fpt(value, T / 2, backward=True, lm_head=False))
     report("ppo update", secs, upd_flops, cfg.minibatch_size * T, value.config.n_embd,
