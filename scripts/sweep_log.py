@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=int, default=8, help="updates averaged at the start and at the end")
     a = ap.parse_args(argv)
     run = Path(a.run)
-    folders = [("ppo", run / "ppo")] + [(d.name, d) for d in sorted((run / "sweeps").glob("ppo_*")) if d.is_dir()]
+    folders = [("ppo", run / "ppo")] + [(d.name, d) for d in sorted((run / "sweeps").glob("ppo_*")) if d.is_dir() and not d.name.endswith(".checkpoint")]
     print("| run | updates | score first | score last | gold first | gold last | KL first | KL last |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, d in folders:

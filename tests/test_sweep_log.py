@@ -24,6 +24,7 @@ def test_sweep_log_windows(tmp_path, capsys):
     _log(tmp_path / "sweeps" / "ppo_beta_0.0", [(0, 0.0, 0.6, 0.0), (1, 1.0, 0.2, 9.0)])
     (tmp_path / "sweeps" / "ppo_beta_0.0.stage.json").write_text("{}")  # not a run folder
     (tmp_path / "sweeps" / "ppo_beta_0.1").mkdir()  # still running: no log yet
+    (tmp_path / "sweeps" / "ppo_beta_0.1.checkpoint").mkdir()  # its resumable state, not a run
     assert _script().main([str(tmp_path), "--window", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2] == "| ppo | 4 | 0.100 | 0.500 | 0.550 | 0.350 | 0.50 | 3.00 |"
