@@ -286,3 +286,14 @@ def test_score_chunk_zero_is_the_whole_batch_bit_for_bit():
         v = models.token_scores(value, ro.input_ids, ro.attention_mask)[:, P - 1:-1]
     m = ro.response_mask
     assert torch.equal(ro.logprobs[m], lp[m]) and torch.equal(ro.values[m], v[m])
+
+
+def test_kept_columns_by_hand():
+    from instructrl.ppo import kept_columns
+    T, F = True, False
+    # prompt columns 0..3, real from column 2; response columns real up to index 2 -> keep [2, 4 + 3)
+    assert kept_columns(torch.tensor([F, F, T, T]), torch.tensor([T, F, T, F, F])) == (2, 3)
+    # no real prompt column: still keep the last one (its logits predict the first response token)
+    assert kept_columns(torch.tensor([F, F, F]), torch.tensor([T, T])) == (2, 2)
+    # no real response column: one column is kept so shapes stay non-empty
+    assert kept_columns(torch.tensor([T, T]), torch.tensor([F, F, F])) == (0, 1)

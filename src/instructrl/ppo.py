@@ -360,11 +360,21 @@ def score_chunks(attention_mask: torch.Tensor, n_prompt: int, chunk: int) -> lis
     for i in range(0, B, chunk):
         rows = order[i:i + chunk]
         cols = real[rows].any(0)
-        first = min(int(cols[:n_prompt].int().argmax()) if bool(cols[:n_prompt].any()) else n_prompt, n_prompt - 1)
-        resp = cols[n_prompt:]
-        r = int(resp.nonzero().max()) + 1 if bool(resp.any()) else 1
+        first, r = kept_columns(cols[:n_prompt], cols[n_prompt:])
         out.append((rows, first, r))
     return out
+
+
+def kept_columns(prompt_real: torch.Tensor, response_real: torch.Tensor) -> tuple[int, int]:
+    """The columns a set of rows needs, from which of its P prompt columns (``prompt_real`` (P,))
+    and R response columns (``response_real`` (R,)) hold a real token in some row: ``(first, r)``,
+    so that ``[first, P + r)`` is kept. ``first`` is the first real prompt column, at most P - 1
+    (its logits predict the first response token); ``r`` is one past the last real response
+    column, at least 1. Shared by :func:`score_chunks` and :func:`trim_padding`."""
+    P = prompt_real.shape[0]
+    first = int(prompt_real.int().argmax()) if bool(prompt_real.any()) else P
+    r = int(response_real.nonzero().max()) + 1 if bool(response_real.any()) else 1
+    return min(first, P - 1), r
 
 
 def _per_chunk(chunks, ids, attn, P: int, fn) -> tuple[torch.Tensor, ...]:
@@ -471,10 +481,7 @@ def trim_padding(mb: dict) -> dict:
     nothing); the gradients differ by float rounding only (tested), so it is a switch
     (`PPOConfig.trim_padding`)."""
     P = mb["n_prompt"]
-    real = mb["attention_mask"].bool()[:, :P].any(0)
-    first = int(real.int().argmax()) if bool(real.any()) else P
-    counts = mb["response_mask"].any(0)
-    r = int(counts.nonzero().max()) + 1 if bool(counts.any()) else 1
+    first, r = kept_columns(mb["attention_mask"].bool()[:, :P].any(0), mb["response_mask"].any(0))
     out = dict(mb, input_ids=mb["input_ids"][:, first:P + r], attention_mask=mb["attention_mask"][:, first:P + r],
                n_prompt=P - first)
     out.update({k: mb[k][:, :r] for k in PER_TOKEN_KEYS})
