@@ -26,7 +26,7 @@ if [ -f "$RUN/metrics.json" ]; then
   nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --json benchmarks/.cache/stages.json
   echo "== stages (every opt-in switch)"
   nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --set trim_padding=true --set fused_adamw=true \
-    --set reuse_sample_logprobs=true --sampling inverse_cdf --json benchmarks/.cache/stages_opt.json
+    --set reuse_sample_logprobs=true --set score_chunk=16 --sampling inverse_cdf --json benchmarks/.cache/stages_opt.json
 else
   echo "skipped: no pipeline run at $RUN (instructrl pipeline --out $RUN, then rerun)"
 fi
