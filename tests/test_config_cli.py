@@ -119,3 +119,22 @@ def test_a_yaml_boolean_word_for_a_string_field_says_to_quote_it():
     with pytest.raises(ConfigError, match=r"ppo\.mixed_precision: expected a string, got False .*quote the word"):
         apply_overrides(PipelineConfig(), ["ppo.mixed_precision=no"])
     assert apply_overrides(PipelineConfig(), ["ppo.mixed_precision='no'"]).ppo.mixed_precision == "no"
+
+
+def test_speed_switches_off_leave_the_stage_hash_as_before_they_existed():
+    """A stage cached before a speed switch existed stays cached while the switch is off (its off value
+    computes what the old code did); switched on, the hash changes, so the stage recomputes."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from instructrl.config import PPOConfig, config_hash, to_dict
+
+    cfg = PPOConfig()
+    old = {k: v for k, v in to_dict(cfg).items()
+           if k not in ("report_to", "fused_adamw", "reuse_sample_logprobs", "trim_padding", "score_chunk")}
+    before = hashlib.sha256(json.dumps([old], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert config_hash(cfg) == before
+    for on in ({"fused_adamw": True}, {"reuse_sample_logprobs": True}, {"trim_padding": True}, {"score_chunk": 16}):
+        assert config_hash(dataclasses.replace(cfg, **on)) != before, on
+    assert config_hash(dataclasses.replace(cfg, kl_coef=0.1)) != before  # any other field is hashed as ever

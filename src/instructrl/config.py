@@ -656,11 +656,16 @@ def save_config(cfg, run_dir, name: str = "config.yaml") -> Path:
 #: Fields that change where a run reports, never what it computes: left out of config_hash, so that
 #: changing them neither invalidates a cached stage nor makes a checkpoint "a different run".
 NOT_HASHED = ("report_to",)
+# Speed switches added after runs were cached, whose off value computes exactly what the code did
+# before they existed: left out of a stage's hash while off, so upgrading does not recompute every
+# cached stage; switched on (results equal only to float rounding) they are hashed as any field.
+HASHED_UNLESS_OFF = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0}
 
 
 def _hashed(d):
     if isinstance(d, dict):
-        return {k: _hashed(v) for k, v in d.items() if k not in NOT_HASHED}
+        return {k: _hashed(v) for k, v in d.items()
+                if k not in NOT_HASHED and not (k in HASHED_UNLESS_OFF and v == HASHED_UNLESS_OFF[k])}
     return d
 
 
