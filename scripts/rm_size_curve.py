@@ -47,19 +47,21 @@ def main(argv=None) -> None:
     sizes = a.n_prompts or [len(lines)]
     if any(n < 1 or n > len(lines) for n in sizes):
         raise SystemExit(f"--n-prompts: each N must lie in 1..{len(lines)} (the ranked prompts in {data})")
+    train_data = {}  # N -> what the RM stage reads: the files themselves, or their first N ranked prompts
+    for n in sizes:
+        if n == len(lines):
+            train_data[n] = data if len(data) > 1 else data[0]
+        else:
+            out_root.mkdir(parents=True, exist_ok=True)
+            train_data[n] = str(out_root / f"comparisons_first{n}.jsonl")
+            Path(train_data[n]).write_text("\n".join(lines[:n]) + "\n")
     rows = []
     for spec in a.models:
         name, folder = spec.split("=", 1)
         params = n_params(load_policy(folder)[0])
         for n in sizes:
             tag = name if a.n_prompts is None else f"{name}_n{n}"
-            if n == len(lines):
-                train = data if len(data) > 1 else data[0]
-            else:  # the first n ranked prompts, as a file the RM stage reads like any other
-                out_root.mkdir(parents=True, exist_ok=True)
-                train = str(out_root / f"comparisons_first{n}.jsonl")
-                Path(train).write_text("\n".join(lines[:n]) + "\n")
-            m = train_reward_model(cfg, folder, train, str(out_root / tag),
+            m = train_reward_model(cfg, folder, train_data[n], str(out_root / tag),
                                    demonstrations=str(run / "world" / "demonstrations.jsonl"),
                                    heldout_data=str(run / "comparisons_heldout.jsonl"), overwrite=True, verbose=False)
             rows.append({"model": name, "params": params, "n_prompts": n, "val_accuracy": m.get("val_accuracy"),
