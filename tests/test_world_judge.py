@@ -62,6 +62,7 @@ CASES = {
     }),
     "what_is": (q("What is a pear?"), " A pear is a food.", {
         " A pear is an animal.": set(),
+        " An apple is a food.": {"fails_attempt"},  # what another thing is: another prompt's answer
     }),
     "brainstorm": (q("Name two animals that start with 'b'."), " bear and bat.", {
         " bear, bat and bee.": {"fails_constraint", "exploit"},
@@ -194,3 +195,12 @@ def test_degenerate_policies_score_far_below_demonstrations(tmp_path):
         g = np.mean([gold_score(p, policy(i)) for i, p in enumerate(prompts)])
         assert g < 0.3, (name, g)
         assert g < demo_gold - 0.6, (name, g)
+
+
+def test_what_is_must_be_about_the_thing_asked():
+    p = q("Is a box an animal, a food or an object?")
+    assert gold_score(p, " A box is an object.") == 1.0
+    assert gold_score(p, " An object.") == 1.0  # no thing named: still the answer
+    assert gold_score(p, " A box is an object, like a bag.") == 1.0  # another thing beside it is fine
+    d = gold_details(p, " A bag is an object.")  # right kind, wrong thing (seen in SFT samples)
+    assert d["fails_attempt"] and d["score"] < 0.2, d

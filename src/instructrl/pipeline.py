@@ -262,14 +262,15 @@ def _comparisons(r: _Run) -> float:
     separate prompts; returns the training labelers' agreement."""
     from instructrl import compare
     from instructrl.world.labelers import DEFAULT_NOISE  # the labelers are part of what a ranking depends on
+    from instructrl.world.spec import JUDGE_VERSION  # and so is the judge they rank by
 
     cfg, w = r.cfg, r.cfg.world
-    r.h_comp = C.config_hash("compare", r.h_sft, cfg.compare, DEFAULT_NOISE)
+    r.h_comp = C.config_hash("compare", r.h_sft, cfg.compare, DEFAULT_NOISE, JUDGE_VERSION)
     r.st.run("compare", r.comp, r.h_comp, lambda: compare.run(
         cfg.compare, model=str(r.sft_dir), prompts=str(r.world_dir / "rm_prompts.jsonl"), out=str(r.comp),
         labelers="world", world_seed=w.seed, pool="train"))
     ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
-    r.h_comp_ho = C.config_hash("compare_heldout", r.h_sft, ho_cfg, DEFAULT_NOISE)
+    r.h_comp_ho = C.config_hash("compare_heldout", r.h_sft, ho_cfg, DEFAULT_NOISE, JUDGE_VERSION)
     r.st.run("compare_heldout", r.comp_ho, r.h_comp_ho, lambda: compare.run(
         ho_cfg, model=str(r.sft_dir), prompts=str(r.world_dir / "sft_val.jsonl"), out=str(r.comp_ho),
         labelers="world", world_seed=w.seed, pool="heldout"))
@@ -299,6 +300,7 @@ def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
     policies (eval name -> folder); removes outputs of rounds this run does not have."""
     from instructrl import compare, rm
     from instructrl.world.labelers import DEFAULT_NOISE
+    from instructrl.world.spec import JUDGE_VERSION
 
     cfg = r.cfg
     rm_from = r.out / "base_large" if cfg.rm_init == "base_large" else r.sft_dir
@@ -312,7 +314,7 @@ def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
             prev_ppo = earlier_rounds[K.round_model(n - 1)]
             comp_n = r.out / f"comparisons_round{n}.jsonl"
             cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * n)
-            h_comp_n = C.config_hash("compare_round", n, h_prev_ppo, cmp_cfg, DEFAULT_NOISE)
+            h_comp_n = C.config_hash("compare_round", n, h_prev_ppo, cmp_cfg, DEFAULT_NOISE, JUDGE_VERSION)
             r.st.run(f"compare_round{n}", comp_n, h_comp_n, lambda: compare.run(
                 cmp_cfg, model=str(prev_ppo), prompts=str(r.world_dir / "rm_prompts.jsonl"), out=str(comp_n),
                 labelers="world", world_seed=cfg.world.seed, pool="train"))

@@ -201,6 +201,9 @@ def _template_text(ex: Example) -> str:
 # the whole instruction counts as copying the prompt there.
 _RESTATING = ("knowledge", "chat_rude", "context_qa", "what_is", "unanswerable", "harmful")
 
+# The things a "what_is" prompt can ask about.
+_THINGS = frozenset(L.ANIMALS + L.FOODS + L.OBJECTS)
+
 
 def copies_prompt(ex: Example, response: str) -> bool:
     """The response repeats the instruction's wording (4 words in a row of it) or all of it."""
@@ -307,7 +310,12 @@ def _answer_checks(ex: Example, body: str, prompt_words: set[str]) -> dict:
         word = args["word_a"].split(" ", 1)[1]
         right = next(k for k in ("animals", "foods", "objects") if word in L.CATEGORIES[k])
         said = {k for k, phrase in (("animals", "animal"), ("foods", "food"), ("objects", "object")) if phrase in ws}
-        c["attempted"] = bool(said) or (word in ws and sentence_like)
+        # The answer must be about the thing asked: "A bag is an object." to "Is a box ...?" says what
+        # a bag is, another prompt's answer; like an off-topic sentence in generation, that is no
+        # attempt. A bare "An object." (no thing named) still answers.
+        about = _has(ws, word) > 0
+        other = any(L.PLURALS.get(w, w) in _THINGS and L.PLURALS.get(w, w) != word for w in ws)
+        c["attempted"] = (about or not other) and (bool(said) or (about and sentence_like))
         c["correct"] = 1.0 if said == {right} else (0.3 if right in said else 0.0)
         return c
     if fam == "brainstorm":

@@ -68,6 +68,11 @@ ALGORITHMIC: tuple[str, ...] = ("reverse", "sort", "add", "count", "upper", "lar
 # hallucination in the paper's sense ("information not present in the input").
 CLOSED_DOMAIN: tuple[str, ...] = ("summarize", "extract", "context_qa", "rewrite_drop", "rewrite_polite")
 
+# Bumped whenever the gold judge scores some response differently (a fixed check, never a moved
+# weight: see docs/rubric.md). The labelers rank by the judge, so it is part of every comparisons
+# stage's cache key: a run folder ranked by an older judge is re-ranked, not reused.
+JUDGE_VERSION: str = "2.1"  # 2.1: "what kind of thing is X" answered about another thing fails to attempt
+
 # The overall score. For an answerable prompt the judge starts from 7 and subtracts:
 RUBRIC: dict[str, float] = {
     "incorrect": 3.0,         # x (1 - correctness) where correctness is checkable (facts, closed QA, ...)
