@@ -204,3 +204,16 @@ def test_what_is_must_be_about_the_thing_asked():
     assert gold_score(p, " A box is an object, like a bag.") == 1.0  # another thing beside it is fine
     d = gold_details(p, " A bag is an object.")  # right kind, wrong thing (seen in SFT samples)
     assert d["fails_attempt"] and d["score"] < 0.2, d
+
+
+def test_comparisons_are_recomputed_when_the_judge_changes(monkeypatch):
+    """The labelers rank by the judge: a fixed check (a new JUDGE_VERSION) must change the cache key."""
+    from instructrl.config import config_hash
+    from instructrl.pipeline import labels_hash
+    from instructrl.world import spec
+    from instructrl.world.labelers import DEFAULT_NOISE
+
+    before = labels_hash("compare", "abc", {"n": 1})
+    assert before == config_hash("compare", "abc", {"n": 1}, DEFAULT_NOISE, spec.JUDGE_VERSION)
+    monkeypatch.setattr(spec, "JUDGE_VERSION", spec.JUDGE_VERSION + "-next")
+    assert labels_hash("compare", "abc", {"n": 1}) != before

@@ -257,20 +257,28 @@ def _sft_stage(r: _Run, name: str, base: Path, h_base: str) -> tuple[Path, str]:
     return d, h
 
 
+def labels_hash(*parts) -> str:
+    """Cache key of a comparisons stage: its own inputs, plus what a ranking depends on beyond them,
+    the labelers' noise and the gold judge they rank by (``JUDGE_VERSION``, bumped by every fix of a
+    check), so that rankings made by another judge are redone, not reused."""
+    from instructrl.world.labelers import DEFAULT_NOISE
+    from instructrl.world.spec import JUDGE_VERSION
+
+    return C.config_hash(*parts, DEFAULT_NOISE, JUDGE_VERSION)
+
+
 def _comparisons(r: _Run) -> float:
     """The training labelers' rankings of SFT samples on the RM prompts and the held-out labelers' on
     separate prompts; returns the training labelers' agreement."""
     from instructrl import compare
-    from instructrl.world.labelers import DEFAULT_NOISE  # the labelers are part of what a ranking depends on
-    from instructrl.world.spec import JUDGE_VERSION  # and so is the judge they rank by
 
     cfg, w = r.cfg, r.cfg.world
-    r.h_comp = C.config_hash("compare", r.h_sft, cfg.compare, DEFAULT_NOISE, JUDGE_VERSION)
+    r.h_comp = labels_hash("compare", r.h_sft, cfg.compare)
     r.st.run("compare", r.comp, r.h_comp, lambda: compare.run(
         cfg.compare, model=str(r.sft_dir), prompts=str(r.world_dir / "rm_prompts.jsonl"), out=str(r.comp),
         labelers="world", world_seed=w.seed, pool="train"))
     ho_cfg = dataclasses.replace(cfg.compare, n_prompts=min(300, w.n_sft_val), seed=cfg.compare.seed + 1)
-    r.h_comp_ho = C.config_hash("compare_heldout", r.h_sft, ho_cfg, DEFAULT_NOISE, JUDGE_VERSION)
+    r.h_comp_ho = labels_hash("compare_heldout", r.h_sft, ho_cfg)
     r.st.run("compare_heldout", r.comp_ho, r.h_comp_ho, lambda: compare.run(
         ho_cfg, model=str(r.sft_dir), prompts=str(r.world_dir / "sft_val.jsonl"), out=str(r.comp_ho),
         labelers="world", world_seed=w.seed, pool="heldout"))
@@ -299,8 +307,6 @@ def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
     of that policy's samples. Returns the last RM's folder and hash and the earlier rounds' PPO
     policies (eval name -> folder); removes outputs of rounds this run does not have."""
     from instructrl import compare, rm
-    from instructrl.world.labelers import DEFAULT_NOISE
-    from instructrl.world.spec import JUDGE_VERSION
 
     cfg = r.cfg
     rm_from = r.out / "base_large" if cfg.rm_init == "base_large" else r.sft_dir
@@ -314,7 +320,7 @@ def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
             prev_ppo = earlier_rounds[K.round_model(n - 1)]
             comp_n = r.out / f"comparisons_round{n}.jsonl"
             cmp_cfg = dataclasses.replace(cfg.compare, seed=cfg.compare.seed + 100 * n)
-            h_comp_n = C.config_hash("compare_round", n, h_prev_ppo, cmp_cfg, DEFAULT_NOISE, JUDGE_VERSION)
+            h_comp_n = labels_hash("compare_round", n, h_prev_ppo, cmp_cfg)
             r.st.run(f"compare_round{n}", comp_n, h_comp_n, lambda: compare.run(
                 cmp_cfg, model=str(prev_ppo), prompts=str(r.world_dir / "rm_prompts.jsonl"), out=str(comp_n),
                 labelers="world", world_seed=cfg.world.seed, pool="train"))
