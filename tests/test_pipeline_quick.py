@@ -80,12 +80,13 @@ def test_quick_pipeline_rerun_is_cached(quick_run):
         assert f"{stage}: cached" in r.stdout, (stage, r.stdout[-2000:])
 
 
-def test_quick_pipeline_one_round_is_round_one_of_two(quick_run):
-    """rlhf_rounds=1 is the paper's single round: its RM and PPO are exactly round 1 of the 2-round run."""
+def _one_round(quick_run, name, drop_round1: bool):
     out, _ = quick_run
     env = dict(os.environ, INSTRUCTRL_CACHE_DIR=str(out.parent / "cache"))
-    one = out.parent / "one_round"
+    one = out.parent / name
     shutil.copytree(out, one)  # the shared stages (world ... comparisons) come from cache
+    if drop_round1:
+        shutil.rmtree(one / "round1")
     r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(one),
                         "--set", "rlhf_rounds=1", "--set", "eval.n_prompts=50"], capture_output=True, text=True,
                        env=env, timeout=900)
@@ -97,6 +98,33 @@ def test_quick_pipeline_one_round_is_round_one_of_two(quick_run):
     assert not (one / "round1").exists() and not (one / "comparisons_round2.jsonl").exists()
     stage = lambda d: json.loads((d / "stage.json").read_text())["hash"]  # noqa: E731
     assert stage(one / "rm") == stage(out / "round1" / "rm") and stage(one / "ppo") == stage(out / "round1" / "ppo")
-    assert "ppo: cached" not in r.stdout  # ppo/ held round 2's policy: recomputed, now equal to round 1's
+    return out, one, r.stdout
+
+
+def test_quick_pipeline_one_round_is_round_one_of_two(quick_run):
+    """rlhf_rounds=1 is the paper's single round: its RM and PPO, trained afresh, are exactly round 1
+    of the 2-round run."""
+    out, one, stdout = _one_round(quick_run, "one_round", drop_round1=True)
+    assert "rm: cached" not in stdout and "ppo: cached" not in stdout and "copied from" not in stdout
     a = (one / "rm" / "model.safetensors").read_bytes()
     assert a == (out / "round1" / "rm" / "model.safetensors").read_bytes()
+
+
+def test_quick_pipeline_reuses_round_one_of_a_two_round_folder(quick_run):
+    """The same command in a folder that still holds the 2-round run copies round 1's RM and PPO into
+    rm/ and ppo/ instead of training them again (and the other way round, README's `cp -r runs/default
+    runs/rounds2`: rm/ and ppo/ become round1/)."""
+    out, one, stdout = _one_round(quick_run, "one_round_reused", drop_round1=False)
+    assert "] rm: copied from" in stdout and "] ppo: copied from" in stdout, stdout[-2000:]
+    for f in ("rm/model.safetensors", "ppo/model.safetensors"):
+        assert (one / f).read_bytes() == (out / "round1" / f).read_bytes(), f
+    # back to two rounds: round 1 is copied from rm/ and ppo/; round 2 is recomputed
+    env = dict(os.environ, INSTRUCTRL_CACHE_DIR=str(out.parent / "cache"))
+    r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(one),
+                        "--set", "eval.n_prompts=50"], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "round1/rm: copied from" in r.stdout and "round1/ppo: copied from" in r.stdout, r.stdout[-2000:]
+    assert (one / "round1" / "rm" / "model.safetensors").read_bytes() == \
+        (out / "round1" / "rm" / "model.safetensors").read_bytes()
+    # round 2 was recomputed from the same inputs: the same models as the original 2-round run's
+    assert (one / "rm" / "model.safetensors").read_bytes() == (out / "rm" / "model.safetensors").read_bytes()

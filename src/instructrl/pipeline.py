@@ -18,7 +18,9 @@ Caching: each stage records `stage.json` (the hash of its config and of its inpu
 metrics, its wall time) when it completes. A rerun skips a stage whose hash matches, so a changed
 late-stage setting redoes only that stage and what follows. Base models are also cached across run
 folders under `$INSTRUCTRL_CACHE_DIR` (default `~/.cache/instructrl`) by their hash, since they are
-the slowest part and depend only on the pretraining corpus and their own config.
+the slowest part and depend only on the pretraining corpus and their own config. A stage whose result
+already lies in the run folder under another name (round 1's RM and PPO are what a one-round run
+keeps in rm/ and ppo/, and the other way round) is copied from there, not recomputed.
 """
 
 from __future__ import annotations
@@ -60,6 +62,30 @@ def _mark(path: Path, h: str, metrics: dict, t: float) -> None:
     _stage_marker(path).write_text(json.dumps({"hash": h, "time_s": t, "metrics": metrics}, indent=2, default=str))
 
 
+def _copy_stage(src: Path, dest: Path) -> None:
+    """Copy a finished stage's output and its marker from `src` to `dest`. The copy is made beside
+    `dest` under a hidden name and moved into place, so an interrupted copy never looks finished (a
+    file's marker is copied last, after the file is in place)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.copying")
+    if tmp.is_dir():
+        shutil.rmtree(tmp)
+    elif tmp.exists():
+        tmp.unlink()
+    if src.is_dir():
+        shutil.copytree(src, tmp)  # the marker (stage.json) is inside
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        elif dest.exists():
+            dest.unlink()
+        os.replace(tmp, dest)
+    else:
+        _stage_marker(dest).unlink(missing_ok=True)
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+        shutil.copy2(_stage_marker(src), _stage_marker(dest))
+
+
 class Stages:
     """Bookkeeping for the run: cached execution, timings and a one-line progress display."""
 
@@ -69,9 +95,12 @@ class Stages:
         self.n = n_total
         self.t0 = time.time()
 
-    def run(self, name: str, path: Path, h: str, fn, keep: bool = False):
+    def run(self, name: str, path: Path, h: str, fn, keep: bool = False, reuse: tuple[Path, ...] = ()):
         """Run `fn` unless `path` holds this stage's result for hash `h`. `keep`: do not clear an
-        unfinished `path` first (the stage resumes from a checkpoint inside it)."""
+        unfinished `path` first (the stage resumes from a checkpoint inside it). `reuse`: other
+        places in the run folder where this very stage may already lie under another name (round 1's
+        RM is what a one-round run keeps in rm/): a finished one with hash `h` is copied to `path`
+        instead of being recomputed."""
         self.i += 1
         info = _done(path, h)
         head = f"[{self.i}/{self.n}] {name}"
@@ -79,6 +108,13 @@ class Stages:
             print(f"{head}: cached ({info['time_s']:.0f}s when computed)", flush=True)
             self.times[name] = 0.0
             return info["metrics"]
+        for src in reuse:
+            if src != path and _done(src, h) is not None:
+                _copy_stage(src, path)
+                info = _done(path, h)
+                print(f"{head}: copied from {src} (the same stage; {info['time_s']:.0f}s when computed)", flush=True)
+                self.times[name] = 0.0
+                return info["metrics"]
         print(f"{head} ... (elapsed {time.time() - self.t0:.0f}s)", flush=True)
         t = time.time()
         if path.exists() and path.is_dir() and path.suffix == "" and not keep:
@@ -187,8 +223,9 @@ def run(cfg: C.PipelineConfig, out: str | None = None, preset_name: str = "defau
     #      rank samples of round r-1's PPO policy: the behaviours PPO found that the RM over-rates
     #      (reward hacking) get labelled, and the next RM learns from them.
     rm_dir, h_rm, earlier_rounds = _rlhf_rounds(r, metrics)
-    _ppo_stage(r, "ppo", r.ppo_cfg, False, rm_dir, h_rm)
+    _ppo_stage(r, "ppo", r.ppo_cfg, False, rm_dir, h_rm, reuse=(r.out / f"round{cfg.rlhf_rounds}" / "ppo",))
     _ppo_stage(r, "ppo_ptx", cfg.ppo_ptx, True, rm_dir, h_rm)
+    _remove_other_rounds(r)
     sweeps = _sweeps(r, rm_dir, h_rm)
 
     # 6b. Both model sizes through the whole method (the paper aligns every size with one RM): SFT on
@@ -286,8 +323,10 @@ def _comparisons(r: _Run) -> float:
 
 
 def _ppo_stage(r: _Run, name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h_rm: str,
-               policy_dir: Path | None = None, h_policy: str | None = None) -> tuple[Path, str]:
-    """PPO (or PPO-ptx when `ptx`) from `policy_dir` (default: the small SFT model) against the RM."""
+               policy_dir: Path | None = None, h_policy: str | None = None,
+               reuse: tuple[Path, ...] = ()) -> tuple[Path, str]:
+    """PPO (or PPO-ptx when `ptx`) from `policy_dir` (default: the small SFT model) against the RM.
+    `reuse`: see `Stages.run`."""
     from instructrl import ppo
     from instructrl.world.judge import gold_score
 
@@ -298,14 +337,14 @@ def _ppo_stage(r: _Run, name: str, pcfg: C.PPOConfig, ptx: bool, rm_dir: Path, h
     r.st.run(name, d, h, lambda: ppo.train_ppo(
         pcfg, policy=str(policy_dir), reward=str(rm_dir), prompts=str(r.world_dir / "ppo_prompts.jsonl"), out=str(d),
         ptx_data=str(r.world_dir / "pretrain.jsonl") if ptx else None, gold_fn=gold_score, overwrite=True,
-        resume="auto"))
+        resume="auto"), reuse=reuse)
     return d, h
 
 
 def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
     """Every round's RM and, for rounds before the last, its PPO policy and the next round's rankings
     of that policy's samples. Returns the last RM's folder and hash and the earlier rounds' PPO
-    policies (eval name -> folder); removes outputs of rounds this run does not have."""
+    policies (eval name -> folder)."""
     from instructrl import compare, rm
 
     cfg = r.cfg
@@ -328,25 +367,31 @@ def _rlhf_rounds(r: _Run, metrics: dict) -> tuple[Path, str, dict[str, Path]]:
             h_data = C.config_hash(h_data, h_comp_n)
         rm_dir = r.out / f"{prefix}rm"
         h_rm = C.config_hash("rm", h_data, r.h_comp_ho, cfg.rm, cfg.rm_init)
+        # Round n's RM and PPO may already lie in this folder under the other name: a one-round run
+        # keeps round 1's in rm/ and ppo/, a run with more rounds kept round n's in round<n>/.
         m_rm = r.st.run(f"{prefix}rm", rm_dir, h_rm, lambda: rm.train_reward_model(
             cfg.rm, model=str(rm_from), data=[str(p) for p in data_files] if len(data_files) > 1 else str(r.comp),
             out=str(rm_dir), demonstrations=str(r.world_dir / "demonstrations.jsonl"), heldout_data=str(r.comp_ho),
-            overwrite=True, resume="auto"))
+            overwrite=True, resume="auto"), reuse=(r.out / "rm", r.out / f"round{n}" / "rm"))
         key = K.rm_prefix(None if last else n)
         for what in ("val_accuracy", "heldout_labeler_accuracy"):
             metrics[K.key(key, what)] = m_rm.get(what)
         if not last:  # an earlier round only needs the PPO policy whose samples the next round labels
-            d, h_prev_ppo = _ppo_stage(r, f"{prefix}ppo", r.ppo_cfg, False, rm_dir, h_rm)
+            d, h_prev_ppo = _ppo_stage(r, f"{prefix}ppo", r.ppo_cfg, False, rm_dir, h_rm,
+                                       reuse=(r.out / "ppo", r.out / f"round{n}" / "ppo"))
             earlier_rounds[K.round_model(n)] = d
+    return rm_dir, h_rm, earlier_rounds
 
-    # Outputs of more rounds than this run has (an earlier run in this folder with a larger rlhf_rounds)
-    # would look like part of this one: remove them.
+
+def _remove_other_rounds(r: _Run) -> None:
+    """Outputs of more rounds than this run has (an earlier run in this folder with a larger
+    rlhf_rounds) would look like part of this one: remove them, once the stages that can copy from
+    them (`Stages.run`'s `reuse`) have run."""
     for p in r.out.iterdir():
         m = re.fullmatch(r"round(\d+)", p.name) if p.is_dir() else \
             re.fullmatch(r"comparisons_round(\d+)\.jsonl(\.stage\.json)?", p.name)
-        if m and int(m.group(1)) >= cfg.rlhf_rounds + (0 if p.is_dir() else 1):
+        if m and int(m.group(1)) >= r.cfg.rlhf_rounds + (0 if p.is_dir() else 1):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    return rm_dir, h_rm, earlier_rounds
 
 
 def _sweeps(r: _Run, rm_dir: Path, h_rm: str) -> list[tuple]:
