@@ -128,3 +128,20 @@ def test_quick_pipeline_reuses_round_one_of_a_two_round_folder(quick_run):
         (out / "round1" / "rm" / "model.safetensors").read_bytes()
     # round 2 was recomputed from the same inputs: the same models as the original 2-round run's
     assert (one / "rm" / "model.safetensors").read_bytes() == (out / "rm" / "model.safetensors").read_bytes()
+
+
+def test_quick_pipeline_sweep_of_the_runs_own_beta_is_copied(quick_run):
+    """A beta sweep that lists the run's own beta (as the README's does) copies ppo/ for that value."""
+    from instructrl.config import PPOConfig
+
+    out, _ = quick_run
+    env = dict(os.environ, INSTRUCTRL_CACHE_DIR=str(out.parent / "cache"))
+    run = out.parent / "sweep_own_beta"
+    shutil.copytree(out, run)
+    beta = PPOConfig().kl_coef
+    r = subprocess.run([sys.executable, "-m", "instructrl.cli", "pipeline", "--preset", "quick", "--out", str(run),
+                        "--set", "eval.n_prompts=50", "--set", f"sweeps.kl_coef=[{beta}]"], capture_output=True,
+                       text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"sweeps/ppo_beta_{beta}: copied from" in r.stdout, r.stdout[-2000:]
+    assert (run / f"sweeps/ppo_beta_{beta}/model.safetensors").read_bytes() == (run / "ppo/model.safetensors").read_bytes()

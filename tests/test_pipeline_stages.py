@@ -57,3 +57,12 @@ def test_a_file_stage_is_copied_with_its_marker_last(tmp_path):
     _mark(src, "hc", {"n": 1}, 3.0)
     m = Stages(1).run("b", dest, "hc", lambda: 1 / 0, reuse=(src,))
     assert m == {"n": 1} and dest.read_text() == '{"x": 1}\n' and _done(dest, "hc") is not None
+
+
+def test_a_folder_whose_marker_lies_beside_it_gets_its_marker_there(tmp_path):
+    """A folder name with a dot (sweeps/ppo_beta_0.02) keeps its marker beside it, not inside."""
+    _finished(tmp_path / "ppo", "hp", "policy")
+    dest = tmp_path / "sweeps" / "ppo_beta_0.02"
+    m = Stages(1).run("sweep", dest, "hp", lambda: 1 / 0, reuse=(tmp_path / "ppo",))
+    assert m == {"acc": 0.5} and (dest / "model.bin").read_text() == "policy"
+    assert (tmp_path / "sweeps" / "ppo_beta_0.02.stage.json").exists() and _done(dest, "hp") is not None

@@ -63,27 +63,33 @@ def _mark(path: Path, h: str, metrics: dict, t: float) -> None:
 
 
 def _copy_stage(src: Path, dest: Path) -> None:
-    """Copy a finished stage's output and its marker from `src` to `dest`. The copy is made beside
-    `dest` under a hidden name and moved into place, so an interrupted copy never looks finished (a
-    file's marker is copied last, after the file is in place)."""
+    """Copy a finished stage's output and its marker from `src` to `dest`. A folder is copied beside
+    `dest` under a hidden name and moved into place; a marker outside the output (a file's, or a
+    folder's whose name has a dot, e.g. sweeps/ppo_beta_0.02) is removed first and written last, so
+    an interrupted copy never looks finished."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    m_src, m_dest = _stage_marker(src), _stage_marker(dest)
+    inside = m_dest.parent == dest
+    if not inside:
+        m_dest.unlink(missing_ok=True)
     tmp = dest.with_name(f".{dest.name}.copying")
     if tmp.is_dir():
         shutil.rmtree(tmp)
     elif tmp.exists():
         tmp.unlink()
     if src.is_dir():
-        shutil.copytree(src, tmp)  # the marker (stage.json) is inside
+        shutil.copytree(src, tmp)
+        if inside:
+            shutil.copy2(m_src, tmp / m_dest.name)
         if dest.is_dir():
             shutil.rmtree(dest)
         elif dest.exists():
             dest.unlink()
-        os.replace(tmp, dest)
     else:
-        _stage_marker(dest).unlink(missing_ok=True)
         shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
-        shutil.copy2(_stage_marker(src), _stage_marker(dest))
+    os.replace(tmp, dest)
+    if not inside:
+        shutil.copy2(m_src, m_dest)
 
 
 class Stages:
@@ -403,7 +409,9 @@ def _sweeps(r: _Run, rm_dir: Path, h_rm: str) -> list[tuple]:
             name, pcfg, ptx = f"sweeps/ppo_beta_{value}", dataclasses.replace(r.ppo_cfg, kl_coef=value), False
         else:
             name, pcfg, ptx = f"sweeps/ppo_ptx_gamma_{value}", dataclasses.replace(r.cfg.ppo_ptx, ptx_coef=value), True
-        d, _ = _ppo_stage(r, name, pcfg, ptx, rm_dir, h_rm)
+        # A swept value equal to the run's own (the README's beta sweep lists the default 0.02) is the
+        # very same PPO run as ppo/ (or ppo_ptx/): copied from there.
+        d, _ = _ppo_stage(r, name, pcfg, ptx, rm_dir, h_rm, reuse=(r.out / ("ppo_ptx" if ptx else "ppo"),))
         sweeps.append((field, value, d, pcfg))
     return sweeps
 
