@@ -62,6 +62,14 @@ def _mark(path: Path, h: str, metrics: dict, t: float) -> None:
     _stage_marker(path).write_text(json.dumps({"hash": h, "time_s": t, "metrics": metrics}, indent=2, default=str))
 
 
+def _remove(path: Path) -> None:
+    """Delete a folder or a file, if there is one."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
 def _copy_stage(src: Path, dest: Path) -> None:
     """Copy a finished stage's output and its marker from `src` to `dest`. A folder is copied beside
     `dest` under a hidden name and moved into place; a marker outside the output (a file's, or a
@@ -73,18 +81,12 @@ def _copy_stage(src: Path, dest: Path) -> None:
     if not inside:
         m_dest.unlink(missing_ok=True)
     tmp = dest.with_name(f".{dest.name}.copying")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    elif tmp.exists():
-        tmp.unlink()
+    _remove(tmp)
     if src.is_dir():
         shutil.copytree(src, tmp)
         if inside:
             shutil.copy2(m_src, tmp / m_dest.name)
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
+        _remove(dest)
     else:
         shutil.copy2(src, tmp)
     os.replace(tmp, dest)
@@ -115,9 +117,8 @@ class Stages:
             self.times[name] = 0.0
             return info["metrics"]
         for src in reuse:
-            if src != path and _done(src, h) is not None:
+            if src != path and (info := _done(src, h)) is not None:
                 _copy_stage(src, path)
-                info = _done(path, h)
                 print(f"{head}: copied from {src} (the same stage; {info['time_s']:.0f}s when computed)", flush=True)
                 self.times[name] = 0.0
                 return info["metrics"]
@@ -397,7 +398,7 @@ def _remove_other_rounds(r: _Run) -> None:
         m = re.fullmatch(r"round(\d+)", p.name) if p.is_dir() else \
             re.fullmatch(r"comparisons_round(\d+)\.jsonl(\.stage\.json)?", p.name)
         if m and int(m.group(1)) >= r.cfg.rlhf_rounds + (0 if p.is_dir() else 1):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            _remove(p)
 
 
 def _sweeps(r: _Run, rm_dir: Path, h_rm: str) -> list[tuple]:
