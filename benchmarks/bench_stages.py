@@ -4,10 +4,11 @@ own shapes, and the top ops of a profiled step (issue 18, "know where the time g
 
     instructrl pipeline --out runs/default                 # first: the models and data measured
     python benchmarks/bench_stages.py runs/default [--steps 3] [--top 6] [--json OUT]
-        [--set fused_adamw=true --set trim_padding=true ...] [--sampling inverse_cdf]
+        [--set fused_adamw=false --set trim_padding=false ...] [--sampling inverse_cdf]
 
-``--set k=v`` applies to every stage config that has the field (e.g. the opt-in switches
-``fused_adamw`` (SFT, RM, PPO), ``reuse_sample_logprobs``, ``trim_padding`` and ``score_chunk`` (PPO));
+``--set k=v`` applies to every stage config that has the field (e.g. the speed switches
+``fused_adamw`` (SFT, RM, PPO), ``reuse_sample_logprobs``, ``trim_padding`` and ``score_chunk`` (PPO),
+on by default in PPO since runs made after that; a run folder's own config.yaml says which it used);
 ``--sampling`` sets `rollout.SAMPLING`.
 
 Stages measured, each with the stage's own functions and the run's resolved config (`config.yaml`

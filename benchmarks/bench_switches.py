@@ -3,8 +3,9 @@
     python benchmarks/bench_switches.py        # BENCH_EPISODES (512), BENCH_REPS (3)
 
 Runs ours_ppo.py (fresh processes, the benchmark scenario of bench_ppo.py) at the defaults, with
-every optimization off (``--slow``), without the fused GELU (the one on by default), with each
-opt-in switch alone and with all of them; the configurations alternate within a repetition so
+every optimization off (``--slow``), with the four PPOConfig switches off (the defaults before they
+were on), with each optimization on by default turned off alone, and with the opt-in inverse-CDF
+draws; the configurations alternate within a repetition so
 that machine noise falls on all alike. Prints per configuration the median episodes/s, its ratio
 to the default and the gen / score / update split, and the largest difference of its per-minibatch
 losses from the default run's (the switches keep the math; the differences are float rounding,
@@ -20,17 +21,20 @@ from _common import loss_max_diff, median, reps, run_worker, save
 
 EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 
+#: The default has reuse_sample_logprobs, fused_adamw, trim_padding and score_chunk=16 on; each row
+#: below turns one of them off (its effect alone is the default's time against that row's), or the
+#: one opt-in left (inverse-CDF draws) on.
 CONFIGS = {
     "default": (),
     "slow (all off)": ("--slow",),
+    "previous defaults (4 switches off)": ("--no-reuse-sample-logprobs", "--no-fused-adamw", "--no-trim-padding",
+                                           "--score-chunk", "0"),
     "no fused GELU": ("--no-fused-gelu",),
-    "reuse_sample_logprobs": ("--reuse-sample-logprobs",),
-    "fused_adamw": ("--fused-adamw",),
-    "trim_padding": ("--trim-padding",),
-    "score_chunk 16": ("--score-chunk", "16"),
+    "no reuse_sample_logprobs": ("--no-reuse-sample-logprobs",),
+    "no fused_adamw": ("--no-fused-adamw",),
+    "no trim_padding": ("--no-trim-padding",),
+    "score_chunk 0": ("--score-chunk", "0"),
     "sampling inverse_cdf": ("--sampling", "inverse_cdf"),
-    "all opt-ins": ("--reuse-sample-logprobs", "--fused-adamw", "--trim-padding", "--score-chunk", "16",
-                    "--sampling", "inverse_cdf"),
 }
 
 
@@ -44,12 +48,12 @@ def main():
     base = median(runs["default"], "episodes_per_s")
     ref = runs["default"][0]["losses"]
     out = {}
-    print(f"{'configuration':24s} {'episodes/s':>10s} {'x default':>9s} {'gen/score/update s':>20s} {'max |dloss|':>11s}")
+    print(f"{'configuration':36s} {'episodes/s':>10s} {'x default':>9s} {'gen/score/update s':>20s} {'max |dloss|':>11s}")
     for name, rs in runs.items():
         eps = median(rs, "episodes_per_s")
         diff = loss_max_diff(rs[0]["losses"], ref)
         split = "/".join(f"{median(rs, k):.2f}" for k in ("time_gen", "time_score", "time_update"))
-        print(f"{name:24s} {eps:10.2f} {eps / base:9.2f} {split:>20s} {diff:11.2g}")
+        print(f"{name:36s} {eps:10.2f} {eps / base:9.2f} {split:>20s} {diff:11.2g}")
         out[name] = {"flags": list(CONFIGS[name]), "episodes_per_s": eps, "ratio_to_default": eps / base,
                      "time_gen": median(rs, "time_gen"), "time_score": median(rs, "time_score"),
                      "time_update": median(rs, "time_update"), "loss_max_diff_to_default": diff,

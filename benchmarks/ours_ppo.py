@@ -5,16 +5,18 @@ compute_advantages -> shuffled minibatches of minibatch_loss, AdamW, grad clippi
 run folder, logging and checkpoint I/O, so that the figures are the training work only.
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
-        [--slow] [--reuse-sample-logprobs] [--fused-adamw] [--trim-padding] [--score-chunk 16] [--sampling inverse_cdf]
+        [--slow] [--[no-]reuse-sample-logprobs] [--[no-]fused-adamw] [--[no-]trim-padding] [--score-chunk N]
+        [--sampling inverse_cdf]
         [--no-fused-gelu] [--bf16] [--attention eager] [--json OUT]
 
 ``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
 ``instructrl.models.FUSED_GELU = False``): the PPO per-update losses must match those of the
 default run to float rounding (checked by the benchmark and by tests/test_rollout_fast.py,
-tests/test_ppo_speedups.py). ``--reuse-sample-logprobs`` turns on
-``PPOConfig.reuse_sample_logprobs``, ``--fused-adamw`` ``fused_adamw``, ``--trim-padding``
-``trim_padding``, ``--score-chunk N`` ``score_chunk`` and ``--sampling inverse_cdf`` ``instructrl.rollout.SAMPLING`` (all off by default in
-instructrl); ``--no-fused-gelu`` measures
+tests/test_ppo_speedups.py). ``--[no-]reuse-sample-logprobs`` sets
+``PPOConfig.reuse_sample_logprobs``, ``--[no-]fused-adamw`` ``fused_adamw``, ``--[no-]trim-padding``
+``trim_padding`` and ``--score-chunk N`` ``score_chunk``; left out, each is PPOConfig's default
+(all four on since they were made the default; ``--slow`` turns them off too). ``--sampling
+inverse_cdf`` sets ``instructrl.rollout.SAMPLING`` (the one opt-in left); ``--no-fused-gelu`` measures
 the fused GELU's share alone. ``--bf16`` runs as ``train_ppo`` does under ``mixed_precision=bf16``:
 Accelerate's CPU bf16 autocast on the trained policy and value model (their weights, gradients and
 AdamW state stay fp32), the frozen reference and RM held in bf16; ``--attention eager`` swaps
@@ -34,6 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fixtures  # noqa: E402
 
 
+#: PPOConfig's speed switches, off: what the code computed before each existed (and what --slow runs).
+SWITCHES_OFF = {"reuse_sample_logprobs": False, "fused_adamw": False, "trim_padding": False, "score_chunk": 0}
+
+
 def flops_per_token(n_layer, d, vocab, ctx, backward=False, lm_head=True):
     """Forward matmul FLOPs of one GPT-2 token at context `ctx` (2 per multiply-add), x3 with backward."""
     per_layer = 2 * (4 * d * d + 8 * d * d) + 2 * 2 * ctx * d  # qkv+proj, mlp, QK^T and AV
@@ -50,10 +56,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slow", action="store_true", help="every optimization off (reference run)")
-    ap.add_argument("--reuse-sample-logprobs", action="store_true", help="old log-probs from the sampler")
-    ap.add_argument("--fused-adamw", action="store_true", help="AdamW's fused CPU kernel (fused_adamw)")
-    ap.add_argument("--trim-padding", action="store_true", help="minibatches without all-padding columns (trim_padding)")
-    ap.add_argument("--score-chunk", type=int, default=0,
+    on_off = argparse.BooleanOptionalAction  # neither flag: PPOConfig's default
+    ap.add_argument("--reuse-sample-logprobs", action=on_off, help="old log-probs from the sampler")
+    ap.add_argument("--fused-adamw", action=on_off, help="AdamW's fused CPU kernel (fused_adamw)")
+    ap.add_argument("--trim-padding", action=on_off, help="minibatches without all-padding columns (trim_padding)")
+    ap.add_argument("--score-chunk", type=int, default=None,
                     help="score rollouts in length-sorted chunks of N rows without all-padding columns (score_chunk)")
     ap.add_argument("--sampling", default="multinomial", choices=("multinomial", "inverse_cdf"),
                     help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
@@ -75,14 +82,14 @@ def main(argv=None):
     rollout.FAST = not a.slow
     models.FUSED_GELU = not (a.slow or a.no_fused_gelu)
     rollout.SAMPLING = "multinomial" if a.slow else a.sampling
+    default = PPOConfig()
+    switches = {k: getattr(default, k) if getattr(a, k) is None else getattr(a, k) for k in SWITCHES_OFF}
     cache = fixtures.build()
     tok = load_tokenizer(cache / "policy")
     prompts = [r["prompt"] for r in fixtures.read_jsonl(cache / "prompts.jsonl")]
     cfg = PPOConfig(total_episodes=a.episodes, batch_size=a.batch, minibatch_size=a.minibatch, ppo_epochs=1,
                     max_new_tokens=a.response, temperature=1.0, warmup_updates=0, seed=a.seed,
-                    reuse_sample_logprobs=a.reuse_sample_logprobs and not a.slow,
-                    fused_adamw=a.fused_adamw and not a.slow, trim_padding=a.trim_padding and not a.slow,
-                    score_chunk=0 if a.slow else a.score_chunk)
+                    **(SWITCHES_OFF if a.slow else switches))
     torch.manual_seed(a.seed)
     dist = distributed.setup("bf16" if a.bf16 else "")  # the no-op Dist in fp32, as in train_ppo
     frozen = torch.bfloat16 if a.bf16 else torch.float32  # train_ppo's frozen_dtype
@@ -144,7 +151,7 @@ def main(argv=None):
     total = time.perf_counter() - t_start
     res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
            "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw,
-           "score_chunk": cfg.score_chunk,
+           "trim_padding": cfg.trim_padding, "score_chunk": cfg.score_chunk, "sampling": rollout.SAMPLING,
            "bf16": a.bf16, "attention": a.attention, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,

@@ -24,9 +24,11 @@ RUN=${BENCH_RUN:-runs/default}
 echo "== stages"
 if [ -f "$RUN/metrics.json" ]; then
   nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --json benchmarks/.cache/stages.json
-  echo "== stages (every opt-in switch)"
-  nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --set trim_padding=true --set fused_adamw=true \
-    --set reuse_sample_logprobs=true --set score_chunk=16 --sampling inverse_cdf --json benchmarks/.cache/stages_opt.json
+  echo "== stages (the previous defaults: PPO's four speed switches off)"
+  nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --set trim_padding=false --set fused_adamw=false \
+    --set reuse_sample_logprobs=false --set score_chunk=0 --json benchmarks/.cache/stages_before.json
+  echo "== stages (the opt-in inverse-CDF draws)"
+  nice -n 10 "$PY" benchmarks/bench_stages.py "$RUN" --sampling inverse_cdf --json benchmarks/.cache/stages_opt.json
 else
   echo "skipped: no pipeline run at $RUN (instructrl pipeline --out $RUN, then rerun)"
 fi

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from instructrl import losses as L
 from instructrl import ppo
@@ -430,6 +431,9 @@ def test_bf16_mixed_precision_holds_the_frozen_models_in_bf16(folders, tmp_path,
     assert m["updates"] == 1 and math.isfinite(m["kl"])
     # the trained policy and value model stay fp32 (autocast computes in bf16); the reference and RM are bf16
     assert dtypes == [("policy", None), ("policy", torch.bfloat16), ("rm", None), ("rm", torch.bfloat16)]
+    # the sampler's bf16 log-probs are not reused as the old ones: the resolved config says so
+    saved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert PPOConfig().reuse_sample_logprobs and saved["reuse_sample_logprobs"] is False
 
 
 # ------------------------------------------------------------------------------ issue 19 (math audit)

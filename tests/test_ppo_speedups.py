@@ -277,7 +277,8 @@ def test_score_chunk_same_rollout_to_rounding(chunk):
 def test_score_chunk_zero_is_the_whole_batch_bit_for_bit():
     tok = build_char_tokenizer()
     models_ = _models(tok)
-    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=12, warmup_updates=0)
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=12, warmup_updates=0, score_chunk=0,
+                    reuse_sample_logprobs=False)
     ro = collect_rollout(*models_, tok, PROMPTS, cfg, torch.Generator().manual_seed(0))
     policy, ref, value, rm = models_
     P = ro.n_prompt

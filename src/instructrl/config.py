@@ -154,7 +154,7 @@ class TrainerOptions:
     lora_merge: bool = f(True, "Save with the adapters merged into the weights (a plain transformers folder); false saves the adapter folder (loads with peft, or with instructrl, which merges it).")
     gradient_checkpointing: bool = f(False, "Recompute activations in the backward pass (less memory, ~30% more compute) for big models.")
     mixed_precision: str = f("", "'' = as `accelerate launch` / its config says (default fp32); 'no', 'bf16' (where the hardware has it) or 'fp16'.", one_of("", "no", "bf16", "fp16"))
-    fused_adamw: bool = f(False, "AdamW's fused kernel on the CPU too (on CUDA it is always used): ~3x faster optimizer steps, the same update to float rounding (~2e-7 after 50 steps); off by default so that CPU runs repeat earlier ones bit for bit.")
+    fused_adamw: bool = f(False, "AdamW's fused kernel on the CPU too (on CUDA it is always used): ~3x faster optimizer steps, the same update to float rounding (~2e-7 after 50 steps). Off by default for SFT and RM, whose optimizer steps are a small share of their time, so that their cached models repeat earlier ones bit for bit; on by default in PPO (PPOConfig).")
     max_bad_steps: int = f(5, "Stop the run after this many consecutive steps with a NaN/inf loss or gradient (each is skipped and logged).", ge(1))
     report_to: list = f(["auto"], REPORT_TO_HELP, items=TRACKERS)
     seed: int = f(0, "Seed.", SEED)
@@ -267,9 +267,10 @@ class PPOConfig(TrainerOptions):
     adaptive_kl: bool = f(False, "Use Ziegler et al.'s adaptive KL controller instead of a fixed beta.")
     kl_target: float = f(6.0, "Adaptive KL: target KL per response (nats).", gt(0))
     kl_horizon: int = f(10000, "Adaptive KL: horizon in episodes (each update counts its global batch, batch_size x processes).", ge(1, 10**12))
-    reuse_sample_logprobs: bool = f(False, "Take the old log-probs (and the logged entropy) from the sampler instead of a full forward of the policy after sampling: one of the four scoring forwards fewer. The two agree to float rounding (~1e-6; the step-0 ratio stays 1 within 1e-4, tested); off by default so that runs repeat earlier ones exactly, and because under mixed precision the KV-cache decode and the training forward round differently.")
-    trim_padding: bool = f(False, "Train each minibatch without the columns that are padding in all its rows (prompts are left padded to the whole batch's longest, responses right padded to its longest): the same losses, gradients equal to float rounding (~3e-8); off by default so that runs repeat earlier ones exactly.")
-    score_chunk: int = f(0, "Score each rollout (old log-probs, reference, value, RM) in chunks of this many rows sorted by length, each chunk without its all-padding columns, instead of the whole batch at once (0): fewer padded positions computed, the same values to float rounding (~1e-6, tested); off by default so that runs repeat earlier ones exactly.", ge(0, 10**6))
+    fused_adamw: bool = f(True, "AdamW's fused kernel on the CPU too (on CUDA it is always used): the same update to float rounding (~2e-7 after 50 steps), ~13% less update time on the benchmark scenario (benchmarks/README.md). false = the per-tensor loop of the runs made before it was the default.")
+    reuse_sample_logprobs: bool = f(True, "Take the old log-probs (and the logged entropy) from the sampler instead of a full forward of the policy after sampling: one of the four scoring forwards fewer, as TRL does. The two agree to float rounding (~1e-6; the step-0 ratio stays 1 within 1e-4, tested). Applies in fp32 only: under bf16/fp16 mixed precision the KV-cache decode and the training forward round differently (~1e-2), so the run recomputes them and logs that it did. false = always recompute (the runs made before it was the default).")
+    trim_padding: bool = f(True, "Train each minibatch without the columns that are padding in all its rows (prompts are left padded to the whole batch's longest, responses right padded to its longest): the same losses, gradients equal to float rounding (~3e-8). false = train on the whole batch's width (the runs made before it was the default).")
+    score_chunk: int = f(16, "Score each rollout (old log-probs, reference, value, RM) in chunks of this many rows sorted by length, each chunk without its all-padding columns: fewer padded positions computed (~35% fewer FLOP on a trained policy's rollouts), the same values to float rounding (~1e-6, tested), and the logits of at most this many rows in memory at once. 0 = the whole batch at once (the runs made before 16 was the default).", ge(0, 10**6))
     kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio, the paper's), k2 or k3.", one_of("k1", "k2", "k3"))
     gamma: float = f(1.0, "GAE discount (paper: no discount).", unit(hi_open=False))
     lam: float = f(0.95, "GAE lambda.", unit(hi_open=False))
@@ -657,8 +658,10 @@ def save_config(cfg, run_dir, name: str = "config.yaml") -> Path:
 #: changing them neither invalidates a cached stage nor makes a checkpoint "a different run".
 NOT_HASHED = ("report_to",)
 # Speed switches added after runs were cached, whose off value computes exactly what the code did
-# before they existed: left out of a stage's hash while off, so upgrading does not recompute every
-# cached stage; switched on (results equal only to float rounding) they are hashed as any field.
+# before they existed: left out of a stage's hash while off, so a stage cached before a switch
+# existed keeps its hash when the switch is set off; on (results equal only to float rounding) they
+# are hashed as any field. PPO has them on by default since they were measured results-neutral on
+# the default pipeline, so a default PPO stage cached before then recomputes once.
 HASHED_UNLESS_OFF = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0}
 
 

@@ -775,6 +775,12 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
         # 1. Models, prompts, pretraining text (PPO-ptx). The frozen models in the precision asked for.
         frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             getattr(dist.acc, "mixed_precision", None) if dist.acc is not None else None, torch.float32)
+        if cfg.reuse_sample_logprobs and frozen_dtype != torch.float32:
+            # Under autocast the sampler's KV-cache decode and the training forward round differently
+            # (~1e-2 in a log-prob), which would put noise into the step-0 ratio: recompute instead.
+            log.info("PPO: mixed precision, so the old log-probs are recomputed by a forward "
+                     "(reuse_sample_logprobs applies in fp32 only)")
+            cfg = run.cfg = dataclasses.replace(cfg, reuse_sample_logprobs=False)
         m = load_models(cfg, policy, reward, score_fn, device, frozen_dtype)
         # How prompts read to the policy: as SFT rendered them (its prompt_format.json); a run asked to
         # render otherwise, or a reward model trained on other renderings, is an error.
