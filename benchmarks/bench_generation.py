@@ -60,6 +60,10 @@ def fixed_shape_decoder(compile_step: bool):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             self.mask[..., self.t:] = False
+            # The buffers are new_empty: a masked position still enters softmax-weight x V, and
+            # 0 x NaN garbage is NaN (seen once in run_all.sh), so zero what is not written yet.
+            for buf in (*self.k, *self.v):
+                buf[:, :, self.t:].zero_()
             self.t_index = torch.tensor([self.t])
             self.params = [(b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
                             b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
