@@ -64,6 +64,8 @@ def main(argv=None):
                     help="score rollouts in length-sorted chunks of N rows without all-padding columns (score_chunk)")
     ap.add_argument("--sampling", default="multinomial", choices=("multinomial", "inverse_cdf"),
                     help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="policy and value backward at once in two threads (PPOConfig.side_by_side_backward)")
     ap.add_argument("--no-fused-gelu", action="store_true", help="keep transformers' 6-op gelu_new module")
     ap.add_argument("--bf16", action="store_true", help="mixed_precision=bf16 as train_ppo runs it")
     ap.add_argument("--attention", default="sdpa", choices=("sdpa", "eager"), help="attention implementation")
@@ -76,7 +78,9 @@ def main(argv=None):
     from instructrl import distributed, models, rollout
     from instructrl.config import PPOConfig
     from instructrl.models import load_policy, load_reward_model, load_tokenizer  # noqa: F401
-    from instructrl.ppo import collect_rollout, compute_advantages, minibatch_loss, slice_minibatch, trim_padding
+    from instructrl.ppo import (_one_backward, collect_rollout, compute_advantages, minibatch_loss,
+                                policy_minibatch_loss, run_side_by_side, slice_minibatch, trim_padding,
+                                value_minibatch_loss)
     from instructrl.train_utils import make_optimizer
 
     rollout.FAST = not a.slow
@@ -136,12 +140,18 @@ def main(argv=None):
             mb = slice_minibatch(ro, perm[j * a.minibatch:(j + 1) * a.minibatch])
             if cfg.trim_padding:
                 mb = trim_padding(mb)
-            loss, stats = minibatch_loss(train_policy, train_value, mb, cfg)
             opt_p.zero_grad(set_to_none=True)
             opt_v.zero_grad(set_to_none=True)
-            dist.backward(loss)
-            dist.clip_grad_norm_(pp, cfg.max_grad_norm)
-            dist.clip_grad_norm_(vp, cfg.max_grad_norm)
+            if a.side_by_side:  # ppo.ppo_epochs' side_by_side_backward path
+                (_, stats, _), (_, vstats, _) = run_side_by_side(
+                    lambda: _one_backward(policy_minibatch_loss, train_policy, mb, cfg, dist, pp),
+                    lambda: _one_backward(value_minibatch_loss, train_value, mb, cfg, dist, vp))
+                stats.update(vstats)
+            else:
+                loss, stats = minibatch_loss(train_policy, train_value, mb, cfg)
+                dist.backward(loss)
+                dist.clip_grad_norm_(pp, cfg.max_grad_norm)
+                dist.clip_grad_norm_(vp, cfg.max_grad_norm)
             opt_p.step()
             opt_v.step()
             losses.append([float(stats["policy_loss"]), float(stats["value_loss"])])
@@ -151,7 +161,7 @@ def main(argv=None):
     total = time.perf_counter() - t_start
     res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
            "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw,
-           "trim_padding": cfg.trim_padding, "score_chunk": cfg.score_chunk, "sampling": rollout.SAMPLING,
+           "trim_padding": cfg.trim_padding, "score_chunk": cfg.score_chunk, "sampling": rollout.SAMPLING, "side_by_side": a.side_by_side,
            "bf16": a.bf16, "attention": a.attention, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,

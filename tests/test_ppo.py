@@ -502,3 +502,53 @@ def test_ema_saves_the_average_of_the_weights(folders, tmp_path):
     saved, _ = load_policy(tmp_path / "ema")
     for n, p in saved.named_parameters():
         assert torch.allclose(p, expected[n], atol=1e-6), n
+
+
+# ------------------------------------------------------------------------------ issue 18 (inter-op)
+
+
+def test_run_side_by_side_returns_in_order_raises_and_restores_threads():
+    n = torch.get_num_threads()
+    seen = []
+
+    def threads():
+        seen.append(torch.get_num_threads())
+        return len(seen)
+
+    assert sorted(ppo.run_side_by_side(threads, threads)) == [1, 2] and seen == [1, 1]
+    assert ppo.run_side_by_side(lambda: "a", lambda: "b") == ["a", "b"]
+    with pytest.raises(ZeroDivisionError):
+        ppo.run_side_by_side(lambda: 1, lambda: 1 / 0)
+    assert torch.get_num_threads() == n
+
+
+def test_side_by_side_backward_trains_the_same_to_rounding(folders, tmp_path, monkeypatch):
+    """PPOConfig.side_by_side_backward: the policy's and the value model's backward at once in two
+    threads give the same per-update losses and weights as one after the other, to float rounding."""
+    from safetensors.torch import load_file
+
+    calls, real = [], ppo.run_side_by_side
+    monkeypatch.setattr(ppo, "run_side_by_side", lambda *fns: calls.append(len(fns)) or real(*fns))
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)  # the switch needs >= 2 intra-op threads to act
+    try:
+        rows, weights = {}, {}
+        for sbs in (False, True):
+            out = tmp_path / f"sbs_{sbs}"
+            ppo.train_ppo(_cfg(side_by_side_backward=sbs), folders["sft"], folders["rm"], folders["prompts"],
+                          str(out), progress=False)
+            with open(out / "log.csv") as fh:
+                rows[sbs] = list(csv.DictReader(fh))
+            weights[sbs] = (load_file(str(out / "model.safetensors")),
+                            load_file(str(out / "value_model" / "model.safetensors")))
+    finally:
+        torch.set_num_threads(n)
+    assert len(rows[False]) == len(rows[True]) == 2
+    for a, b in zip(rows[False], rows[True]):
+        for k in ("policy_loss", "value_loss", "kl", "score"):
+            assert abs(float(a[k]) - float(b[k])) < 1e-4, k
+    for wa, wb in zip(weights[False], weights[True]):
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-4, msg=k)
+    assert calls == [2, 2, 2, 2]  # the switch's path ran: 32 episodes / 16 per batch x 2 minibatches

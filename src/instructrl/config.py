@@ -271,6 +271,7 @@ class PPOConfig(TrainerOptions):
     reuse_sample_logprobs: bool = f(True, "Take the old log-probs (and the logged entropy) from the sampler instead of a full forward of the policy after sampling: one of the four scoring forwards fewer, as TRL does. The two agree to float rounding (~1e-6; the step-0 ratio stays 1 within 1e-4, tested). Applies in fp32 only: under bf16/fp16 mixed precision the KV-cache decode and the training forward round differently (~1e-2), so the run recomputes them and logs that it did. false = always recompute (the runs made before it was the default).")
     trim_padding: bool = f(True, "Train each minibatch without the columns that are padding in all its rows (prompts are left padded to the whole batch's longest, responses right padded to its longest): the same losses, gradients equal to float rounding (~3e-8). false = train on the whole batch's width (the runs made before it was the default).")
     score_chunk: int = f(16, "Score each rollout (old log-probs, reference, value, RM) in chunks of this many rows sorted by length, each chunk without its all-padding columns: fewer padded positions computed (~35% fewer FLOP on a trained policy's rollouts), the same values to float rounding (~1e-6, tested), and the logits of at most this many rows in memory at once. 0 = the whole batch at once (the runs made before 16 was the default).", ge(0, 10**6))
+    side_by_side_backward: bool = f(False, "Run the policy's and the value model's minibatch loss + backward + clipping at the same time in two threads with one intra-op thread each, instead of one after the other on all threads (single-process CPU runs only; elsewhere ignored). The same gradients to float rounding; on 2 cores at the embedded world's widths ~1.26x for that part (benchmarks/bench_concurrency.py).")
     kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio, the paper's), k2 or k3.", one_of("k1", "k2", "k3"))
     gamma: float = f(1.0, "GAE discount (paper: no discount).", unit(hi_open=False))
     lam: float = f(0.95, "GAE lambda.", unit(hi_open=False))
@@ -662,7 +663,8 @@ NOT_HASHED = ("report_to",)
 # existed keeps its hash when the switch is set off; on (results equal only to float rounding) they
 # are hashed as any field. PPO has them on by default since they were measured results-neutral on
 # the default pipeline, so a default PPO stage cached before then recomputes once.
-HASHED_UNLESS_OFF = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0}
+HASHED_UNLESS_OFF = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0,
+                     "side_by_side_backward": False}
 
 
 def _hashed(d):

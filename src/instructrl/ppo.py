@@ -585,6 +585,8 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
     Returns (the mean of each logged statistic, skipped steps)."""
     opt_policy, opt_value = opts
     policy_params, value_params = list(models.policy.parameters()), list(models.value.parameters())
+    side_by_side = (cfg.side_by_side_backward and dist.acc is None and torch.device(device).type == "cpu"
+                    and torch.get_num_threads() >= 2)
     acc: dict[str, list] = {}
     skipped = 0
     if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
@@ -604,18 +606,26 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
             # backward of their sum (minibatch_loss), with one model's activations held at a time.
             opt_policy.zero_grad(set_to_none=True)
             opt_value.zero_grad(set_to_none=True)
-            loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                dist.backward(loss)
-                loss, vstats = value_minibatch_loss(train_value, mb, cfg)
+            if side_by_side:  # the two independent backwards at once, one intra-op thread each
+                (loss, stats, gn), (vloss, vstats, gv) = run_side_by_side(
+                    lambda: _one_backward(policy_minibatch_loss, train_policy, mb, cfg, dist, policy_params, ptx_ids),
+                    lambda: _one_backward(value_minibatch_loss, train_value, mb, cfg, dist, value_params))
                 stats.update(vstats)
+                loss = loss if not torch.isfinite(loss) else vloss
+                finite = all(x is not None and bool(torch.isfinite(x)) for x in (loss, gn, gv))
+            else:
+                loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
                 finite = bool(torch.isfinite(loss))
-            if finite:
-                dist.backward(loss)
-                gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
-                gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
-                finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
+                if finite:
+                    dist.backward(loss)
+                    loss, vstats = value_minibatch_loss(train_value, mb, cfg)
+                    stats.update(vstats)
+                    finite = bool(torch.isfinite(loss))
+                if finite:
+                    dist.backward(loss)
+                    gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                    gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                    finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
             if not finite:  # never step on NaN/inf
                 what = "loss" if not torch.isfinite(loss) else f"gradient norm (policy {gn.item()}, value {gv.item()})"
                 guard.bad(update, f"non-finite {what}; optimizer step skipped")
@@ -638,6 +648,45 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
             "clipfrac": mean.get("clipfrac"), "approx_kl": mean.get("approx_kl"),
             "ratio_max": max(acc["ratio_max"]) if "ratio_max" in acc else None, "ptx_loss": mean.get("ptx_loss"),
             "grad_norm": mean.get("grad_norm"), "value_grad_norm": mean.get("value_grad_norm")}, skipped
+
+
+def _one_backward(loss_fn, model, mb: dict, cfg: PPOConfig, dist, params, *extra):
+    """One model's minibatch loss, backward and gradient clipping (for `run_side_by_side`):
+    (loss, stats, grad norm or None when the loss is not finite)."""
+    loss, stats = loss_fn(model, mb, cfg, *extra)
+    if not bool(torch.isfinite(loss)):
+        return loss, stats, None
+    dist.backward(loss)
+    return loss, stats, dist.clip_grad_norm_(params, cfg.max_grad_norm)
+
+
+def run_side_by_side(*fns):
+    """Call each of `fns` in its own thread with one intra-op thread, wait for all and return their
+    results in order (the first exception is raised). At the widths of the embedded world two
+    intra-op threads on 2 cores buy little, while two independent computations side by side use
+    both cores (benchmarks/bench_concurrency.py: 1.26x for a policy + value backward)."""
+    import threading
+
+    n = torch.get_num_threads()
+    out: list = [None] * len(fns)
+    errors: list = []
+
+    def work(i, fn):
+        try:
+            torch.set_num_threads(1)
+            out[i] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    torch.set_num_threads(n)
+    if errors:
+        raise errors[0]
+    return out
 
 
 def make_trainers(cfg: PPOConfig, m, d, dist, device) -> SimpleNamespace:
