@@ -75,7 +75,8 @@ def _count_a(prompts, responses):
 
 def test_step0_ratio_one_kl_zero_and_sampler_logprobs(folders):
     policy, ref, value, rm, tok = _models(folders)
-    cfg = _cfg(batch_size=8, minibatch_size=8)
+    # The old log-probs recomputed by a forward (the default reuses the sampler's: test_ppo_speedups.py).
+    cfg = _cfg(batch_size=8, minibatch_size=8, reuse_sample_logprobs=False)
     g = torch.Generator().manual_seed(0)
     ro = ppo.collect_rollout(policy, ref, value, rm, tok, PROMPTS[:4] * 2, cfg, g)
     mask = ro.response_mask
@@ -101,7 +102,7 @@ def test_step0_ratio_one_kl_zero_and_sampler_logprobs(folders):
 
 def test_sampling_temperature_consistency(folders):
     policy, ref, value, rm, tok = _models(folders)
-    cfg = _cfg(temperature=0.7)
+    cfg = _cfg(temperature=0.7, reuse_sample_logprobs=False)
     ro = ppo.collect_rollout(policy, ref, value, rm, tok, PROMPTS[:4], cfg, torch.Generator().manual_seed(1))
     m = ro.response_mask
     assert torch.allclose(ro.sample_logprobs[m], ro.logprobs[m], atol=1e-5)
@@ -522,9 +523,11 @@ def test_run_side_by_side_returns_in_order_raises_and_restores_threads():
     assert torch.get_num_threads() == n
 
 
-def test_side_by_side_backward_trains_the_same_to_rounding(folders, tmp_path, monkeypatch):
-    """PPOConfig.side_by_side_backward: the policy's and the value model's backward at once in two
-    threads give the same per-update losses and weights as one after the other, to float rounding."""
+@pytest.mark.parametrize("switch,n_calls", [("side_by_side_backward", 4), ("side_by_side_scoring", 2)])
+def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch, switch, n_calls):
+    """PPOConfig.side_by_side_backward (the policy's and the value model's backward at once in two
+    threads) and side_by_side_scoring (a rollout's row chunks scored half in each of two threads)
+    give the same per-update losses and weights as one after the other, to float rounding."""
     from safetensors.torch import load_file
 
     calls, real = [], ppo.run_side_by_side
@@ -535,7 +538,7 @@ def test_side_by_side_backward_trains_the_same_to_rounding(folders, tmp_path, mo
         rows, weights = {}, {}
         for sbs in (False, True):
             out = tmp_path / f"sbs_{sbs}"
-            ppo.train_ppo(_cfg(side_by_side_backward=sbs), folders["sft"], folders["rm"], folders["prompts"],
+            ppo.train_ppo(_cfg(**{switch: sbs}), folders["sft"], folders["rm"], folders["prompts"],
                           str(out), progress=False)
             with open(out / "log.csv") as fh:
                 rows[sbs] = list(csv.DictReader(fh))
@@ -551,4 +554,5 @@ def test_side_by_side_backward_trains_the_same_to_rounding(folders, tmp_path, mo
         assert wa.keys() == wb.keys()
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-4, msg=k)
-    assert calls == [2, 2, 2, 2]  # the switch's path ran: 32 episodes / 16 per batch x 2 minibatches
+    # The switch's path ran: per minibatch (32 episodes / 16 per batch x 2 minibatches) or per rollout.
+    assert calls == [2] * n_calls

@@ -298,3 +298,61 @@ def test_kept_columns_by_hand():
     assert kept_columns(torch.tensor([F, F, F]), torch.tensor([T, T])) == (2, 2)
     # no real response column: one column is kept so shapes stay non-empty
     assert kept_columns(torch.tensor([T, T]), torch.tensor([F, F, F])) == (0, 1)
+
+
+@pytest.mark.parametrize("chunk,reuse", [(0, True), (2, False), (16, True)])
+def test_side_by_side_scoring_same_rollout_to_rounding(chunk, reuse, monkeypatch):
+    """PPOConfig.side_by_side_scoring: half of the row chunks scored in each of two threads (a
+    whole-batch chunk split into two halves of its rows) give the same rollout as one chunk after
+    another, to float rounding, with every row's values put back in its own place."""
+    from instructrl import ppo
+
+    calls, real = [], ppo.run_side_by_side
+    monkeypatch.setattr(ppo, "run_side_by_side", lambda *fns: calls.append(len(fns)) or real(*fns))
+    tok = build_char_tokenizer()
+    prompts = ["Q: Reverse the word 'cat' and then sort its letters, please.\nA:"] + PROMPTS[1:] + ["Q: ok\nA:"]
+    models_ = _models(tok)
+    cfg = PPOConfig(batch_size=5, minibatch_size=5, max_new_tokens=16, warmup_updates=0, score_chunk=chunk,
+                    reuse_sample_logprobs=reuse)
+    a, b = (collect_rollout(*models_, tok, prompts, cfg, torch.Generator().manual_seed(0), side_by_side=sbs)
+            for sbs in (False, True))
+    assert calls == [2]  # the threaded path ran, once per rollout
+    m = a.response_mask
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(m, b.response_mask)
+    for name in ("logprobs", "ref_logprobs", "values"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert bool((y[m] != 0).all()) and bool((y[~m] == 0).all()), name
+        torch.testing.assert_close(x[m], y[m], rtol=0, atol=1e-5, msg=name)
+    assert len(set(a.scores_raw.tolist())) == 5  # distinct scores, so a row put in another's place shows
+    torch.testing.assert_close(a.scores_raw, b.scores_raw, rtol=0, atol=1e-5)
+    assert abs(a.entropy - b.entropy) < 1e-5
+    # Grad mode is per thread (a new one starts with it on): the threads' forwards build no graph either.
+    seen = []
+    ids = torch.ones(4, 6, dtype=torch.long)
+    out = ppo._per_chunk([(torch.arange(4), 0, 3)], ids, ids, 3,
+                         lambda rows, i, a, p: seen.append(torch.is_grad_enabled()) or {"x": rows.float()}, True)
+    assert seen == [False, False] and out["x"].tolist() == [0, 1, 2, 3]
+
+
+def test_side_by_side_allowed_only_where_threads_cannot_interfere():
+    from types import SimpleNamespace
+
+    from instructrl import lora, ppo
+
+    tok = build_char_tokenizer()
+    policy = build_gpt2(tok, n_layer=1, n_embd=16, n_head=2, n_positions=64, seed=0)
+    local, distributed = SimpleNamespace(acc=None), SimpleNamespace(acc=object())
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert ppo.side_by_side_allowed(local, "cpu", policy, None)
+        assert not ppo.side_by_side_allowed(distributed, "cpu", policy)  # collectives in two threads
+        assert not ppo.side_by_side_allowed(local, "cuda", policy)
+        # A LoRA reference is the shared model with its adapter switched off for the forward.
+        view = object.__new__(lora.ReferenceView)
+        object.__setattr__(view, "adapter_view_of", policy)
+        assert not ppo.side_by_side_allowed(local, "cpu", view)
+        torch.set_num_threads(1)
+        assert not ppo.side_by_side_allowed(local, "cpu", policy)  # one core: nothing to share
+    finally:
+        torch.set_num_threads(n)

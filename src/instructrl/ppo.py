@@ -291,11 +291,14 @@ class Rollout:
 @torch.no_grad()
 def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, prompts: list[str],
                     cfg: PPOConfig, generator: torch.Generator | None = None,
-                    score_fn: ScoreFn | None = None, prompt_tokens: list[list[int]] | None = None) -> Rollout:
+                    score_fn: ScoreFn | None = None, prompt_tokens: list[list[int]] | None = None,
+                    side_by_side: bool = False) -> Rollout:
     """Steps 2-3 of an update: sample responses and evaluate them (no gradient).
 
     `prompt_tokens`: the prompts as the policy reads them (rendered token ids); default: `prompts`
-    tokenized as written. `prompts` are what `score_fn` sees."""
+    tokenized as written. `prompts` are what `score_fn` sees. `side_by_side`: score half of the
+    row chunks in each of two threads of one intra-op thread (PPOConfig.side_by_side_scoring; the
+    caller checks that it may: `side_by_side_allowed`)."""
     device = next(policy.parameters()).device
     t0 = time.time()
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompt_tokens or prompts, None, device)
@@ -308,29 +311,35 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
 
     # Row chunks to score: the whole batch at once, or length-sorted chunks (cfg.score_chunk).
     chunks = score_chunks(attn, P, cfg.score_chunk)
+    pair_prompts, pair_responses = _prompt_and_response_tokens(s) if score_fn is None else (None, None)
+
+    def forwards(rows, i, a, p):  # every no-grad forward of one chunk of rows (i, a: its columns)
+        out = {}
+        if not cfg.reuse_sample_logprobs:  # one full forward of the policy, as every update step's computes them
+            out["logprobs"], out["entropy"] = forward_logprobs(policy, i, a, p, cfg.temperature, return_entropy=True)
+        out["ref_logprobs"] = forward_logprobs(ref_policy, *_on(ref_policy, i, a), p, cfg.temperature).to(device)
+        # Value of the state before each response token: the outputs at positions P-1 .. T-2.
+        out["values"] = token_scores(value_model, i, a)[:, p - 1:-1].float()
+        if score_fn is None:  # the RM reads its score at an EOS, appended where the response was cut off
+            r = rows.tolist()  # (models.score_token_pairs), right padded per chunk: sorted chunks pad less
+            out["scores"] = score_token_pairs(reward_model, [pair_prompts[j] for j in r],
+                                              [pair_responses[j] for j in r], tokenizer.eos_token_id,
+                                              tokenizer.pad_token_id, batch_size=len(r))
+        return out
+
+    full = _per_chunk(chunks, ids, attn, P, forwards, side_by_side)
     if cfg.reuse_sample_logprobs:  # the sampler's own log-probs are the old ones (TRL does the same)
         logprobs, token_entropy = s.logprobs, s.entropy
-    else:  # one full forward of the policy, as every update step's forward computes them
-        logprobs, token_entropy = _per_chunk(chunks, ids, attn, P, lambda i, a, p: forward_logprobs(
-            policy, i, a, p, cfg.temperature, return_entropy=True))
+    else:
+        logprobs, token_entropy = full["logprobs"], full["entropy"]
     entropy = masked_mean(token_entropy, response_mask).item()
-    ref_logprobs, = _per_chunk(chunks, ids, attn, P, lambda i, a, p: (forward_logprobs(
-        ref_policy, *_on(ref_policy, i, a), p, cfg.temperature).to(device),))
-    # Value of the state before each response token: the outputs at positions P-1 .. T-2.
-    values, = _per_chunk(chunks, ids, attn, P, lambda i, a, p: (token_scores(value_model, i, a)[:, p - 1:-1].float(),))
+    ref_logprobs, values = full["ref_logprobs"], full["values"]
     if score_fn is not None:
         scores_raw = torch.as_tensor(score_fn(prompts, responses), dtype=torch.float32, device=device).reshape(-1)
         if scores_raw.numel() != len(prompts):
             raise ValueError(f"score_fn returned {scores_raw.numel()} scores for {len(prompts)} responses")
-    else:  # the RM reads its score at an EOS, appended where the response was cut off (models.score_token_pairs)
-        pair_prompts, pair_responses = _prompt_and_response_tokens(s)
-        scores_raw = torch.empty(len(prompts))
-        for rows, _, _ in chunks:  # right padded per chunk: sorted chunks pad less
-            r = rows.tolist()
-            scores_raw[rows] = score_token_pairs(reward_model, [pair_prompts[i] for i in r],
-                                                 [pair_responses[i] for i in r], tokenizer.eos_token_id,
-                                                 tokenizer.pad_token_id, batch_size=len(r))
-        scores_raw = scores_raw.to(device)
+    else:
+        scores_raw = full["scores"].to(device)
     scores = scores_raw.clone()
     if cfg.eos_penalty is not None:  # the EOS trick ([N+]): no EOS, fixed low score
         scores = torch.where(s.ended, scores, torch.full_like(scores, cfg.eos_penalty))
@@ -377,21 +386,49 @@ def kept_columns(prompt_real: torch.Tensor, response_real: torch.Tensor) -> tupl
     return min(first, P - 1), r
 
 
-def _per_chunk(chunks, ids, attn, P: int, fn) -> tuple[torch.Tensor, ...]:
-    """``fn(input_ids, attention_mask, n_prompt)`` -> tensors (b, r) over the response columns of each
-    chunk (:func:`score_chunks`), put back together as (B, R) tensors; positions beyond a chunk's
-    ``r`` (padding in all its rows) are 0. One chunk of the whole batch calls ``fn`` on it as it is."""
-    if len(chunks) == 1 and chunks[0][1] == 0 and chunks[0][2] == ids.shape[1] - P:
-        return tuple(fn(ids, attn, P))
+def _per_chunk(chunks, ids, attn, P: int, fn, side_by_side: bool = False) -> dict[str, torch.Tensor]:
+    """``fn(rows, input_ids, attention_mask, n_prompt)`` -> {name: tensor (b, r) over the response
+    columns of the chunk, or (b,) per row} for each chunk (:func:`score_chunks`), put back together
+    as (B, R) / (B,) tensors; positions beyond a chunk's ``r`` (padding in all its rows) are 0. One
+    chunk of the whole batch calls ``fn`` on it as it is. ``side_by_side``: the even chunks in one
+    thread and the odd ones in another (`run_side_by_side`); one whole-batch chunk is split into two
+    halves of its rows, every column kept."""
     B, R = ids.shape[0], ids.shape[1] - P
-    full = None
-    for rows, first, r in chunks:
-        parts = fn(ids[rows, first:P + r], attn[rows, first:P + r], P - first)
-        if full is None:
-            full = [torch.zeros(B, R, dtype=t.dtype, device=t.device) for t in parts]
-        for f, t in zip(full, parts):
-            f[rows.to(t.device), :r] = t
-    return tuple(full)
+    whole = len(chunks) == 1 and chunks[0][1] == 0 and chunks[0][2] == R
+    rows = torch.arange(B, device=ids.device)  # a whole chunk's rows may be in length order: use the batch's
+    if whole and not side_by_side:
+        return fn(rows, ids, attn, P)
+    if whole and B >= 2:
+        chunks = [(rows[:(B + 1) // 2], 0, R), (rows[(B + 1) // 2:], 0, R)]
+
+    def run(part):
+        with torch.no_grad():  # grad mode is per thread: a new one starts with it on
+            return [fn(rows, ids[rows, first:P + r], attn[rows, first:P + r], P - first) for rows, first, r in part]
+
+    if side_by_side and len(chunks) >= 2:
+        even, odd = run_side_by_side(lambda: run(chunks[0::2]), lambda: run(chunks[1::2]))
+        parts = [None] * len(chunks)
+        parts[0::2], parts[1::2] = even, odd
+    else:
+        parts = run(chunks)
+    full: dict[str, torch.Tensor] = {}
+    for (rows, _, r), out in zip(chunks, parts):
+        for k, t in out.items():
+            if k not in full:
+                full[k] = torch.zeros((B, R) if t.dim() == 2 else (B,), dtype=t.dtype, device=t.device)
+            if t.dim() == 2:
+                full[k][rows.to(t.device), :r] = t
+            else:
+                full[k][rows.to(t.device)] = t
+    return full
+
+
+def side_by_side_allowed(dist, device, *models) -> bool:
+    """Whether a `run_side_by_side` switch may act: a single-process CPU run with >= 2 intra-op
+    threads, and (for scoring) no model that is a LoRA view of another (lora.ReferenceView: its
+    forward switches the shared model's adapter off, which a forward in the other thread would see)."""
+    return (dist.acc is None and torch.device(device).type == "cpu" and torch.get_num_threads() >= 2
+            and not any(getattr(m, "adapter_view_of", None) is not None for m in models))
 
 
 def _prompt_and_response_tokens(s) -> tuple[list[list[int]], list[list[int]]]:
@@ -585,8 +622,7 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
     Returns (the mean of each logged statistic, skipped steps)."""
     opt_policy, opt_value = opts
     policy_params, value_params = list(models.policy.parameters()), list(models.value.parameters())
-    side_by_side = (cfg.side_by_side_backward and dist.acc is None and torch.device(device).type == "cpu"
-                    and torch.get_num_threads() >= 2)
+    side_by_side = cfg.side_by_side_backward and side_by_side_allowed(dist, device)
     acc: dict[str, list] = {}
     skipped = 0
     if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
@@ -845,6 +881,7 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
 
         # 2. Optimizers, KL controller, RNGs, prompt order, EMA; resume from a checkpoint of this run.
         t = make_trainers(cfg, m, d, dist, device)
+        score_side_by_side = cfg.side_by_side_scoring and side_by_side_allowed(dist, device, m.ref, m.rm)
         st = run.resume_state()
         if st is not None:
             restore(st, m, t, run.guard)
@@ -879,7 +916,7 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
 
             # 2-3. Rollout and evaluation (no grad): sample, then old log-probs, reference, values, RM scores.
             ro = collect_rollout(m.policy, m.ref, m.value, m.rm, m.tok, batch_prompts, cfg, t.gens["sample"], score_fn,
-                                 [d.prompt_ids[i] for i in batch_idx])
+                                 [d.prompt_ids[i] for i in batch_idx], side_by_side=score_side_by_side)
             t.episodes += cfg.batch_size
             t.update += 1
             row = {"update": t.update, "episodes": t.episodes, "kl_coef": t.kl_ctl.value, "lr": cfg.lr * lr_scale,
