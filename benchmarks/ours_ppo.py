@@ -6,7 +6,7 @@ run folder, logging and checkpoint I/O, so that the figures are the training wor
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
         [--slow] [--[no-]reuse-sample-logprobs] [--[no-]fused-adamw] [--[no-]trim-padding] [--score-chunk N]
-        [--sampling inverse_cdf] [--side-by-side] [--side-by-side-scoring]
+        [--sampling inverse_cdf] [--side-by-side] [--side-by-side-scoring] [--side-by-side-sampling]
         [--no-fused-gelu] [--bf16] [--attention eager] [--json OUT]
 
 ``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
@@ -16,9 +16,9 @@ tests/test_ppo_speedups.py). ``--[no-]reuse-sample-logprobs`` sets
 ``PPOConfig.reuse_sample_logprobs``, ``--[no-]fused-adamw`` ``fused_adamw``, ``--[no-]trim-padding``
 ``trim_padding`` and ``--score-chunk N`` ``score_chunk``; left out, each is PPOConfig's default
 (all four on since they were made the default; ``--slow`` turns them off too). ``--sampling
-inverse_cdf`` sets ``instructrl.rollout.SAMPLING``; ``--side-by-side`` and ``--side-by-side-scoring``
-turn on PPOConfig's ``side_by_side_backward`` and ``side_by_side_scoring`` (the opt-ins left, with
-inverse-CDF sampling); ``--no-fused-gelu`` measures
+inverse_cdf`` sets ``instructrl.rollout.SAMPLING``; ``--side-by-side``, ``--side-by-side-scoring`` and
+``--side-by-side-sampling`` turn on PPOConfig's ``side_by_side_backward``, ``side_by_side_scoring``
+and ``side_by_side_sampling`` (the opt-ins left, with inverse-CDF sampling); ``--no-fused-gelu`` measures
 the fused GELU's share alone. ``--bf16`` runs as ``train_ppo`` does under ``mixed_precision=bf16``:
 Accelerate's CPU bf16 autocast on the trained policy and value model (their weights, gradients and
 AdamW state stay fp32), the frozen reference and RM held in bf16; ``--attention eager`` swaps
@@ -68,6 +68,8 @@ def main(argv=None):
                     help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
     ap.add_argument("--side-by-side", action="store_true",
                     help="policy and value backward at once in two threads (PPOConfig.side_by_side_backward)")
+    ap.add_argument("--side-by-side-sampling", action="store_true",
+                    help="each half of a rollout's rows sampled in its own thread (PPOConfig.side_by_side_sampling)")
     ap.add_argument("--side-by-side-scoring", action="store_true",
                     help="a rollout's row chunks scored half in each of two threads (PPOConfig.side_by_side_scoring)")
     ap.add_argument("--no-fused-gelu", action="store_true", help="keep transformers' 6-op gelu_new module")
@@ -124,7 +126,8 @@ def main(argv=None):
     t_start = time.perf_counter()
     for u in range(a.episodes // a.batch):
         batch = [prompts[(u * a.batch + i) % len(prompts)] for i in range(a.batch)]
-        ro = collect_rollout(policy, ref, value, rm, tok, batch, cfg, g_sample, side_by_side=a.side_by_side_scoring)
+        ro = collect_rollout(policy, ref, value, rm, tok, batch, cfg, g_sample, side_by_side=a.side_by_side_scoring,
+                             sample_side_by_side=a.side_by_side_sampling)
         t0 = time.perf_counter()
         ro = compute_advantages(ro, cfg, cfg.kl_coef)
         B, T = ro.input_ids.shape
@@ -166,7 +169,7 @@ def main(argv=None):
     res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
            "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw,
            "trim_padding": cfg.trim_padding, "score_chunk": cfg.score_chunk, "sampling": rollout.SAMPLING, "side_by_side": a.side_by_side,
-           "side_by_side_scoring": a.side_by_side_scoring,
+           "side_by_side_scoring": a.side_by_side_scoring, "side_by_side_sampling": a.side_by_side_sampling,
            "bf16": a.bf16, "attention": a.attention, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,
            "time_gen": t_gen, "time_score": t_score, "time_update": t_update, "flops": flops,

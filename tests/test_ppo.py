@@ -556,3 +556,28 @@ def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch
             torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-4, msg=k)
     # The switch's path ran: per minibatch (32 episodes / 16 per batch x 2 minibatches) or per rollout.
     assert calls == [2] * n_calls
+
+
+def test_side_by_side_sampling_trains_deterministically(folders, tmp_path, monkeypatch):
+    """PPOConfig.side_by_side_sampling in a whole run: the threaded sampler acts once per rollout
+    and two runs at the same seed write the same log and weights (other draws than the default)."""
+    from safetensors.torch import load_file
+
+    calls, real = [], ppo.run_side_by_side
+    monkeypatch.setattr(ppo, "run_side_by_side", lambda *fns: calls.append(len(fns)) or real(*fns))
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        logs, weights = [], []
+        for i in range(2):
+            out = tmp_path / f"run{i}"
+            ppo.train_ppo(_cfg(side_by_side_sampling=True), folders["sft"], folders["rm"], folders["prompts"],
+                          str(out), progress=False)
+            logs.append([{k: v for k, v in r.items() if not k.startswith("time")}
+                         for r in csv.DictReader(open(out / "log.csv"))])
+            weights.append(load_file(str(out / "model.safetensors")))
+    finally:
+        torch.set_num_threads(n)
+    assert calls == [2] * 4  # 2 updates per run
+    assert logs[0] == logs[1] and len(logs[0]) == 2
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

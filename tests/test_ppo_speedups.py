@@ -356,3 +356,43 @@ def test_side_by_side_allowed_only_where_threads_cannot_interfere():
         assert not ppo.side_by_side_allowed(local, "cpu", policy)  # one core: nothing to share
     finally:
         torch.set_num_threads(n)
+
+
+def test_side_by_side_sampling_is_each_half_sampled_from_its_own_generator():
+    """PPOConfig.side_by_side_sampling: each half of the rows sampled in its own thread from a
+    generator drawn from the run's (rollout.split_generators) is exactly those two samplers run one
+    after the other, put together by rollout.concat_samples; deterministic at a fixed seed."""
+    from instructrl import ppo
+    from instructrl.rollout import encode_prompts, sample, split_generators
+
+    tok = build_char_tokenizer()
+    policy = _models(tok)[0]
+    prompts = ["Q: Reverse the word 'cat' and then sort its letters, please.\nA:"] + PROMPTS[1:] + ["Q: ok\nA:"]
+    ids, mask = encode_prompts(tok, prompts)
+    cfg = PPOConfig(batch_size=5, minibatch_size=5, max_new_tokens=12, warmup_updates=0)
+    with torch.no_grad():
+        got = ppo.sample_batch(policy, ids, mask, cfg, tok, torch.Generator().manual_seed(3), side_by_side=True)
+        again = ppo.sample_batch(policy, ids, mask, cfg, tok, torch.Generator().manual_seed(3), side_by_side=True)
+        ga, gb = split_generators(torch.Generator().manual_seed(3), 2)
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each thread runs
+        try:
+            args = (cfg.max_new_tokens, tok.eos_token_id, tok.pad_token_id, cfg.temperature)
+            a, b = sample(policy, ids[:3], mask[:3], *args, ga), sample(policy, ids[3:], mask[3:], *args, gb)
+        finally:
+            torch.set_num_threads(n)
+    R = max(a.response_ids.shape[1], b.response_ids.shape[1])
+    assert got.response_ids.shape == (5, R) and torch.equal(got.prompt_ids, ids)
+    for part, rows in ((a, slice(0, 3)), (b, slice(3, 5))):
+        r = part.response_ids.shape[1]
+        assert torch.equal(got.response_ids[rows, :r], part.response_ids)
+        assert torch.equal(got.response_mask[rows, :r], part.response_mask)
+        assert torch.equal(got.logprobs[rows, :r], part.logprobs) and torch.equal(got.entropy[rows, :r], part.entropy)
+        assert not got.response_mask[rows, r:].any() and bool((got.response_ids[rows, r:] == tok.pad_token_id).all())
+        assert bool((got.logprobs[rows, r:] == 0).all()) and torch.equal(got.ended[rows], part.ended)
+    for name in ("response_ids", "logprobs", "entropy", "ended"):
+        assert torch.equal(getattr(got, name), getattr(again, name)), name
+    # Other draws than one sampler over the whole batch at the same seed (the documented cost).
+    with torch.no_grad():
+        whole = ppo.sample_batch(policy, ids, mask, cfg, tok, torch.Generator().manual_seed(3))
+    assert not torch.equal(whole.response_ids[:, :4], got.response_ids[:, :4])

@@ -273,6 +273,7 @@ class PPOConfig(TrainerOptions):
     score_chunk: int = f(16, "Score each rollout (old log-probs, reference, value, RM) in chunks of this many rows sorted by length, each chunk without its all-padding columns: fewer padded positions computed (~35% fewer FLOP on a trained policy's rollouts), the same values to float rounding (~1e-6, tested), and the logits of at most this many rows in memory at once. 0 = the whole batch at once (the runs made before 16 was the default).", ge(0, 10**6))
     side_by_side_backward: bool = f(False, "Run the policy's and the value model's minibatch loss + backward + clipping at the same time in two threads with one intra-op thread each, instead of one after the other on all threads (single-process CPU runs only; elsewhere ignored). The same gradients to float rounding; on 2 cores at the embedded world's widths ~1.26x for that part (benchmarks/bench_concurrency.py).")
     side_by_side_scoring: bool = f(False, "Score each rollout's row chunks (reference, value, RM; the old log-probs when they are recomputed) half in each of two threads with one intra-op thread each, instead of one chunk after another on all threads (single-process CPU runs without LoRA only; elsewhere ignored). The same values to float rounding.")
+    side_by_side_sampling: bool = f(False, "Sample each half of a rollout's rows in its own thread with one intra-op thread, from its own generator seeded by the run's (single-process CPU runs only; elsewhere ignored). The same distribution, but other draws at a fixed seed than one sampler over the whole batch, so every sampled result of a run changes (deterministic all the same).")
     kl_estimator: str = f("k1", "Per-token KL estimator in the reward: k1 (log ratio, the paper's), k2 or k3.", one_of("k1", "k2", "k3"))
     gamma: float = f(1.0, "GAE discount (paper: no discount).", unit(hi_open=False))
     lam: float = f(0.95, "GAE lambda.", unit(hi_open=False))
@@ -665,7 +666,8 @@ NOT_HASHED = ("report_to",)
 # are hashed as any field. PPO has them on by default since they were measured results-neutral on
 # the default pipeline, so a default PPO stage cached before then recomputes once.
 HASHED_UNLESS_OFF = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0,
-                     "side_by_side_backward": False, "side_by_side_scoring": False}
+                     "side_by_side_backward": False, "side_by_side_scoring": False,
+                     "side_by_side_sampling": False}
 
 
 def _hashed(d):

@@ -94,7 +94,7 @@ from instructrl.models import (
     set_dropout,
     token_scores,
 )
-from instructrl.rollout import decode_responses, encode_prompts, forward_logprobs, sample
+from instructrl.rollout import concat_samples, decode_responses, encode_prompts, forward_logprobs, sample, split_generators
 from instructrl.run import Run, rng_state, set_rng_state
 from instructrl.tracking import require_trackers
 from instructrl.train_utils import make_optimizer, seed_everything, set_lr, warn_unknown_tokens
@@ -292,18 +292,19 @@ class Rollout:
 def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, prompts: list[str],
                     cfg: PPOConfig, generator: torch.Generator | None = None,
                     score_fn: ScoreFn | None = None, prompt_tokens: list[list[int]] | None = None,
-                    side_by_side: bool = False) -> Rollout:
+                    side_by_side: bool = False, sample_side_by_side: bool = False) -> Rollout:
     """Steps 2-3 of an update: sample responses and evaluate them (no gradient).
 
     `prompt_tokens`: the prompts as the policy reads them (rendered token ids); default: `prompts`
     tokenized as written. `prompts` are what `score_fn` sees. `side_by_side`: score half of the
     row chunks in each of two threads of one intra-op thread (PPOConfig.side_by_side_scoring; the
-    caller checks that it may: `side_by_side_allowed`)."""
+    caller checks that it may: `side_by_side_allowed`). `sample_side_by_side`: sample each half of
+    the rows in its own thread, from its own generator seeded by `generator`
+    (PPOConfig.side_by_side_sampling: the same distribution, other draws at a fixed seed)."""
     device = next(policy.parameters()).device
     t0 = time.time()
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompt_tokens or prompts, None, device)
-    s = sample(policy, prompt_ids, prompt_mask, cfg.max_new_tokens, tokenizer.eos_token_id,
-               tokenizer.pad_token_id, cfg.temperature, generator)
+    s = sample_batch(policy, prompt_ids, prompt_mask, cfg, tokenizer, generator, sample_side_by_side)
     responses = decode_responses(tokenizer, s)
     t1 = time.time()
     ids, attn, P = s.input_ids, s.attention_mask, prompt_ids.shape[1]
@@ -351,6 +352,27 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
                    torch.where(response_mask, s.logprobs, zero), torch.where(response_mask, logprobs, zero),
                    torch.where(response_mask, ref_logprobs, zero), torch.where(response_mask, values, zero),
                    scores, scores_raw, s.ended, valid, entropy, time_gen=t1 - t0, time_score=time.time() - t1)
+
+
+def sample_batch(policy, prompt_ids, prompt_mask, cfg: PPOConfig, tokenizer, generator, side_by_side: bool = False):
+    """Step 2's sampling: `rollout.sample` of the whole batch, or (``side_by_side``, >= 2 rows) of
+    each half of its rows in its own thread of one intra-op thread, from generators drawn from
+    ``generator`` (`rollout.split_generators`), put back together by `rollout.concat_samples`. A
+    decode step at the world's widths is bound by per-op overhead, not arithmetic (one intra-op
+    thread decodes faster than two: benchmarks/README.md), so two half batches at once use both cores."""
+    args = (cfg.max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.temperature)
+    B = prompt_ids.shape[0]
+    if not side_by_side or B < 2:
+        return sample(policy, prompt_ids, prompt_mask, *args, generator)
+    h = (B + 1) // 2
+    gens = split_generators(generator, 2)
+
+    def half(rows, g):
+        with torch.no_grad():  # grad mode is per thread
+            return sample(policy, prompt_ids[rows], prompt_mask[rows], *args, g)
+
+    parts = run_side_by_side(lambda: half(slice(0, h), gens[0]), lambda: half(slice(h, B), gens[1]))
+    return concat_samples(parts, tokenizer.pad_token_id)
 
 
 def score_chunks(attention_mask: torch.Tensor, n_prompt: int, chunk: int) -> list[tuple[torch.Tensor, int, int]]:
@@ -882,6 +904,7 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
         # 2. Optimizers, KL controller, RNGs, prompt order, EMA; resume from a checkpoint of this run.
         t = make_trainers(cfg, m, d, dist, device)
         score_side_by_side = cfg.side_by_side_scoring and side_by_side_allowed(dist, device, m.ref, m.rm)
+        sample_side_by_side = cfg.side_by_side_sampling and side_by_side_allowed(dist, device)
         st = run.resume_state()
         if st is not None:
             restore(st, m, t, run.guard)
@@ -916,7 +939,8 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
 
             # 2-3. Rollout and evaluation (no grad): sample, then old log-probs, reference, values, RM scores.
             ro = collect_rollout(m.policy, m.ref, m.value, m.rm, m.tok, batch_prompts, cfg, t.gens["sample"], score_fn,
-                                 [d.prompt_ids[i] for i in batch_idx], side_by_side=score_side_by_side)
+                                 [d.prompt_ids[i] for i in batch_idx], side_by_side=score_side_by_side,
+                                 sample_side_by_side=sample_side_by_side)
             t.episodes += cfg.batch_size
             t.update += 1
             row = {"update": t.update, "episodes": t.episodes, "kl_coef": t.kl_ctl.value, "lr": cfg.lr * lr_scale,

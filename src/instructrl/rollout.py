@@ -156,6 +156,29 @@ def sample(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: in
                    torch.stack(ents, 1))
 
 
+def split_generators(generator: torch.Generator | None, n: int = 2) -> list[torch.Generator]:
+    """``n`` generators seeded by draws from ``generator`` (the global RNG when None): independent
+    streams for parts of a batch sampled at once in threads (PPOConfig.side_by_side_sampling), each
+    deterministic at a fixed seed, which one generator shared by two threads would not be."""
+    seeds = torch.randint(0, 2 ** 62, (n,), generator=generator)
+    device = generator.device if generator is not None else "cpu"
+    return [torch.Generator(device=device).manual_seed(int(x)) for x in seeds]
+
+
+def concat_samples(parts: list[Samples], pad_token_id: int) -> Samples:
+    """The rows of several `Samples` of the same prompt width as one batch, in order; responses
+    right padded to the longest (pad id, mask False, log-prob and entropy 0 where added)."""
+    R = max(p.response_ids.shape[1] for p in parts)
+
+    def cat(name, fill):
+        ts = [getattr(p, name) for p in parts]
+        return torch.cat([torch.nn.functional.pad(t, (0, R - t.shape[1]), value=fill) for t in ts])
+
+    return Samples(torch.cat([p.prompt_ids for p in parts]), torch.cat([p.prompt_mask for p in parts]),
+                   cat("response_ids", pad_token_id), cat("response_mask", False), cat("logprobs", 0.0),
+                   torch.cat([p.ended for p in parts]), cat("entropy", 0.0))
+
+
 #: A forward whose full logits (batch x sequence x vocabulary) would hold more elements than this
 #: (256 MiB in fp32) computes logits only at the response positions (``logits_to_keep``), and,
 #: without gradients, in chunks of rows: a real model's 50k-token vocabulary times a long chat
