@@ -10,7 +10,9 @@ Also measured, for the README's "why": our sampler with the two-matmul decode at
 (`fast_decode.DECODE_ATTENTION = "matmul"`, not the default: it changes rounding) and with one
 thread instead of two (is the decode step compute-bound or overhead-bound?), and with the
 inverse-CDF draw (`rollout.SAMPLING = "inverse_cdf"`, not the default: same distribution, other
-tokens at a given seed), and with the decode step compiled by `torch.compile` (inductor; issue 18's
+tokens at a given seed), with two half batches sampled side by side in two threads of one
+intra-op thread each (`ppo.sample_batch`, PPOConfig.side_by_side_sampling; alone and with the
+inverse-CDF draw), and with the decode step compiled by `torch.compile` (inductor; issue 18's
 candidate). Inductor wants the same shapes at every step, so the compiled step attends over the
 whole preallocated K/V buffer under a mask that grows by one position per step (`FixedShapeDecoder`
 below, an experiment kept here, not library code); the same step run eagerly is timed too, so
@@ -121,6 +123,21 @@ def main():
             rollout.SAMPLING = "multinomial"
             torch.set_num_threads(2)
 
+    from types import SimpleNamespace
+
+    from instructrl.ppo import sample_batch
+
+    def ours_side_by_side(n, sampling="multinomial"):  # PPOConfig.side_by_side_sampling's path
+        rollout.SAMPLING = sampling
+        cfg = SimpleNamespace(max_new_tokens=n, temperature=1.0)
+        try:
+            t = time.perf_counter()
+            with torch.no_grad():
+                s = sample_batch(model, ids, mask, cfg, tok, torch.Generator().manual_seed(0), side_by_side=True)
+            return s.response_ids.numel() / (time.perf_counter() - t)
+        finally:
+            rollout.SAMPLING = "multinomial"
+
     plain_decoder = fast_decode.StaticGPT2Decoder
     decoders = {"fixed": fixed_shape_decoder(False), "compiled": fixed_shape_decoder(True)}
 
@@ -132,6 +149,7 @@ def main():
             fast_decode.StaticGPT2Decoder = plain_decoder
 
     ours(8), peer(8), ours_variant(8, "matmul"), ours_variant(8, threads=1), ours_variant(8, sampling="inverse_cdf")
+    ours_side_by_side(8)
     compile_s = {}
     for n in (24, 128):  # one compilation per shape (prompt + n positions), outside the medians
         t = time.perf_counter()
@@ -144,7 +162,7 @@ def main():
             break
     lines, res = [], {}
     for n in (24, 128):
-        o, p, mm, one, icdf, fixed, comp = [], [], [], [], [], [], []
+        o, p, mm, one, icdf, fixed, comp, sbs, sbs_icdf = [], [], [], [], [], [], [], [], []
         for i in range(reps()):
             fixed.append(ours_decoder(n, "fixed"))
             if "compiled" in decoders:
@@ -154,15 +172,20 @@ def main():
             mm.append(ours_variant(n, "matmul"))
             one.append(ours_variant(n, threads=1))
             icdf.append(ours_variant(n, sampling="inverse_cdf"))
+            sbs.append(ours_side_by_side(n))
+            sbs_icdf.append(ours_side_by_side(n, "inverse_cdf"))
             print(f"{n} tokens run {i}: ours {o[-1]:.0f}, generate {p[-1]:.0f}, ours with matmul attention "
                   f"{mm[-1]:.0f}, ours on 1 thread {one[-1]:.0f}, ours with inverse-CDF draws {icdf[-1]:.0f} tokens/s",
                   flush=True)
+            print(f"{n} tokens run {i}: ours, two half batches side by side {sbs[-1]:.0f}, with inverse-CDF "
+                  f"draws {sbs_icdf[-1]:.0f} tokens/s", flush=True)
             print(f"{n} tokens run {i}: ours with the fixed-shape step {fixed[-1]:.0f}, compiled "
                   f"{comp[-1] if comp else float('nan'):.0f} tokens/s", flush=True)
         mo, mp = statistics.median(o), statistics.median(p)
         mi = statistics.median(icdf)
         res[n] = {"ours": o, "peer": p, "ours_matmul_attention": mm, "ours_1_thread": one, "ours_inverse_cdf": icdf,
-                  "ours_fixed_shape_step": fixed, "ours_compiled_step": comp, "compile_s": compile_s.get(n)}
+                  "ours_fixed_shape_step": fixed, "ours_compiled_step": comp, "compile_s": compile_s.get(n),
+                  "ours_side_by_side": sbs, "ours_side_by_side_inverse_cdf": sbs_icdf}
         if comp:
             print(f"generation-{n} compiled decode step: {statistics.median(comp):.0f} tokens/s (its eager "
                   f"fixed-shape form {statistics.median(fixed):.0f}; compiling took {compile_s[n]:.1f} s)", flush=True)
@@ -171,6 +194,9 @@ def main():
               f"tokens/s", flush=True)
         lines.append(f"generation-{n}: ours={mo:.0f} peer={mp:.0f} ratio={mo / mp:.2f} tokens/s")
         lines.append(f"generation-{n}-inverse-cdf: ours={mi:.0f} peer={mp:.0f} ratio={mi / mp:.2f} tokens/s")
+        ms, msi = statistics.median(sbs), statistics.median(sbs_icdf)
+        lines.append(f"generation-{n}-side-by-side: ours={ms:.0f} peer={mp:.0f} ratio={ms / mp:.2f} tokens/s")
+        lines.append(f"generation-{n}-side-by-side-inverse-cdf: ours={msi:.0f} peer={mp:.0f} ratio={msi / mp:.2f} tokens/s")
         if comp:
             mc = statistics.median(comp)
             lines.append(f"generation-{n}-compiled-step: ours={mc:.0f} peer={mp:.0f} ratio={mc / mp:.2f} tokens/s")

@@ -4,7 +4,7 @@
 
 Alternates three runs per repetition (fresh processes): ours at instructrl's defaults (which have
 ``reuse_sample_logprobs``, ``fused_adamw``, ``trim_padding`` and ``score_chunk=16`` on), ours with
-the one opt-in left, inverse-CDF sampling ("ours+opt"), and the peer;
+every opt-in on (inverse-CDF sampling and the three side-by-side switches: "ours+opt"), and the peer;
 prints each run and the medians of episodes/s, generated tokens/s and the time split, checks that
 the default run's per-update losses equal those of a run with every optimization off (``--slow``)
 to float rounding (the fused GELU is not bit-identical), and saves everything to
@@ -23,9 +23,11 @@ EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 #: Largest |default - all optimizations off| of a per-minibatch loss that still counts as equal: the
 #: fused GELU rounds differently (~1e-7 per activation), which 8 updates of training carry forward.
 LOSS_TOL = 1e-4
-#: The opt-in switch of ours_ppo.py that instructrl's defaults leave off (other draws at a fixed seed);
+#: The opt-in switches of ours_ppo.py that instructrl's defaults leave off, all on: inverse-CDF draws
+#: and the three side-by-side switches (sampling's and inverse-CDF's draws differ at a fixed seed);
 #: bench_switches.py measures each switch alone.
-OPT_INS = ("--sampling", "inverse_cdf")
+OPT_INS = ("--sampling", "inverse_cdf", "--side-by-side-backward", "models", "--side-by-side-scoring",
+           "--side-by-side-sampling")
 
 
 def main():

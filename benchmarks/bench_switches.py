@@ -4,12 +4,14 @@
 
 Runs ours_ppo.py (fresh processes, the benchmark scenario of bench_ppo.py) at the defaults, with
 every optimization off (``--slow``), with the four PPOConfig switches off (the defaults before they
-were on), with each optimization on by default turned off alone, and with the opt-in inverse-CDF
-draws; the configurations alternate within a repetition so
+were on), with each optimization on by default turned off alone, with each opt-in on alone (inverse-CDF
+draws, side_by_side_backward models / rows, _scoring, _sampling) and with the three side-by-side switches
+together; the configurations alternate within a repetition so
 that machine noise falls on all alike. Prints per configuration the median episodes/s, its ratio
 to the default and the gen / score / update split, and the largest difference of its per-minibatch
 losses from the default run's (the switches keep the math; the differences are float rounding,
-carried through 8 updates). Saves ``.cache/switches.json``.
+carried through 8 updates, except for inverse-CDF and side-by-side sampling, which draw other
+tokens at the seed, so their losses are those of other rollouts). Saves ``.cache/switches.json``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from _common import loss_max_diff, median, reps, run_worker, save
 EPISODES = int(os.environ.get("BENCH_EPISODES", "512"))
 
 #: The default has reuse_sample_logprobs, fused_adamw, trim_padding and score_chunk=16 on; each row
-#: below turns one of them off (its effect alone is the default's time against that row's), or the
-#: one opt-in left (inverse-CDF draws) on.
+#: below turns one of them off (its effect alone is the default's time against that row's), or one
+#: opt-in on: inverse-CDF draws, each side-by-side switch, and the three side-by-side switches together.
 CONFIGS = {
     "default": (),
     "slow (all off)": ("--slow",),
@@ -35,6 +37,12 @@ CONFIGS = {
     "no trim_padding": ("--no-trim-padding",),
     "score_chunk 0": ("--score-chunk", "0"),
     "sampling inverse_cdf": ("--sampling", "inverse_cdf"),
+    "side_by_side_backward models": ("--side-by-side-backward", "models"),
+    "side_by_side_backward rows": ("--side-by-side-backward", "rows"),
+    "side_by_side_scoring": ("--side-by-side-scoring",),
+    "side_by_side_sampling": ("--side-by-side-sampling",),
+    "all three side by side (models)": ("--side-by-side-backward", "models", "--side-by-side-scoring",
+                                        "--side-by-side-sampling"),
 }
 
 

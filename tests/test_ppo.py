@@ -523,8 +523,11 @@ def test_run_side_by_side_returns_in_order_raises_and_restores_threads():
     assert torch.get_num_threads() == n
 
 
-@pytest.mark.parametrize("switch,n_calls", [("side_by_side_backward", 4), ("side_by_side_scoring", 2)])
-def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch, switch, n_calls):
+@pytest.mark.parametrize("switch,on,ptx,n_calls", [("side_by_side_backward", "models", False, 4),
+                                                   ("side_by_side_backward", "rows", False, 4),
+                                                   ("side_by_side_backward", "rows", True, 4),
+                                                   ("side_by_side_scoring", True, False, 2)])
+def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch, switch, on, ptx, n_calls):
     """PPOConfig.side_by_side_backward (the policy's and the value model's backward at once in two
     threads) and side_by_side_scoring (a rollout's row chunks scored half in each of two threads)
     give the same per-update losses and weights as one after the other, to float rounding."""
@@ -536,10 +539,12 @@ def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch
     torch.set_num_threads(2)  # the switch needs >= 2 intra-op threads to act
     try:
         rows, weights = {}, {}
+        off = PPOConfig.__dataclass_fields__[switch].default
+        extra = {"ptx_coef": 2.0, "ptx_batch_size": 3} if ptx else {}  # an odd number of windows to halve
         for sbs in (False, True):
             out = tmp_path / f"sbs_{sbs}"
-            ppo.train_ppo(_cfg(**{switch: sbs}), folders["sft"], folders["rm"], folders["prompts"],
-                          str(out), progress=False)
+            ppo.train_ppo(_cfg(**{switch: on if sbs else off}, **extra), folders["sft"], folders["rm"],
+                          folders["prompts"], str(out), ptx_data=folders["ptx"] if ptx else None, progress=False)
             with open(out / "log.csv") as fh:
                 rows[sbs] = list(csv.DictReader(fh))
             weights[sbs] = (load_file(str(out / "model.safetensors")),
@@ -548,7 +553,7 @@ def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch
         torch.set_num_threads(n)
     assert len(rows[False]) == len(rows[True]) == 2
     for a, b in zip(rows[False], rows[True]):
-        for k in ("policy_loss", "value_loss", "kl", "score"):
+        for k in ("policy_loss", "value_loss", "kl", "score", "clipfrac", "approx_kl") + (("ptx_loss",) if ptx else ()):
             assert abs(float(a[k]) - float(b[k])) < 1e-4, k
     for wa, wb in zip(weights[False], weights[True]):
         assert wa.keys() == wb.keys()

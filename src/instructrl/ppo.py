@@ -482,30 +482,33 @@ def compute_advantages(ro: Rollout, cfg: PPOConfig, kl_coef: float) -> Rollout:
 # ---------------------------------------------------------------------------------------------
 
 
-def policy_minibatch_loss(policy, mb: dict, cfg: PPOConfig,
-                          ptx_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def policy_minibatch_loss(policy, mb: dict, cfg: PPOConfig, ptx_ids: torch.Tensor | None = None,
+                          weight: float = 1.0, ptx_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
     """The policy's part of a minibatch loss: PPO's clipped loss (+ ptx_coef · pretraining NLL for
     PPO-ptx). ``mb`` holds (b, ·) slices of a rollout (see :func:`minibatch_loss`); ``ptx_ids``
-    (n, L+1) are pretraining windows."""
+    (n, L+1) are pretraining windows. ``weight`` / ``ptx_weight`` scale the two per-token means
+    (a part of a minibatch: its share of the minibatch's response / pretraining tokens, so that the
+    parts' losses sum to the whole's); the logged stats are unscaled."""
     ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
     logprobs = forward_logprobs(policy, ids, attn, P, cfg.temperature)
     policy_loss, pstats = ppo_policy_loss(logprobs, mb["logprobs"], mb["advantages"], mask, cfg.clip_eps)
     stats = {"policy_loss": policy_loss.detach(), **pstats}
-    loss = policy_loss
+    loss = policy_loss if weight == 1.0 else weight * policy_loss
     if ptx_ids is not None and cfg.ptx_coef > 0:
         logits = policy(input_ids=ptx_ids[:, :-1]).logits
         nll = ptx_loss(logits, ptx_ids[:, 1:], torch.ones_like(ptx_ids[:, 1:], dtype=torch.bool))
-        loss = loss + cfg.ptx_coef * nll
+        loss = loss + (cfg.ptx_coef if ptx_weight == 1.0 else cfg.ptx_coef * ptx_weight) * nll
         stats["ptx_loss"] = nll.detach()
     return loss, stats
 
 
-def value_minibatch_loss(value_model, mb: dict, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
-    """The value model's part of a minibatch loss: vf_coef · clipped value loss."""
+def value_minibatch_loss(value_model, mb: dict, cfg: PPOConfig, weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """The value model's part of a minibatch loss: vf_coef · clipped value loss (· ``weight``, as in
+    :func:`policy_minibatch_loss`)."""
     ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
     values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
     value_loss, vstats = ppo_value_loss(values, mb["values"], mb["returns"], mask, cfg.value_clip_eps)
-    return cfg.vf_coef * value_loss, {"value_loss": value_loss.detach(), **vstats}
+    return (cfg.vf_coef if weight == 1.0 else cfg.vf_coef * weight) * value_loss, {"value_loss": value_loss.detach(), **vstats}
 
 
 def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
@@ -644,7 +647,7 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
     Returns (the mean of each logged statistic, skipped steps)."""
     opt_policy, opt_value = opts
     policy_params, value_params = list(models.policy.parameters()), list(models.value.parameters())
-    side_by_side = cfg.side_by_side_backward and side_by_side_allowed(dist, device)
+    side_by_side = cfg.side_by_side_backward if side_by_side_allowed(dist, device) else "off"
     acc: dict[str, list] = {}
     skipped = 0
     if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
@@ -656,15 +659,26 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
             mb = slice_minibatch(ro, perm[j * cfg.minibatch_size:(j + 1) * cfg.minibatch_size].to(device))
             if not mb["response_mask"].any():
                 continue  # only dropped episodes in this minibatch
-            if cfg.trim_padding:
-                mb = trim_padding(mb)
             ptx_ids = (ptx_windows(d.ptx_stream, cfg.ptx_batch_size, d.ptx_len, gens["ptx"]).to(device)
                        if d.ptx_stream is not None else None)
+            halves = split_minibatch(mb, ptx_ids) if side_by_side == "rows" else None
+            if cfg.trim_padding:
+                mb = trim_padding(mb)
+                halves = halves and [(trim_padding(h), *rest) for h, *rest in halves]
             # The policy's loss and backward, then the value model's: the same gradients as one
             # backward of their sum (minibatch_loss), with one model's activations held at a time.
             opt_policy.zero_grad(set_to_none=True)
             opt_value.zero_grad(set_to_none=True)
-            if side_by_side:  # the two independent backwards at once, one intra-op thread each
+            if halves:  # each half of the rows' backward at once, one intra-op thread each
+                parts = run_side_by_side(*(lambda h=h: _half_backward(train_policy, train_value, cfg, dist, *h)
+                                           for h in halves))
+                loss, stats = sum(p[0] for p in parts), merge_half_stats(parts, halves)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                    gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                    finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
+            elif side_by_side == "models":  # the two independent backwards at once, one intra-op thread each
                 (loss, stats, gn), (vloss, vstats, gv) = run_side_by_side(
                     lambda: _one_backward(policy_minibatch_loss, train_policy, mb, cfg, dist, policy_params, ptx_ids),
                     lambda: _one_backward(value_minibatch_loss, train_value, mb, cfg, dist, value_params))
@@ -706,6 +720,53 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
             "clipfrac": mean.get("clipfrac"), "approx_kl": mean.get("approx_kl"),
             "ratio_max": max(acc["ratio_max"]) if "ratio_max" in acc else None, "ptx_loss": mean.get("ptx_loss"),
             "grad_norm": mean.get("grad_norm"), "value_grad_norm": mean.get("value_grad_norm")}, skipped
+
+
+def split_minibatch(mb: dict, ptx_ids: torch.Tensor | None) -> list[tuple[dict, torch.Tensor | None, float, float]]:
+    """``side_by_side_backward: rows``: the minibatch's rows (and its pretraining windows) in two
+    halves, each with its share of the minibatch's response tokens and of its windows:
+    ``[(mb_half, ptx_half, weight, ptx_weight)]``. The per-token means of the halves, scaled by
+    those shares, sum to the whole minibatch's means, so the two backwards sum to its gradient."""
+    b = mb["input_ids"].shape[0]
+    n = mb["response_mask"].sum().clamp(min=1).item()
+    h = (b + 1) // 2
+    out = []
+    for rows in (slice(0, h), slice(h, b)):
+        half = {k: (v[rows] if isinstance(v, torch.Tensor) else v) for k, v in mb.items()}
+        ptx, pw = None, 1.0
+        if ptx_ids is not None:
+            m = ptx_ids.shape[0]
+            pr = slice(0, (m + 1) // 2) if rows.start == 0 else slice((m + 1) // 2, m)
+            ptx, pw = ptx_ids[pr], (pr.stop - pr.start) / m
+        out.append((half, ptx, half["response_mask"].sum().item() / n, pw))
+    return out
+
+
+def _half_backward(policy, value_model, cfg: PPOConfig, dist, mb: dict, ptx_ids, weight: float, ptx_weight: float):
+    """One half of a minibatch (:func:`split_minibatch`): the policy's and the value model's scaled
+    losses and their backwards. Returns (scaled loss sum, policy stats, value stats)."""
+    loss, stats = policy_minibatch_loss(policy, mb, cfg, ptx_ids if ptx_ids is not None and len(ptx_ids) else None,
+                                        weight, ptx_weight)
+    if not bool(torch.isfinite(loss)):
+        return loss, stats, {}
+    dist.backward(loss)
+    vloss, vstats = value_minibatch_loss(value_model, mb, cfg, weight)
+    if bool(torch.isfinite(vloss)):
+        dist.backward(vloss)
+    return loss.detach() + vloss.detach(), stats, vstats
+
+
+def merge_half_stats(parts, halves) -> dict:
+    """The minibatch's logged stats from its halves': token-weighted means (pretraining-window
+    weighted for ptx_loss), the max of ratio_max."""
+    out = {}
+    for (_, stats, vstats), (_, _, w, pw) in zip(parts, halves):
+        for k, v in {**stats, **vstats}.items():
+            if k == "ratio_max":
+                out[k] = v if k not in out else torch.maximum(out[k], v)
+            else:
+                out[k] = out.get(k, 0.0) + (pw if k == "ptx_loss" else w) * v
+    return out
 
 
 def _one_backward(loss_fn, model, mb: dict, cfg: PPOConfig, dist, params, *extra):
