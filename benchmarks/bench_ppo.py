@@ -26,7 +26,7 @@ LOSS_TOL = 1e-4
 #: The opt-in switches of ours_ppo.py that instructrl's defaults leave off, all on: inverse-CDF draws
 #: and the three side-by-side switches (sampling's and inverse-CDF's draws differ at a fixed seed);
 #: bench_switches.py measures each switch alone.
-OPT_INS = ("--sampling", "inverse_cdf", "--side-by-side-backward", "models", "--side-by-side-scoring",
+OPT_INS = ("--sampling", "inverse_cdf", "--side-by-side-backward", "--side-by-side-scoring",
            "--side-by-side-sampling")
 
 

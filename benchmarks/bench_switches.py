@@ -5,7 +5,8 @@
 Runs ours_ppo.py (fresh processes, the benchmark scenario of bench_ppo.py) at the defaults, with
 every optimization off (``--slow``), with the four PPOConfig switches off (the defaults before they
 were on), with each optimization on by default turned off alone, with each opt-in on alone (inverse-CDF
-draws, side_by_side_backward models / rows, _scoring, _sampling) and with the three side-by-side switches
+draws, side_by_side_backward / _scoring / _sampling, and ours_ppo's one-model-per-thread variant of the
+backward) and with the three side-by-side switches
 together; the configurations alternate within a repetition so
 that machine noise falls on all alike. Prints per configuration the median episodes/s, its ratio
 to the default and the gen / score / update split, and the largest difference of its per-minibatch
@@ -37,12 +38,11 @@ CONFIGS = {
     "no trim_padding": ("--no-trim-padding",),
     "score_chunk 0": ("--score-chunk", "0"),
     "sampling inverse_cdf": ("--sampling", "inverse_cdf"),
-    "side_by_side_backward models": ("--side-by-side-backward", "models"),
-    "side_by_side_backward rows": ("--side-by-side-backward", "rows"),
+    "side_by_side_backward": ("--side-by-side-backward",),
+    "one model per thread (variant)": ("--side-by-side-models",),
     "side_by_side_scoring": ("--side-by-side-scoring",),
     "side_by_side_sampling": ("--side-by-side-sampling",),
-    "all three side by side (models)": ("--side-by-side-backward", "models", "--side-by-side-scoring",
-                                        "--side-by-side-sampling"),
+    "all three side by side": ("--side-by-side-backward", "--side-by-side-scoring", "--side-by-side-sampling"),
 }
 
 

@@ -6,7 +6,7 @@ run folder, logging and checkpoint I/O, so that the figures are the training wor
 
     python benchmarks/ours_ppo.py [--episodes 512] [--batch 64] [--minibatch 16] [--response 24]
         [--slow] [--[no-]reuse-sample-logprobs] [--[no-]fused-adamw] [--[no-]trim-padding] [--score-chunk N]
-        [--sampling inverse_cdf] [--side-by-side-backward models|rows] [--side-by-side-scoring] [--side-by-side-sampling]
+        [--sampling inverse_cdf] [--side-by-side-backward] [--side-by-side-models] [--side-by-side-scoring] [--side-by-side-sampling]
         [--no-fused-gelu] [--bf16] [--attention eager] [--json OUT]
 
 ``--slow`` turns every optimization off (``instructrl.rollout.FAST = False``,
@@ -18,7 +18,9 @@ tests/test_ppo_speedups.py). ``--[no-]reuse-sample-logprobs`` sets
 (all four on since they were made the default; ``--slow`` turns them off too). ``--sampling
 inverse_cdf`` sets ``instructrl.rollout.SAMPLING``; ``--side-by-side-backward``, ``--side-by-side-scoring`` and
 ``--side-by-side-sampling`` turn on PPOConfig's ``side_by_side_backward``, ``side_by_side_scoring``
-and ``side_by_side_sampling`` (the opt-ins left, with inverse-CDF sampling); ``--no-fused-gelu`` measures
+and ``side_by_side_sampling`` (the opt-ins left, with inverse-CDF sampling); ``--side-by-side-models``
+is a benchmark-only variant of the backward switch (one model per thread instead of half the rows
+each; the library dropped it: as fast on this scenario, slower where the two models differ in size); ``--no-fused-gelu`` measures
 the fused GELU's share alone. ``--bf16`` runs as ``train_ppo`` does under ``mixed_precision=bf16``:
 Accelerate's CPU bf16 autocast on the trained policy and value model (their weights, gradients and
 AdamW state stay fp32), the frozen reference and RM held in bf16; ``--attention eager`` swaps
@@ -49,6 +51,13 @@ def flops_per_token(n_layer, d, vocab, ctx, backward=False, lm_head=True):
     return f * (3 if backward else 1)
 
 
+def _one_backward(loss_fn, model, mb, cfg, dist, params, *extra):
+    """One model's minibatch loss, backward and gradient clipping (the --side-by-side-models variant)."""
+    loss, stats = loss_fn(model, mb, cfg, *extra)
+    dist.backward(loss)
+    return loss, stats, dist.clip_grad_norm_(params, cfg.max_grad_norm)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=512)
@@ -66,9 +75,11 @@ def main(argv=None):
                     help="score rollouts in length-sorted chunks of N rows without all-padding columns (score_chunk)")
     ap.add_argument("--sampling", default="multinomial", choices=("multinomial", "inverse_cdf"),
                     help="how the sampler draws a token (instructrl.rollout.SAMPLING)")
-    ap.add_argument("--side-by-side-backward", choices=("models", "rows"), default=None,
-                    help="a minibatch's backward as two threads: policy and value model, or two halves of its "
-                         "rows (PPOConfig.side_by_side_backward)")
+    ap.add_argument("--side-by-side-backward", action="store_true",
+                    help="each half of a minibatch's rows through both models in its own thread "
+                         "(PPOConfig.side_by_side_backward)")
+    ap.add_argument("--side-by-side-models", action="store_true",
+                    help="benchmark-only variant: the policy's backward in one thread and the value model's in the other")
     ap.add_argument("--side-by-side-sampling", action="store_true",
                     help="each half of a rollout's rows sampled in its own thread (PPOConfig.side_by_side_sampling)")
     ap.add_argument("--side-by-side-scoring", action="store_true",
@@ -85,7 +96,7 @@ def main(argv=None):
     from instructrl import distributed, models, rollout
     from instructrl.config import PPOConfig
     from instructrl.models import load_policy, load_reward_model, load_tokenizer  # noqa: F401
-    from instructrl.ppo import (_half_backward, _one_backward, collect_rollout, compute_advantages,
+    from instructrl.ppo import (_half_backward, collect_rollout, compute_advantages,
                                 merge_half_stats, minibatch_loss, policy_minibatch_loss, run_side_by_side,
                                 slice_minibatch, split_minibatch, trim_padding, value_minibatch_loss)
     from instructrl.train_utils import make_optimizer
@@ -146,19 +157,19 @@ def main(argv=None):
         perm = torch.randperm(a.batch, generator=g_mb)
         for j in range(a.batch // a.minibatch):
             mb = slice_minibatch(ro, perm[j * a.minibatch:(j + 1) * a.minibatch])
-            halves = split_minibatch(mb, None) if a.side_by_side_backward == "rows" else None
+            halves = split_minibatch(mb, None) if a.side_by_side_backward else None
             if cfg.trim_padding:
                 mb = trim_padding(mb)
                 halves = halves and [(trim_padding(h), *rest) for h, *rest in halves]
             opt_p.zero_grad(set_to_none=True)
             opt_v.zero_grad(set_to_none=True)
-            if halves:  # ppo.ppo_epochs' side_by_side_backward: rows path
+            if halves:  # ppo.ppo_epochs' side_by_side_backward path
                 parts = run_side_by_side(*(lambda h=h: _half_backward(train_policy, train_value, cfg, dist, *h)
                                            for h in halves))
                 stats = merge_half_stats(parts, halves)
                 dist.clip_grad_norm_(pp, cfg.max_grad_norm)
                 dist.clip_grad_norm_(vp, cfg.max_grad_norm)
-            elif a.side_by_side_backward == "models":  # ppo.ppo_epochs' side_by_side_backward: models path
+            elif a.side_by_side_models:  # one model per thread (not in the library: slower where sizes differ)
                 (_, stats, _), (_, vstats, _) = run_side_by_side(
                     lambda: _one_backward(policy_minibatch_loss, train_policy, mb, cfg, dist, pp),
                     lambda: _one_backward(value_minibatch_loss, train_value, mb, cfg, dist, vp))
@@ -177,7 +188,7 @@ def main(argv=None):
     total = time.perf_counter() - t_start
     res = {"side": "ours", "fast": not a.slow, "fused_gelu": models.FUSED_GELU,
            "reuse_sample_logprobs": cfg.reuse_sample_logprobs, "fused_adamw": cfg.fused_adamw,
-           "trim_padding": cfg.trim_padding, "score_chunk": cfg.score_chunk, "sampling": rollout.SAMPLING, "side_by_side_backward": a.side_by_side_backward,
+           "trim_padding": cfg.trim_padding, "score_chunk": cfg.score_chunk, "sampling": rollout.SAMPLING, "side_by_side_backward": a.side_by_side_backward, "side_by_side_models": a.side_by_side_models,
            "side_by_side_scoring": a.side_by_side_scoring, "side_by_side_sampling": a.side_by_side_sampling,
            "bf16": a.bf16, "attention": a.attention, "episodes": a.episodes, "time_s": total,
            "episodes_per_s": a.episodes / total, "gen_tokens": gen_tokens, "gen_tokens_per_s": gen_tokens / total,

@@ -131,15 +131,14 @@ def test_speed_switches_off_leave_the_stage_hash_as_before_they_existed():
     from instructrl.config import PPOConfig, config_hash, to_dict
 
     off = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0,
-           "side_by_side_backward": "off", "side_by_side_scoring": False,
+           "side_by_side_backward": False, "side_by_side_scoring": False,
            "side_by_side_sampling": False}
     cfg = dataclasses.replace(PPOConfig(), **off)
     old = {k: v for k, v in to_dict(cfg).items() if k != "report_to" and k not in off}
     before = hashlib.sha256(json.dumps([old], sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert config_hash(cfg) == before
     for on in ({"fused_adamw": True}, {"reuse_sample_logprobs": True}, {"trim_padding": True}, {"score_chunk": 16},
-               {"side_by_side_backward": "models"}, {"side_by_side_backward": "rows"},
-               {"side_by_side_scoring": True},
+               {"side_by_side_backward": True}, {"side_by_side_scoring": True},
                {"side_by_side_sampling": True}):
         assert config_hash(dataclasses.replace(cfg, **on)) != before, on
     assert config_hash(dataclasses.replace(cfg, kl_coef=0.1)) != before  # any other field is hashed as ever

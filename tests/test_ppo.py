@@ -523,13 +523,12 @@ def test_run_side_by_side_returns_in_order_raises_and_restores_threads():
     assert torch.get_num_threads() == n
 
 
-@pytest.mark.parametrize("switch,on,ptx,n_calls", [("side_by_side_backward", "models", False, 4),
-                                                   ("side_by_side_backward", "rows", False, 4),
-                                                   ("side_by_side_backward", "rows", True, 4),
-                                                   ("side_by_side_scoring", True, False, 2)])
-def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch, switch, on, ptx, n_calls):
-    """PPOConfig.side_by_side_backward (the policy's and the value model's backward at once in two
-    threads) and side_by_side_scoring (a rollout's row chunks scored half in each of two threads)
+@pytest.mark.parametrize("switch,ptx,n_calls", [("side_by_side_backward", False, 4),
+                                               ("side_by_side_backward", True, 4),
+                                               ("side_by_side_scoring", False, 2)])
+def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch, switch, ptx, n_calls):
+    """PPOConfig.side_by_side_backward (each half of a minibatch's rows and pretraining windows
+    through both models at once in two threads) and side_by_side_scoring (a rollout's row chunks scored half in each of two threads)
     give the same per-update losses and weights as one after the other, to float rounding."""
     from safetensors.torch import load_file
 
@@ -539,11 +538,10 @@ def test_side_by_side_trains_the_same_to_rounding(folders, tmp_path, monkeypatch
     torch.set_num_threads(2)  # the switch needs >= 2 intra-op threads to act
     try:
         rows, weights = {}, {}
-        off = PPOConfig.__dataclass_fields__[switch].default
         extra = {"ptx_coef": 2.0, "ptx_batch_size": 3} if ptx else {}  # an odd number of windows to halve
         for sbs in (False, True):
             out = tmp_path / f"sbs_{sbs}"
-            ppo.train_ppo(_cfg(**{switch: on if sbs else off}, **extra), folders["sft"], folders["rm"],
+            ppo.train_ppo(_cfg(**{switch: sbs}, **extra), folders["sft"], folders["rm"],
                           folders["prompts"], str(out), ptx_data=folders["ptx"] if ptx else None, progress=False)
             with open(out / "log.csv") as fh:
                 rows[sbs] = list(csv.DictReader(fh))

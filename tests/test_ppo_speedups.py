@@ -396,3 +396,50 @@ def test_side_by_side_sampling_is_each_half_sampled_from_its_own_generator():
     with torch.no_grad():
         whole = ppo.sample_batch(policy, ids, mask, cfg, tok, torch.Generator().manual_seed(3))
     assert not torch.equal(whole.response_ids[:, :4], got.response_ids[:, :4])
+
+
+def test_split_minibatch_halves_sum_to_the_whole_loss_and_gradient():
+    """side_by_side_backward's halves: token-share (and window-share) weighted per-token means of
+    the two halves of a minibatch sum to the whole minibatch's loss, and their gradients to its."""
+    from instructrl import distributed, ppo
+
+    tok = build_char_tokenizer()
+    policy, ref, value, rm = _models(tok)
+    prompts = ["Q: Reverse the word 'cat' and then sort its letters, please.\nA:"] + PROMPTS[1:] + ["Q: ok\nA:"]
+    cfg = PPOConfig(batch_size=5, minibatch_size=5, max_new_tokens=16, warmup_updates=0, ptx_coef=3.0)
+    ro = compute_advantages(collect_rollout(policy, ref, value, rm, tok, prompts, cfg,
+                                            torch.Generator().manual_seed(0)), cfg, 0.02)
+    with torch.no_grad():  # off the step-0 point, so that the ratio is not 1 and the clip acts
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    mb = slice_minibatch(ro, torch.arange(5))
+    ptx = torch.randint(0, 40, (3, 9), generator=torch.Generator().manual_seed(1))
+    halves = ppo.split_minibatch(mb, ptx)
+    assert [h[0]["input_ids"].shape[0] for h in halves] == [3, 2] and [len(h[1]) for h in halves] == [2, 1]
+    assert sum(h[2] for h in halves) == pytest.approx(1.0) and sum(h[3] for h in halves) == pytest.approx(1.0)
+    assert ppo.split_minibatch(slice_minibatch(ro, torch.arange(1)), None) is None
+
+    def grads(fn):
+        for m in (policy, value):
+            m.zero_grad(set_to_none=True)
+        total = fn()
+        return total, [p.grad.clone() for p in list(policy.parameters()) + list(value.parameters())]
+
+    dist = distributed.setup("")
+    whole, g_whole = grads(lambda: _backward_sum(policy, value, mb, cfg, ptx))
+    parts = []
+    halved, g_halved = grads(lambda: sum(parts.append(ppo._half_backward(policy, value, cfg, dist, *h)) or parts[-1][0]
+                                         for h in halves))
+    torch.testing.assert_close(halved, whole, rtol=0, atol=1e-6)
+    for a, b in zip(g_halved, g_whole):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    stats = ppo.merge_half_stats(parts, halves)
+    _, full_stats = minibatch_loss(policy, value, mb, cfg, ptx)
+    for k in ("policy_loss", "value_loss", "clipfrac", "approx_kl", "ratio_mean", "ratio_max", "ptx_loss"):
+        torch.testing.assert_close(stats[k].float(), full_stats[k].float(), rtol=0, atol=1e-6, msg=k)
+
+
+def _backward_sum(policy, value, mb, cfg, ptx):
+    loss, _ = minibatch_loss(policy, value, mb, cfg, ptx)
+    loss.backward()
+    return loss.detach()

@@ -647,7 +647,7 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
     Returns (the mean of each logged statistic, skipped steps)."""
     opt_policy, opt_value = opts
     policy_params, value_params = list(models.policy.parameters()), list(models.value.parameters())
-    side_by_side = cfg.side_by_side_backward if side_by_side_allowed(dist, device) else "off"
+    side_by_side = cfg.side_by_side_backward and side_by_side_allowed(dist, device)
     acc: dict[str, list] = {}
     skipped = 0
     if cfg.gradient_checkpointing:  # it acts only in train mode (dropout is 0: same numbers)
@@ -661,7 +661,7 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
                 continue  # only dropped episodes in this minibatch
             ptx_ids = (ptx_windows(d.ptx_stream, cfg.ptx_batch_size, d.ptx_len, gens["ptx"]).to(device)
                        if d.ptx_stream is not None else None)
-            halves = split_minibatch(mb, ptx_ids) if side_by_side == "rows" else None
+            halves = split_minibatch(mb, ptx_ids) if side_by_side else None
             if cfg.trim_padding:
                 mb = trim_padding(mb)
                 halves = halves and [(trim_padding(h), *rest) for h, *rest in halves]
@@ -678,13 +678,6 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
                     gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
                     gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
                     finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
-            elif side_by_side == "models":  # the two independent backwards at once, one intra-op thread each
-                (loss, stats, gn), (vloss, vstats, gv) = run_side_by_side(
-                    lambda: _one_backward(policy_minibatch_loss, train_policy, mb, cfg, dist, policy_params, ptx_ids),
-                    lambda: _one_backward(value_minibatch_loss, train_value, mb, cfg, dist, value_params))
-                stats.update(vstats)
-                loss = loss if not torch.isfinite(loss) else vloss
-                finite = all(x is not None and bool(torch.isfinite(x)) for x in (loss, gn, gv))
             else:
                 loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
                 finite = bool(torch.isfinite(loss))
@@ -722,12 +715,15 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
             "grad_norm": mean.get("grad_norm"), "value_grad_norm": mean.get("value_grad_norm")}, skipped
 
 
-def split_minibatch(mb: dict, ptx_ids: torch.Tensor | None) -> list[tuple[dict, torch.Tensor | None, float, float]]:
-    """``side_by_side_backward: rows``: the minibatch's rows (and its pretraining windows) in two
+def split_minibatch(mb: dict, ptx_ids: torch.Tensor | None) -> list[tuple[dict, torch.Tensor | None, float, float]] | None:
+    """``side_by_side_backward``: the minibatch's rows (and its pretraining windows) in two
     halves, each with its share of the minibatch's response tokens and of its windows:
     ``[(mb_half, ptx_half, weight, ptx_weight)]``. The per-token means of the halves, scaled by
-    those shares, sum to the whole minibatch's means, so the two backwards sum to its gradient."""
+    those shares, sum to the whole minibatch's means, so the two backwards sum to its gradient.
+    None for a minibatch of one row (nothing to halve)."""
     b = mb["input_ids"].shape[0]
+    if b < 2:
+        return None
     n = mb["response_mask"].sum().clamp(min=1).item()
     h = (b + 1) // 2
     out = []
@@ -767,16 +763,6 @@ def merge_half_stats(parts, halves) -> dict:
             else:
                 out[k] = out.get(k, 0.0) + (pw if k == "ptx_loss" else w) * v
     return out
-
-
-def _one_backward(loss_fn, model, mb: dict, cfg: PPOConfig, dist, params, *extra):
-    """One model's minibatch loss, backward and gradient clipping (for `run_side_by_side`):
-    (loss, stats, grad norm or None when the loss is not finite)."""
-    loss, stats = loss_fn(model, mb, cfg, *extra)
-    if not bool(torch.isfinite(loss)):
-        return loss, stats, None
-    dist.backward(loss)
-    return loss, stats, dist.clip_grad_norm_(params, cfg.max_grad_norm)
 
 
 def run_side_by_side(*fns):
