@@ -138,7 +138,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     for u in range(a.episodes // a.batch):
         batch = [prompts[(u * a.batch + i) % len(prompts)] for i in range(a.batch)]
-        ro = collect_rollout(policy, ref, value, rm, tok, batch, cfg, g_sample, side_by_side=a.side_by_side_scoring,
+        ro = collect_rollout(policy, ref, value, rm, tok, batch, cfg, g_sample, score_side_by_side=a.side_by_side_scoring,
                              sample_side_by_side=a.side_by_side_sampling)
         t0 = time.perf_counter()
         ro = compute_advantages(ro, cfg, cfg.kl_coef)

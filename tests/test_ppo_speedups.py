@@ -314,7 +314,7 @@ def test_side_by_side_scoring_same_rollout_to_rounding(chunk, reuse, monkeypatch
     models_ = _models(tok)
     cfg = PPOConfig(batch_size=5, minibatch_size=5, max_new_tokens=16, warmup_updates=0, score_chunk=chunk,
                     reuse_sample_logprobs=reuse)
-    a, b = (collect_rollout(*models_, tok, prompts, cfg, torch.Generator().manual_seed(0), side_by_side=sbs)
+    a, b = (collect_rollout(*models_, tok, prompts, cfg, torch.Generator().manual_seed(0), score_side_by_side=sbs)
             for sbs in (False, True))
     assert calls == [2]  # the threaded path ran, once per rollout
     m = a.response_mask

@@ -292,11 +292,11 @@ class Rollout:
 def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, prompts: list[str],
                     cfg: PPOConfig, generator: torch.Generator | None = None,
                     score_fn: ScoreFn | None = None, prompt_tokens: list[list[int]] | None = None,
-                    side_by_side: bool = False, sample_side_by_side: bool = False) -> Rollout:
+                    score_side_by_side: bool = False, sample_side_by_side: bool = False) -> Rollout:
     """Steps 2-3 of an update: sample responses and evaluate them (no gradient).
 
     `prompt_tokens`: the prompts as the policy reads them (rendered token ids); default: `prompts`
-    tokenized as written. `prompts` are what `score_fn` sees. `side_by_side`: score half of the
+    tokenized as written. `prompts` are what `score_fn` sees. `score_side_by_side`: score half of the
     row chunks in each of two threads of one intra-op thread (PPOConfig.side_by_side_scoring; the
     caller checks that it may: `side_by_side_allowed`). `sample_side_by_side`: sample each half of
     the rows in its own thread, from its own generator seeded by `generator`
@@ -328,7 +328,7 @@ def collect_rollout(policy, ref_policy, value_model, reward_model, tokenizer, pr
                                               tokenizer.pad_token_id, batch_size=len(r))
         return out
 
-    full = _per_chunk(chunks, ids, attn, P, forwards, side_by_side)
+    full = _per_chunk(chunks, ids, attn, P, forwards, score_side_by_side)
     if cfg.reuse_sample_logprobs:  # the sampler's own log-probs are the old ones (TRL does the same)
         logprobs, token_entropy = s.logprobs, s.entropy
     else:
@@ -493,11 +493,11 @@ def policy_minibatch_loss(policy, mb: dict, cfg: PPOConfig, ptx_ids: torch.Tenso
     logprobs = forward_logprobs(policy, ids, attn, P, cfg.temperature)
     policy_loss, pstats = ppo_policy_loss(logprobs, mb["logprobs"], mb["advantages"], mask, cfg.clip_eps)
     stats = {"policy_loss": policy_loss.detach(), **pstats}
-    loss = policy_loss if weight == 1.0 else weight * policy_loss
+    loss = weight * policy_loss
     if ptx_ids is not None and cfg.ptx_coef > 0:
         logits = policy(input_ids=ptx_ids[:, :-1]).logits
         nll = ptx_loss(logits, ptx_ids[:, 1:], torch.ones_like(ptx_ids[:, 1:], dtype=torch.bool))
-        loss = loss + (cfg.ptx_coef if ptx_weight == 1.0 else cfg.ptx_coef * ptx_weight) * nll
+        loss = loss + cfg.ptx_coef * ptx_weight * nll
         stats["ptx_loss"] = nll.detach()
     return loss, stats
 
@@ -508,7 +508,7 @@ def value_minibatch_loss(value_model, mb: dict, cfg: PPOConfig, weight: float = 
     ids, attn, P, mask = mb["input_ids"], mb["attention_mask"], mb["n_prompt"], mb["response_mask"]
     values = token_scores(value_model, ids, attn)[:, P - 1:-1].float()
     value_loss, vstats = ppo_value_loss(values, mb["values"], mb["returns"], mask, cfg.value_clip_eps)
-    return (cfg.vf_coef if weight == 1.0 else cfg.vf_coef * weight) * value_loss, {"value_loss": value_loss.detach(), **vstats}
+    return cfg.vf_coef * weight * value_loss, {"value_loss": value_loss.detach(), **vstats}
 
 
 def minibatch_loss(policy, value_model, mb: dict, cfg: PPOConfig,
@@ -674,10 +674,6 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
                                            for h in halves))
                 loss, stats = sum(p[0] for p in parts), merge_half_stats(parts, halves)
                 finite = bool(torch.isfinite(loss))
-                if finite:
-                    gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
-                    gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
-                    finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
             else:
                 loss, stats = policy_minibatch_loss(train_policy, mb, cfg, ptx_ids)
                 finite = bool(torch.isfinite(loss))
@@ -688,9 +684,10 @@ def ppo_epochs(ro: Rollout, models, train_policy, train_value, opts, cfg: PPOCon
                     finite = bool(torch.isfinite(loss))
                 if finite:
                     dist.backward(loss)
-                    gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
-                    gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
-                    finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
+            if finite:
+                gn = dist.clip_grad_norm_(policy_params, cfg.max_grad_norm)
+                gv = dist.clip_grad_norm_(value_params, cfg.max_grad_norm)
+                finite = bool(torch.isfinite(gn)) and bool(torch.isfinite(gv))
             if not finite:  # never step on NaN/inf
                 what = "loss" if not torch.isfinite(loss) else f"gradient norm (policy {gn.item()}, value {gv.item()})"
                 guard.bad(update, f"non-finite {what}; optimizer step skipped")
@@ -733,7 +730,7 @@ def split_minibatch(mb: dict, ptx_ids: torch.Tensor | None) -> list[tuple[dict, 
         if ptx_ids is not None:
             m = ptx_ids.shape[0]
             pr = slice(0, (m + 1) // 2) if rows.start == 0 else slice((m + 1) // 2, m)
-            ptx, pw = ptx_ids[pr], (pr.stop - pr.start) / m
+            ptx, pw = (ptx_ids[pr] if pr.stop > pr.start else None), (pr.stop - pr.start) / m
         out.append((half, ptx, half["response_mask"].sum().item() / n, pw))
     return out
 
@@ -741,8 +738,7 @@ def split_minibatch(mb: dict, ptx_ids: torch.Tensor | None) -> list[tuple[dict, 
 def _half_backward(policy, value_model, cfg: PPOConfig, dist, mb: dict, ptx_ids, weight: float, ptx_weight: float):
     """One half of a minibatch (:func:`split_minibatch`): the policy's and the value model's scaled
     losses and their backwards. Returns (scaled loss sum, policy stats, value stats)."""
-    loss, stats = policy_minibatch_loss(policy, mb, cfg, ptx_ids if ptx_ids is not None and len(ptx_ids) else None,
-                                        weight, ptx_weight)
+    loss, stats = policy_minibatch_loss(policy, mb, cfg, ptx_ids, weight, ptx_weight)
     if not bool(torch.isfinite(loss)):
         return loss, stats, {}
     dist.backward(loss)
@@ -986,7 +982,7 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
 
             # 2-3. Rollout and evaluation (no grad): sample, then old log-probs, reference, values, RM scores.
             ro = collect_rollout(m.policy, m.ref, m.value, m.rm, m.tok, batch_prompts, cfg, t.gens["sample"], score_fn,
-                                 [d.prompt_ids[i] for i in batch_idx], side_by_side=score_side_by_side,
+                                 [d.prompt_ids[i] for i in batch_idx], score_side_by_side=score_side_by_side,
                                  sample_side_by_side=sample_side_by_side)
             t.episodes += cfg.batch_size
             t.update += 1
