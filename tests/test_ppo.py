@@ -584,3 +584,20 @@ def test_side_by_side_sampling_trains_deterministically(folders, tmp_path, monke
     assert calls == [2] * 4  # 2 updates per run
     assert logs[0] == logs[1] and len(logs[0]) == 2
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_side_by_side_switch_that_cannot_act_is_logged(folders, tmp_path, caplog):
+    """On one intra-op thread the side-by-side switches do nothing; the run says so instead of
+    silently ignoring what the config asked for."""
+    import logging
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with caplog.at_level(logging.INFO, logger="instructrl.ppo"):
+            ppo.train_ppo(_cfg(total_episodes=16, side_by_side_backward=True, side_by_side_sampling=True),
+                          folders["sft"], folders["rm"], folders["prompts"], str(tmp_path / "out"), progress=False)
+    finally:
+        torch.set_num_threads(n)
+    said = [r.getMessage() for r in caplog.records if "is ignored here" in r.getMessage()]
+    assert [m.split()[1] for m in said] == ["side_by_side_sampling", "side_by_side_backward"]

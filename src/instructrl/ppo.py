@@ -948,6 +948,13 @@ def train_ppo(cfg: PPOConfig, policy: str, reward: str, prompts: str, out: str, 
         t = make_trainers(cfg, m, d, dist, device)
         score_side_by_side = cfg.side_by_side_scoring and side_by_side_allowed(dist, device, m.ref, m.rm)
         sample_side_by_side = cfg.side_by_side_sampling and side_by_side_allowed(dist, device)
+        for name, asked, acts in (("side_by_side_scoring", cfg.side_by_side_scoring, score_side_by_side),
+                                  ("side_by_side_sampling", cfg.side_by_side_sampling, sample_side_by_side),
+                                  ("side_by_side_backward", cfg.side_by_side_backward,
+                                   side_by_side_allowed(dist, device))):
+            if asked and not acts:  # said, not silently dropped
+                log.info("PPO: %s is ignored here (it needs a single-process CPU run with >= 2 threads%s)",
+                         name, ", without LoRA" if name == "side_by_side_scoring" else "")
         st = run.resume_state()
         if st is not None:
             restore(st, m, t, run.guard)
