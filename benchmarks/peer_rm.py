@@ -53,7 +53,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         args = RewardConfig(output_dir=tmp, per_device_train_batch_size=a.seqs // 2, num_train_epochs=1,
                             learning_rate=1e-5, report_to="none", save_strategy="no", logging_steps=10**6,
-                            use_cpu=True, disable_tqdm=True, max_length=256, dataloader_num_workers=0, seed=0)
+                            use_cpu=True, disable_tqdm=True, max_length=256, dataloader_num_workers=0, seed=0,
+                            # TRL's RewardConfig defaults both to True; ours trains in fp32 without
+                            # checkpointing. bf16 autocast is emulated (~9x slower) on a CPU without
+                            # AVX512-BF16/AMX, and would be a faster other precision on one with it.
+                            bf16=False, gradient_checkpointing=False)
         trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
         buf = io.StringIO()
         t0 = time.perf_counter()
