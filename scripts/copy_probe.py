@@ -8,8 +8,13 @@ checks need that mechanism, in the policy and in the reward model alike: "use th
 copy X from the prompt into the answer, and verifying it asks to match a word of the answer with
 one of the prompt; a summary is faithful when its names are copied from the context.
 
+A second, in-distribution measure reads the same mechanism where the world asks for it: after
+"Q: Write a sentence about a P that uses the word W.\nA: The A kept the", the log-probability of
+W against another object W' in that slot (the lookup margin), and how often W is the likelier.
+
 Prints a markdown table: per model, the mean loss (nats per token) on the first copy and on the
-second, their difference (the copy gain) and the top-1 accuracy on each copy.
+second, their difference (the copy gain), the top-1 accuracy on each copy, and the lookup margin
+and rate.
 
     python scripts/copy_probe.py runs/default/base_small runs/default/base_large runs/default/sft
 """
@@ -64,11 +69,36 @@ def world_word_sequences(tokenize: Callable[[str], list[int]], n: int, n_words: 
     return [tokenize(" " + " ".join(rng.choice(words) for _ in range(n_words))) for _ in range(n)]
 
 
+def word_logprob(logits_fn: Callable[[torch.Tensor], torch.Tensor], prefix: Sequence[int],
+                 word: Sequence[int]) -> float:
+    """log p(word | prefix) = sum over the word's tokens w_i of log softmax(logits at the position
+    before w_i)[w_i], with ``logits_fn`` mapping ids [1, T] to logits [1, T, V]."""
+    ids = torch.tensor([list(prefix) + list(word)])
+    with torch.no_grad():
+        lp = torch.log_softmax(logits_fn(ids)[0, :-1].float(), -1)
+    return float(sum(lp[len(prefix) - 1 + i, t] for i, t in enumerate(word)))
+
+
+def lookup_cases(n: int, seed: int) -> list[tuple[str, str, str]]:
+    """``n`` (context, required word, other object) triples of the world's `gen_word` form."""
+    from instructrl.world.lexicon import ANIMALS, OBJECTS, PLACES
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        w, other = rng.sample(OBJECTS, 2)
+        ctx = (f"Q: Write a sentence about a {rng.choice(PLACES)} that uses the word {w}.\nA: "
+               f"The {rng.choice(ANIMALS)} kept the")
+        out.append((ctx, w, other))
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="causal LM folders (a reward model folder reads as its trunk)")
     ap.add_argument("--n", type=int, default=64, help="sequences per model")
     ap.add_argument("--words", type=int, default=12, help="words per sequence")
+    ap.add_argument("--n-lookup", type=int, default=200, help="lookup cases per model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the table here as JSON")
     a = ap.parse_args(argv)
@@ -82,11 +112,18 @@ def main(argv=None) -> None:
         tok = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder).eval()
         seqs = world_word_sequences(lambda s: tok(s, add_special_tokens=False)["input_ids"], a.n, a.words, a.seed)
-        rows.append({"model": folder, **copy_losses(lambda ids: model(ids).logits, seqs)})
-    print("| model | loss, first copy | loss, second copy | copy gain | top-1, first copy | top-1, second copy |")
-    print("| --- | --- | --- | --- | --- | --- |")
+        fn = lambda ids: model(ids).logits  # noqa: E731
+        enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+        margins = [word_logprob(fn, enc(c), enc(" " + w)) - word_logprob(fn, enc(c), enc(" " + o))
+                   for c, w, o in lookup_cases(a.n_lookup, a.seed)]
+        rows.append({"model": folder, **copy_losses(fn, seqs), "lookup_margin": sum(margins) / len(margins),
+                     "lookup_rate": sum(m > 0 for m in margins) / len(margins)})
+    print("| model | loss, first copy | loss, second copy | copy gain | top-1, first / second copy "
+          "| lookup margin (nats) | required word likelier |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {r['first']:.3f} | {r['second']:.3f} | {r['gain']:+.3f} | {r['top1_first']:.3f} | {r['top1_second']:.3f} |")
+        print(f"| {r['model']} | {r['first']:.3f} | {r['second']:.3f} | {r['gain']:+.3f} | "
+              f"{r['top1_first']:.3f} / {r['top1_second']:.3f} | {r['lookup_margin']:+.3f} | {r['lookup_rate']:.3f} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

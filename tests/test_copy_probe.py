@@ -62,3 +62,18 @@ def test_word_sequences_are_deterministic_and_sized():
     tok = lambda s: [len(w) for w in s.split()]  # one "token" per word
     a = m.world_word_sequences(tok, 3, 5, seed=0)
     assert a == m.world_word_sequences(tok, 3, 5, seed=0) and len(a) == 3 and all(len(x) == 5 for x in a)
+
+
+def test_word_logprob_by_hand():
+    m = _script()
+
+    def fn(ids):  # every position: logit 2 on token 3, 0 elsewhere
+        out = torch.zeros(1, ids.shape[1], V)
+        out[0, :, 3] = 2.0
+        return out
+
+    lp3 = 2.0 - math.log(math.exp(2.0) + V - 1)
+    lp_other = -math.log(math.exp(2.0) + V - 1)
+    assert m.word_logprob(fn, [1, 2], [3, 4]) == pytest.approx(lp3 + lp_other, rel=1e-5)
+    cases = m.lookup_cases(5, seed=0)
+    assert len(cases) == 5 and all(w in c and o != w for c, w, o in cases)
