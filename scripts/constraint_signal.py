@@ -29,15 +29,6 @@ import random
 from pathlib import Path
 
 
-def ranks(ranking: list) -> dict[int, int]:
-    """Response index -> its place in a ranking (best first; a tie list shares one place)."""
-    pos = {}
-    for place, item in enumerate(ranking):
-        for i in item if isinstance(item, list) else [item]:
-            pos[i] = place
-    return pos
-
-
 def constraint_pairs(record: dict, follows) -> list[tuple[int, int]]:
     """(follower, other) index pairs of one ranked record whose responses differ in following the
     prompt's constraint; ``follows(prompt, response)`` is True / False, or None without one."""
@@ -52,9 +43,11 @@ def constraint_pairs(record: dict, follows) -> list[tuple[int, int]]:
 def count(records: list[dict], follows) -> dict:
     """Over the strictly ranked pairs of `records`: how many differ in following the constraint,
     and the share of those where the ranking puts the follower first."""
+    from instructrl.label.db import ranks_of
+
     n_pairs = n_diff = n_agree = 0
     for r in records:
-        pos = ranks(r["ranking"])
+        pos = ranks_of(r["ranking"])
         n_pairs += sum(pos[i] != pos[j] for i, j in itertools.combinations(range(len(r["responses"])), 2))
         for ok, other in constraint_pairs(r, follows):
             if pos[ok] != pos[other]:

@@ -18,10 +18,6 @@ def _follows(prompt, response):  # "ok" follows, "no" does not, anything else ha
     return {"ok": True, "no": False}.get(response.split()[0])
 
 
-def test_ranks_with_ties():
-    assert _script().ranks([2, [0, 3], 1]) == {2: 0, 0: 1, 3: 1, 1: 2}
-
-
 def test_count_by_hand():
     m = _script()
     recs = [
