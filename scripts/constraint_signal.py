@@ -74,14 +74,17 @@ def main(argv=None) -> None:
     q.add_argument("comparisons")
     q.add_argument("--rm", nargs="+", required=True)
     a = ap.parse_args(argv)
+    if a.cmd == "pairs" and not (0.0 <= a.flip <= 1.0 and a.n >= 0 and a.draws >= 1):
+        ap.error("pairs: --flip must lie in [0, 1], --n >= 0 and --draws >= 1")
 
     from instructrl.world import judge
 
     if a.cmd == "count":
         recs = [json.loads(x) for x in Path(a.comparisons).read_text().splitlines() if x.strip()]
         r = count(recs, judge.follows_constraint)
+        first = "n/a" if r["ranked_follower_first"] is None else f"{r['ranked_follower_first']:.3f}"
         print(f"{r['ranked_pairs']} ranked pairs; {r['constraint_pairs']} ({r['share']:.3f}) differ in following "
-              f"the constraint; ranked with the follower first in {r['ranked_follower_first']:.3f} of those")
+              f"the constraint; ranked with the follower first in {first} of those")
     elif a.cmd == "pairs":
         from instructrl.world import styles
 

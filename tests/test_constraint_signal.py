@@ -49,3 +49,15 @@ def test_pairs_are_good_over_ignored_constraint(tmp_path):
     m.main(["pairs", str(prompts), "--draws", "3", "--out", str(flipped), "--flip", "1.0", "--n", "2"])
     f = [json.loads(x) for x in flipped.read_text().splitlines()]
     assert len(f) == 2 and all(r["ranking"] == recs[i]["ranking"][::-1] for i, r in enumerate(f))
+
+
+def test_count_without_constraint_pairs_and_bad_flip(tmp_path, capsys):
+    m = _script()
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps({"prompt": "Q: Reverse the word 'cat'.\nA:", "responses": [" tac", " cat"], "ranking": [0, 1]}) + "\n")
+    m.main(["count", str(f)])
+    assert "0 (0.000) differ" in capsys.readouterr().out
+    import pytest
+
+    with pytest.raises(SystemExit):
+        m.main(["pairs", str(f), "--out", str(tmp_path / "x.jsonl"), "--flip", "1.5"])
