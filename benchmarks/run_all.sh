@@ -15,6 +15,11 @@ make_venv() {  # $1 = venv folder, $2 = requirements file
 make_venv benchmarks/.venv-peer benchmarks/requirements-peer.txt
 make_venv benchmarks/.venv-peer-rm benchmarks/requirements-peer-rm.txt
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# What the figures depend on: the CPU, whether it multiplies bf16 natively (pretraining's
+# precision "auto", and the speed of any peer left in bf16), the load before the run.
+echo "== machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | xargs), $(nproc) cores," \
+  "native bf16: $("$PY" -c 'from instructrl.precision import native_bf16; print(native_bf16())' 2>/dev/null || echo unknown)," \
+  "load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 "$PY" benchmarks/fixtures.py
 for b in ppo switches memory headroom rm generation scaling; do
   echo "== $b"
