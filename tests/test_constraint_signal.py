@@ -1,17 +1,13 @@
 """scripts/constraint_signal.py: constraint pairs and the labelers' agreement with them, by hand."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tiny_hf import load_script
+
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("constraint_signal", ROOT / "scripts" / "constraint_signal.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("constraint_signal")
 
 
 def _follows(prompt, response):  # "ok" follows, "no" does not, anything else has no constraint

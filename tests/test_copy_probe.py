@@ -1,21 +1,17 @@
 """scripts/copy_probe.py: the copy gain of a model that copies, of one that cannot, by hand."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tiny_hf import load_script
+
 V = 10
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("copy_probe", ROOT / "scripts" / "copy_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("copy_probe")
 
 
 def _uniform(ids):

@@ -1,16 +1,13 @@
 """scripts/sweep_log.py: the first and last windows of each PPO log of a run, by hand."""
 
-import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tiny_hf import load_script
+
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("sweep_log", ROOT / "scripts" / "sweep_log.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("sweep_log")
 
 
 def _log(folder: Path, rows):

@@ -127,13 +127,20 @@ RANKINGS = [{"prompt": p, "responses": [" hello there", " a", " the cat"], "rank
             for i, p in enumerate(PROMPTS * 2)]
 
 
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def load_script(name: str):
+    """The module of scripts/<name>.py (the scripts folder is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def chat_llama_folder(path, seed: int = 0) -> Path:
     """A tiny Llama-config chat model as a hub chat model comes (scripts/make_chat_model.py, size tiny):
     a ChatML chat template with a default system prompt, and pad = EOS = <|im_end|> in its tokenizer."""
-    import importlib.util
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_chat_model.py"
-    spec = importlib.util.spec_from_file_location("make_chat_model", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build_chat_model(path, "tiny", script.parent.parent / "examples" / "chat", seed)
+    return load_script("make_chat_model").build_chat_model(path, "tiny", SCRIPTS.parent / "examples" / "chat", seed)
