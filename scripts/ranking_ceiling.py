@@ -130,11 +130,17 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N rankings of each file (0: all)")
     ap.add_argument("--rm", help="also score the held-out pairs with this reward model folder, per attribute")
     ap.add_argument("--json", help="also write the table to this JSON file")
+    ap.add_argument("--write-pairs", nargs=2, metavar=("ATTRIBUTE", "OUT"),
+                    help="also write the training pairs that differ in ATTRIBUTE as {prompt, chosen, rejected} "
+                         "JSONL in the labeler's order (an RM trained on them alone says whether the real "
+                         "samples' signal is learnable)")
     a = ap.parse_args(argv)
     for p in (a.train, a.heldout):
         if not Path(p).is_file():
             ap.error(f"{p}: no such file")
-    xt, _, names, _, _ = pair_features(a.train, a.limit)
+    if a.write_pairs and a.write_pairs[0] not in FEATURES:
+        ap.error(f"--write-pairs: unknown attribute {a.write_pairs[0]!r}; one of {', '.join(FEATURES)}")
+    xt, _, names, t_records, t_where = pair_features(a.train, a.limit)
     xh, gh, _, h_records, h_where = pair_features(a.heldout, a.limit)
     if len(xt) == 0 or len(xh) == 0:
         ap.error("a rankings file has no ranked pairs")
@@ -174,6 +180,15 @@ def main(argv=None) -> int:
                    "rm": accuracy(sign * m[sel])}
             out["rm"]["per_attribute"][f] = row
             print(f"| {f} | {row['pairs']} | {row['labeler']:.3f} | {row['gold']:.3f} | {row['rm']:.3f} |")
+    if a.write_pairs:
+        col = xt[:, names.index(a.write_pairs[0])]
+        lines = [json.dumps({"prompt": t_records[n].prompt, "chosen": t_records[n].responses[w],
+                             "rejected": t_records[n].responses[l]}, ensure_ascii=False)
+                 for (n, w, l), c in zip(t_where, col) if c != 0]
+        Path(a.write_pairs[1]).write_text("".join(x + "\n" for x in lines))
+        first = float((col[col != 0] < 0).mean()) if lines else float("nan")
+        print(f"wrote {len(lines)} training pairs differing in {a.write_pairs[0]} "
+              f"(the one without it chosen in {first:.3f}) -> {a.write_pairs[1]}")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0

@@ -81,3 +81,18 @@ def test_missing_file_is_an_error(tmp_path):
     m = _script()
     with pytest.raises(SystemExit):
         m.main([str(tmp_path / "no.jsonl"), str(tmp_path / "no2.jsonl")])
+
+
+def test_write_pairs_in_the_labelers_order(tmp_path, capsys):
+    m = _script()
+    good, padded = _good_and_padded()
+    train = write_jsonl(tmp_path / "t.jsonl", [{"prompt": PROMPT, "responses": [good, padded], "ranking": [1, 0]},
+                                               {"prompt": PROMPT, "responses": [good, good + " Yes"], "ranking": [0, 1]}])
+    out = tmp_path / "pairs.jsonl"
+    assert m.main([str(train), str(train), "--write-pairs", "padding", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    # only the first ranking's pair differs in padding; the labeler chose the padded answer
+    assert rows == [{"prompt": PROMPT, "chosen": padded, "rejected": good}]
+    assert "chosen in 0.000" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        m.main([str(train), str(train), "--write-pairs", "no_such", str(out)])
