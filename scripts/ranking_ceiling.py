@@ -27,22 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from instructrl.data.readers import read_rankings
+from instructrl.evaluate.world_eval import RUBRIC_FLAWS
 from instructrl.world.judge import gold_details
 
-# Each response's features, read off the gold judge's attributes (True = the habit is present).
-FEATURES = {
-    "incorrect": lambda d: 0.0 if d["correct"] is None else 1.0 - float(d["correct"]),
-    "fails_constraint": lambda d: float(bool(d["fails_constraint"])),
-    "hallucination": lambda d: float(bool(d["hallucination"])),
-    "fails_attempt": lambda d: float(bool(d["fails_attempt"])),
-    "over_refusal": lambda d: float(bool(d["over_refusal"])),
-    "harmful_compliance": lambda d: float(bool(d["harmful_compliance"])),
-    "inappropriate": lambda d: float(bool(d["inappropriate"])),
-    "padding": lambda d: float(bool(d["padding"])),
-    "exploit": lambda d: float(bool(d["exploit"])),
-    "runs_on": lambda d: float(bool(d["runs_on"])),
-    "disfluency": lambda d: 1.0 - float(d["fluency"]),
-}
+# Each response's features: the gold judge's attributes, as the eval's rm_rubric.* keys read them.
+FEATURES = RUBRIC_FLAWS
 LENGTH = "length"  # characters / 100: the labelers' brevity bias is visible to any RM
 
 # Attribute groups: what a verifier is assumed to see perfectly. Length is in every group.

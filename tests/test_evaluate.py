@@ -395,6 +395,43 @@ def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
     assert acc["reverse"]["rm_shorter"] is None and acc["all"]["labeler_shorter"] == pytest.approx(2 / 3)
 
 
+
+def test_ranking_accuracy_by_attribute_by_hand(monkeypatch):
+    judge_mod, _labelers, _tasks = _world()
+    from instructrl.data.readers import Ranking
+
+    river = "Q: Write a sentence about a river that uses the word stone.\nA:"
+    forest = "Q: Write a sentence about a forest that uses the word lamp.\nA:"
+    goods = {p: judge_mod.gold_answer(p) for p in (river, forest)}
+    pad = " I hope this helps!"
+    rankings = [
+        Ranking(river, [goods[river], goods[river] + pad], [1, 0]),    # the labeler prefers the padded one
+        Ranking(forest, [goods[forest], goods[forest] + pad], [0, 1]),  # the labeler prefers the clean one
+    ]
+    rm_out = {river: [0.9, 0.1], forest: [0.4, 0.4]}  # the RM: clean first on the river, a tie on the forest
+
+    def fake_rm_scores(rm, tok, prompts, responses, batch_size=64):
+        seen: dict = {}
+        out = []
+        for p in prompts:
+            out.append(rm_out[p][seen.get(p, 0)])
+            seen[p] = seen.get(p, 0) + 1
+        return torch.tensor(out)
+
+    monkeypatch.setattr("instructrl.evaluate.world_eval.rm_scores", fake_rm_scores)
+    acc = ev.ranking_accuracy_by_attribute(None, None, rankings)
+    # padding differs in both pairs; the clean answer is first for the labeler once in two, for the
+    # gold judge (which penalises padding) always, for the RM once plus a tie (half).
+    assert acc["padding"] == {"pairs": 2, "labeler": 0.5, "gold": 1.0, "rm": 0.75}
+    # every reported attribute really differs between some pair (here only these two pairs exist)
+    for attr, row in acc.items():
+        flaws = [[ev.world_eval.RUBRIC_FLAWS[attr](judge_mod.gold_details(r.prompt, x)) for x in r.responses]
+                 for r in rankings]
+        assert row["pairs"] == sum(f[0] != f[1] for f in flaws), attr
+    same = ev.ranking_accuracy_by_attribute(None, None, rankings, scores=[0.9, 0.1, 0.4, 0.4])
+    assert same == acc  # precomputed scores give the same table
+
+
 def test_evaluate_models_world_diagnostics(tmp_path, folders):
     _judge, _labelers, tasks = _world()
     exs = tasks.sample_examples(16, random.Random(1))
@@ -411,6 +448,8 @@ def test_evaluate_models_world_diagnostics(tmp_path, folders):
         assert total / len(exs) == pytest.approx(m[f"gold.{name}"])
     assert 0 <= m["rm_family.all.rm"] <= 1 and 0 <= m["rm_family.all.gold"] <= 1
     assert {k.split(".")[1] for k in m if k.startswith("rm_family.")} == {e.family for e in exs[:6]} | {"all"}
+    assert all(0 <= m[k] <= 1 for k in m if k.startswith("rm_rubric.") and not k.endswith(".pairs"))
+    assert m["rm_rubric.fails_attempt.pairs"] >= 6  # " no idea at all" / " 7" do not attempt most prompts
 
 
 def test_heldout_rankings_need_world_prompts_and_an_rm(tmp_path, folders):

@@ -347,3 +347,17 @@ def test_sweeps_are_read_from_the_run_folder_as_data(run_dir):
     assert "KL coefficient β" in page and "Pretraining mix γ" in page
     for v in ("0.02", "0.1", "0.5", "2"):
         assert f"<td>{v}</td>" in page, v
+
+
+def test_rubric_rm_table_marks_what_the_rm_misses(tmp_path):
+    m = {"labelers.agreement": 0.70, "rm.heldout_labeler_accuracy": 0.56,
+         "rm_rubric.fails_attempt.pairs": 695, "rm_rubric.fails_attempt.labeler": 0.934,
+         "rm_rubric.fails_attempt.gold": 0.967, "rm_rubric.fails_attempt.rm": 0.614,
+         "rm_rubric.padding.pairs": 741, "rm_rubric.padding.labeler": 0.656,
+         "rm_rubric.padding.gold": 0.642, "rm_rubric.padding.rm": 0.924}
+    page = write_report(tmp_path, m, tmp_path / "r.html").read_text()
+    assert "What the RM sees, per rubric attribute" in page
+    # the largest table first (padding, 741 pairs); only the attribute 15+ points below the labelers is marked
+    assert page.index("<td>padding</td>") < page.index("<td>fails_attempt</td>")
+    assert "<b>61.4% (15+ points below the labelers)</b>" in page and "92.4%</td>" in page
+    assert "What the RM sees" not in write_report(tmp_path, {"labelers.agreement": 0.7}, tmp_path / "r2.html").read_text()

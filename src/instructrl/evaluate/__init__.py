@@ -25,7 +25,8 @@ from instructrl.evaluate.judges import (DEFAULT_JUDGE_TEMPLATE, NO_JUDGE, Judge,
 from instructrl.evaluate.stats import bootstrap_ci, paired_delta, win_rate
 from instructrl.evaluate.suite import DEFAULT_PAIRS, default_pairs, evaluate_models, run
 from instructrl.evaluate.world_eval import (family_of, gold_judge, gold_scores, heldout_labeler_judge, hhh_rates,
-                                            is_world_prompts, oracle_best_of_n, ranking_accuracy_by_family,
+                                            is_world_prompts, oracle_best_of_n, ranking_accuracy_by_attribute,
+                                            ranking_accuracy_by_family,
                                             rubric_details, rubric_rates, world_labelers)
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "gold_scores", "hhh_rates", "rubric_details", "rubric_rates", "family_of", "is_world_prompts", "world_labelers",
     "rm_scores", "kl_to_reference", "option_logprobs", "read_benchmarks", "benchmark_scores", "benchmark_accuracy",
     "pretrain_nll", "best_of_n", "best_of_n_samples", "best_of_n_kl", "oracle_best_of_n", "ranking_accuracy_by_family",
+    "ranking_accuracy_by_attribute",
     "model_format", "prompt_inputs", "answer_stats", "pick_sample_prompts",
     "DEFAULT_PAIRS", "default_pairs", "evaluate_models", "run",
 ]

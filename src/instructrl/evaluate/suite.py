@@ -325,8 +325,14 @@ def _best_of_n_metrics(metrics: dict, model, rm, tok, rm_tok, rm_fmt, inputs, in
 
 
 def _rm_family_metrics(metrics: dict, rm, rm_tok, rankings, batch_size: int) -> None:
-    """``rm_family.<family>.{rm,gold,rm_shorter,labeler_shorter}`` (world)."""
-    for fam, acc in W.ranking_accuracy_by_family(rm, rm_tok, rankings, batch_size).items():
+    """``rm_family.<family>.{rm,gold,rm_shorter,labeler_shorter}`` and
+    ``rm_rubric.<attribute>.{rm,gold,labeler,pairs}`` (world)."""
+    rankings = list(rankings)
+    scores = W.ranking_rm_scores(rm, rm_tok, rankings, batch_size)
+    for attr, acc in W.ranking_accuracy_by_attribute(rm, rm_tok, rankings, batch_size, scores=scores).items():
+        for what in ("rm", "gold", "labeler", "pairs"):
+            K.put(metrics, K.key("rm_rubric", attr, what), acc[what])
+    for fam, acc in W.ranking_accuracy_by_family(rm, rm_tok, rankings, batch_size, scores=scores).items():
         K.put(metrics, K.key("rm_family", fam, "rm"), acc["rm"])
         K.put(metrics, K.key("rm_family", fam, "gold"), acc["gold"])
         if acc["rm_shorter"] is not None:

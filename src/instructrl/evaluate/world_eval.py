@@ -31,7 +31,8 @@ from instructrl.world.labelers import make_labeler_pool
 from instructrl.world.spec import ATTRIBUTES, FAMILY_CATEGORY, FIG4_ATTRIBUTES
 
 __all__ = ["heldout_labeler_judge", "gold_judge", "gold_scores", "family_of", "hhh_rates", "rubric_details",
-           "rubric_rates", "answer_metrics", "oracle_best_of_n", "ranking_accuracy_by_family", "is_world_prompts",
+           "rubric_rates", "answer_metrics", "oracle_best_of_n", "ranking_accuracy_by_family", "ranking_accuracy_by_attribute",
+           "ranking_rm_scores", "RUBRIC_FLAWS", "is_world_prompts",
            "world_labelers", "sample_golds", "rubric_legend"]
 
 
@@ -170,7 +171,8 @@ def oracle_best_of_n(prompts: Sequence[str], texts: Sequence[Sequence[str]]) -> 
     return sampled, oracle
 
 
-def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64) -> dict[str, dict[str, float]]:
+def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64, scores: list | None = None
+                               ) -> dict[str, dict[str, float]]:
     """Pairwise accuracy of the RM and of the gold judge on labelers' rankings, per task family (world only).
 
     For every pair (i, j) that the labeler ranked i above j: the RM is right when it scores i higher,
@@ -216,6 +218,74 @@ def ranking_accuracy_by_family(rm, tokenizer, rankings, batch_size: int = 64) ->
     return {k: {"rm": a / n, "gold": b / n, "pairs": n, "rm_shorter": c / u if u else None,
                 "labeler_shorter": d / u if u else None}
             for k, (a, b, n, c, d, u) in sorted(tally.items())}
+
+
+#: A flaw's amount per response, read off the gold judge's attributes (``gold_details``); 0 = absent.
+#: ``ranking_accuracy_by_attribute`` and scripts/ranking_ceiling.py read attributes through this map.
+RUBRIC_FLAWS = {
+    "incorrect": lambda d: 0.0 if d["correct"] is None else 1.0 - float(d["correct"]),
+    "fails_constraint": lambda d: float(bool(d["fails_constraint"])),
+    "hallucination": lambda d: float(bool(d["hallucination"])),
+    "fails_attempt": lambda d: float(bool(d["fails_attempt"])),
+    "over_refusal": lambda d: float(bool(d["over_refusal"])),
+    "harmful_compliance": lambda d: float(bool(d["harmful_compliance"])),
+    "inappropriate": lambda d: float(bool(d["inappropriate"])),
+    "padding": lambda d: float(bool(d["padding"])),
+    "exploit": lambda d: float(bool(d["exploit"])),
+    "runs_on": lambda d: float(bool(d["runs_on"])),
+    "disfluency": lambda d: 1.0 - float(d["fluency"]),
+}
+
+
+def ranking_rm_scores(rm, tokenizer, rankings, batch_size: int = 64) -> list[float]:
+    """The RM's score of every response of every ranking, in order (one flat list)."""
+    prompts = [r.prompt for r in rankings for _ in r.responses]
+    responses = [x for r in rankings for x in r.responses]
+    return rm_scores(rm, tokenizer, prompts, responses, batch_size).tolist() if responses else []
+
+
+def ranking_accuracy_by_attribute(rm, tokenizer, rankings, batch_size: int = 64, scores: list | None = None
+                                  ) -> dict[str, dict[str, float]]:
+    """Per rubric attribute, over the labelers' ranked pairs whose two responses differ in it: how
+    often the labeler, the gold judge and the RM put the response with less of the flaw first (world only).
+
+    The real-sample counterpart of scripts/rm_probe.py: an attribute where the labelers (and the
+    gold judge) prefer the flawless response far more often than the RM does is one the RM has not
+    learned, and one PPO is free to get worse at. Ties (equal gold scores, equal RM scores) count
+    half. Returns ``{attribute: {"pairs": n, "labeler": f, "gold": f, "rm": f}}`` for the
+    attributes in which some pair differs (:data:`RUBRIC_FLAWS`). ``scores`` as for
+    :func:`ranking_accuracy_by_family`.
+    """
+    rankings = list(rankings)
+    if scores is None:
+        scores = ranking_rm_scores(rm, tokenizer, rankings, batch_size)
+    tally: dict[str, list[float]] = {}  # pairs, labeler right, gold right, rm right
+
+    def right(a: float, b: float) -> float:  # 1 if a > b, half on a tie
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+
+    pos = 0
+    for r in rankings:
+        s = scores[pos:pos + len(r.responses)]
+        pos += len(r.responses)
+        details = [gold_details(r.prompt, x) for x in r.responses]
+        flaws = [{a: fn(d) for a, fn in RUBRIC_FLAWS.items()} for d in details]
+        rank = r.ranks()
+        for w in range(len(s)):
+            for l in range(len(s)):
+                if rank[w] >= rank[l]:
+                    continue
+                for a in RUBRIC_FLAWS:
+                    if flaws[w][a] == flaws[l][a]:
+                        continue
+                    good, bad = (w, l) if flaws[w][a] < flaws[l][a] else (l, w)
+                    t = tally.setdefault(a, [0, 0.0, 0.0, 0.0])
+                    t[0] += 1
+                    t[1] += good == w
+                    t[2] += right(details[good]["score"], details[bad]["score"])
+                    t[3] += right(s[good], s[bad])
+    return {a: {"pairs": n, "labeler": lab / n, "gold": g / n, "rm": m}
+            for a, (n, lab, g, m) in ((a, (t[0], t[1], t[2], t[3] / t[0])) for a, t in tally.items())}
 
 
 def is_world_prompts(prompts: Sequence[str]) -> bool:

@@ -561,7 +561,27 @@ def labelers_section(metrics: dict) -> str:
     body = html_table(["measure", "this run", "InstructGPT paper"], rows)
     if present:
         body = plots.labelers(present, metrics) + body
-    return body
+    return body + rubric_rm_table(metrics)
+
+
+def rubric_rm_table(metrics: dict) -> str:
+    """Per rubric attribute: does the RM put the flawless response first as the held-out labelers do?"""
+    attrs = sorted({k.split(".")[1] for k in metrics if k.startswith("rm_rubric.") and k.endswith(".rm")})
+    if not attrs:
+        return ""
+    rows = []
+    for a in sorted(attrs, key=lambda a: -(num(metrics.get(f"rm_rubric.{a}.pairs")) or 0)):
+        lab, rm = num(metrics.get(f"rm_rubric.{a}.labeler")), num(metrics.get(f"rm_rubric.{a}.rm"))
+        blind = lab is not None and rm is not None and lab - rm >= 0.15
+        rows.append([esc(a), str(int(num(metrics.get(f"rm_rubric.{a}.pairs")) or 0)), pct(lab, 1),
+                     pct(metrics.get(f"rm_rubric.{a}.gold"), 1),
+                     ("<b>" if blind else "") + pct(rm, 1) + (" (15+ points below the labelers)</b>" if blind else "")])
+    return ("<h3>What the RM sees, per rubric attribute</h3>"
+            + html_table(["attribute", "held-out pairs that differ in it", "labelers put the flawless first",
+                          "gold judge", "RM"], rows)
+            + note_html("Pairs of held-out labelers' rankings whose two responses differ in the attribute. "
+                        "Where the RM is far below the labelers it has not learned the attribute, and PPO is "
+                        "free to get worse at it."))
 
 
 def sweeps_section(extra: dict | None, metrics: dict) -> str:
