@@ -360,6 +360,18 @@ def test_oracle_best_of_n_by_hand():
     assert ev.oracle_best_of_n([p1], [[" 7"]]) == pytest.approx((g[0][1], g[0][1]))  # n = 1: nothing to pick
 
 
+def _fake_rm_scores(rm_out: dict):
+    """An ``rm_scores`` stand-in: the i-th response of prompt p scores ``rm_out[p][i]``."""
+    def fake(rm, tok, prompts, responses, batch_size=64):
+        seen: dict = {}
+        out = []
+        for p in prompts:
+            out.append(rm_out[p][seen.get(p, 0)])
+            seen[p] = seen.get(p, 0) + 1
+        return torch.tensor(out)
+    return fake
+
+
 def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
     judge_mod, _labelers, _tasks = _world()
     from instructrl.data.readers import Ranking
@@ -373,15 +385,7 @@ def test_ranking_accuracy_by_family_matches_an_explicit_loop(monkeypatch):
     # RM: add 6 > 5 (wrong), both > refusal (right); add2 prefers the shorter " 5" (wrong); rev: a tie.
     rm_out = {add: [0.3, 0.9, -1.0], add2: [0.1, 0.2], rev: [0.5, 0.5]}
 
-    def fake_rm_scores(rm, tok, prompts, responses, batch_size=64):
-        seen = {}
-        out = []
-        for p in prompts:
-            out.append(rm_out[p][seen.get(p, 0)])
-            seen[p] = seen.get(p, 0) + 1
-        return torch.tensor(out)
-
-    monkeypatch.setattr("instructrl.evaluate.world_eval.rm_scores", fake_rm_scores)
+    monkeypatch.setattr("instructrl.evaluate.world_eval.rm_scores", _fake_rm_scores(rm_out))
     acc = ev.ranking_accuracy_by_family(None, None, rankings)
     # add: (5>6) RM wrong, (5>ref) right, (6>ref) right, (55>5) wrong -> 2/4; gold orders all four right.
     assert acc["add"]["pairs"] == 4 and acc["add"]["rm"] == pytest.approx(2 / 4) and acc["add"]["gold"] == 1.0
@@ -410,15 +414,7 @@ def test_ranking_accuracy_by_attribute_by_hand(monkeypatch):
     ]
     rm_out = {river: [0.9, 0.1], forest: [0.4, 0.4]}  # the RM: clean first on the river, a tie on the forest
 
-    def fake_rm_scores(rm, tok, prompts, responses, batch_size=64):
-        seen: dict = {}
-        out = []
-        for p in prompts:
-            out.append(rm_out[p][seen.get(p, 0)])
-            seen[p] = seen.get(p, 0) + 1
-        return torch.tensor(out)
-
-    monkeypatch.setattr("instructrl.evaluate.world_eval.rm_scores", fake_rm_scores)
+    monkeypatch.setattr("instructrl.evaluate.world_eval.rm_scores", _fake_rm_scores(rm_out))
     acc = ev.ranking_accuracy_by_attribute(None, None, rankings)
     # padding differs in both pairs; the clean answer is first for the labeler once in two, for the
     # gold judge (which penalises padding) always, for the RM once plus a tie (half).
