@@ -18,25 +18,22 @@ padding with repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections import Counter
 from pathlib import Path
 
 
-def read_prompts(path: Path) -> set[str]:
-    """The prompt strings of a JSONL file of ``{"prompt", ...}`` records."""
-    out = set()
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.add(json.loads(line)["prompt"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise SystemExit(f"{path}:{i}: not a {{\"prompt\": ...}} record ({e})") from None
-    return out
+def read_prompt_strings(path: Path) -> set[str]:
+    """The prompt strings of a prompts file (`instructrl.data.readers.read_prompts`: a bad record
+    stops the script with its file, line and field)."""
+    from instructrl.data.readers import read_prompts
+    from instructrl.errors import InstructRLError
+
+    try:
+        return {p.prompt for p in read_prompts(path)}
+    except InstructRLError as e:
+        raise SystemExit(str(e)) from None
 
 
 def more_prompts(n: int, exclude: set[str], seed: int) -> list[dict]:
@@ -60,18 +57,18 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.out} exists; remove it or choose another --out")
     exclude: set[str] = set()
     for p in args.exclude:
-        exclude |= read_prompts(p)
+        exclude |= read_prompt_strings(p)
     try:
         rows = more_prompts(args.n, exclude, args.seed)
     except ValueError as e:
         print(f"the world has fewer than {args.n} distinct prompts outside the excluded files: {e}",
               file=sys.stderr)
         return 1
+    from instructrl.data.readers import write_jsonl
+
     tmp = args.out.with_name(args.out.name + ".tmp")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    write_jsonl(tmp, rows)
     tmp.replace(args.out)
     fams = Counter(r["family"] for r in rows)
     print(f"{len(rows)} prompts -> {args.out}; by family: "
