@@ -1,10 +1,11 @@
 """Our side of the RM benchmark: instructrl's K-wise reward-model step (rm.run's inner loop).
 
 One epoch over the ranking file: batches of `--seqs` sequences (seqs / K prompts), ONE forward
-per response (`models.sequence_scores`), `losses.kwise_ranking_loss` over all C(K,2) comparisons
-of each prompt, AdamW step. Figure: comparisons/s.
+per response (`models.chunked_sequence_scores`, in length-sorted chunks of `--chunk-rows` rows as
+`rm.chunk_rows` does; 0 = the whole batch in one forward), `losses.kwise_ranking_loss` over all
+C(K,2) comparisons of each prompt, AdamW step. Figure: comparisons/s.
 
-    python benchmarks/ours_rm.py --k 4 [--seqs 72] [--json OUT]
+    python benchmarks/ours_rm.py --k 4 [--seqs 72] [--chunk-rows N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--seqs", type=int, default=72, help="sequences per batch (prompts = seqs // K)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chunk-rows", type=int, default=None, help="rows per forward (default: RMConfig's chunk_rows)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     import torch
@@ -31,8 +33,9 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     from instructrl import losses
     from instructrl.data.readers import read_rankings
-    from instructrl.models import load_reward_model, sequence_scores
-    from instructrl.rm import collate_prompts, encode_rankings
+    from instructrl.config import RMConfig
+    from instructrl.models import chunked_sequence_scores, load_reward_model
+    from instructrl.rm import encode_rankings, flatten_prompts
     from instructrl.train_utils import make_optimizer
 
     cache = fixtures.build()
@@ -41,11 +44,12 @@ def main(argv=None):
     enc = encode_rankings(tok, read_rankings(cache / f"rank_k{a.k}.jsonl"), 256, "error")
     opt = make_optimizer(rm, 1e-5, 0.9, 0.95, weight_decay=0.0, eps=1e-8)
     per = max(1, a.seqs // a.k)
+    chunk_rows = RMConfig().chunk_rows if a.chunk_rows is None else a.chunk_rows
     comps = 0
     t0 = time.perf_counter()
     for b0 in range(0, len(enc), per):
-        ids, attn, group, rank = collate_prompts(enc[b0:b0 + per], tok.pad_token_id)
-        scores = sequence_scores(rm, ids, attn)
+        seqs, group, rank = flatten_prompts(enc[b0:b0 + per])
+        scores = chunked_sequence_scores(rm, seqs, tok.pad_token_id, chunk_rows)
         loss, stats = losses.kwise_ranking_loss(scores, group, rank)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -53,7 +57,7 @@ def main(argv=None):
         opt.step()
         comps += int(stats["num_pairs"])
     total = time.perf_counter() - t0
-    res = {"side": "ours", "k": a.k, "comparisons": comps, "time_s": total, "comparisons_per_s": comps / total,
+    res = {"side": "ours", "k": a.k, "chunk_rows": chunk_rows, "comparisons": comps, "time_s": total, "comparisons_per_s": comps / total,
            "peak_rss_mb": fixtures.peak_rss_mb()}
     if a.json:
         Path(a.json).write_text(json.dumps(res))

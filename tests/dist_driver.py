@@ -15,8 +15,9 @@ stage, model, data, out, bs = sys.argv[1:6]
 if stage == "sft":
     sft.train_sft(SFTConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, seed=0), model, data, out)
 elif stage == "rm":
-    rm.train_reward_model(RMConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, val_fraction=0.0, seed=0), model, data, out,
-           verbose=False)
+    # chunk_rows=2: several forwards before the one backward of each step, under DDP too
+    rm.train_reward_model(RMConfig(epochs=2, batch_size=int(bs), lr=1e-2, max_len=64, val_fraction=0.0, seed=0, chunk_rows=2),
+                          model, data, out, verbose=False)
 else:
     rank = int(os.environ.get("RANK", "0"))
 

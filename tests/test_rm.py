@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 
@@ -220,3 +221,83 @@ def test_several_data_files_train_as_one_set(tmp_path, base):
         bad = write_jsonl(tmp_path / "b.jsonl", rows[9:] + [{"prompt": "Q: x?\nA:", "responses": [" a"], "ranking": [0]}])
         rm.train_reward_model(cfg, str(base), [str(a), str(bad)], str(tmp_path / "bad"), verbose=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_length_sorted_chunks_by_hand():
+    from instructrl.models import length_sorted_chunks
+
+    assert length_sorted_chunks([5, 2, 9, 2, 7], 0) == [[0, 1, 2, 3, 4]]  # 0: one chunk, input order
+    assert length_sorted_chunks([5, 2, 9, 2, 7], 5) == [[0, 1, 2, 3, 4]]  # no more rows than a chunk
+    assert length_sorted_chunks([5, 2, 9, 2, 7], 2) == [[1, 3], [0, 4], [2]]  # stable sort by length
+    assert length_sorted_chunks([], 3) == []
+
+
+def test_chunked_scores_equal_one_forward_and_so_do_the_gradients(tmp_path, base):
+    """The RM step in length-sorted chunks (rm.chunk_rows): the scores of one padded forward over all
+    rows, in the input order, and the same gradient of the K-wise loss, to float rounding."""
+    from instructrl import losses
+    from instructrl.models import chunked_sequence_scores, reward_model_from_causal_lm
+
+    model, tok = reward_model_from_causal_lm(str(base), seed=0)
+    model.train()
+    enc = rm.encode_rankings(tok, read_rankings(write_jsonl(tmp_path / "r.jsonl", toy_rankings(9))), 64, "error")
+    seqs, group, rank = rm.flatten_prompts(enc)
+    assert len({len(s) for s in seqs}) > 3  # lengths differ, so the chunks really reorder the rows
+
+    def loss_and_grads(chunk_rows):
+        model.zero_grad()
+        scores = chunked_sequence_scores(model, seqs, tok.pad_token_id, chunk_rows)
+        loss, _ = losses.kwise_ranking_loss(scores, group, rank)
+        loss.backward()
+        return scores.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    s0, l0, g0 = loss_and_grads(0)
+    ids, attn, _, _ = rm.collate_prompts(enc, tok.pad_token_id)
+    with torch.no_grad():
+        assert torch.equal(s0, sequence_scores(model, ids, attn))  # chunk_rows 0 is the one forward, exactly
+    for chunk in (1, 4, 7):
+        s, l, g = loss_and_grads(chunk)
+        assert torch.allclose(s, s0, atol=1e-5), chunk
+        assert float(l) == pytest.approx(float(l0), abs=1e-6)
+        for n in g0:
+            assert torch.allclose(g[n], g0[n], atol=1e-6, rtol=1e-4), (chunk, n)
+    # Scoring without gradients (models.score_sequences) sorts too, when there is more than one batch.
+    import instructrl.models as models
+
+    was = models.SORT_SCORING
+    try:
+        models.SORT_SCORING = False
+        plain = models.score_sequences(model, seqs, tok.pad_token_id, batch_size=5)
+        models.SORT_SCORING = True
+        sorted_ = models.score_sequences(model, seqs, tok.pad_token_id, batch_size=5)
+    finally:
+        models.SORT_SCORING = was
+    assert torch.allclose(plain, sorted_, atol=1e-5) and torch.allclose(plain, s0, atol=1e-5)
+
+
+def test_chunked_rm_step_still_runs_k_passes_per_prompt(tmp_path, base, monkeypatch):
+    """With rm.chunk_rows the model runs several times per step, on chunk_rows rows at most, and the
+    step's rows still sum to its prompts' K: K forward passes per prompt, never C(K,2)."""
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Model
+
+    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
+    calls = []
+    original = GPT2Model.forward
+
+    def counting_forward(self, input_ids=None, **kw):
+        if torch.is_grad_enabled():
+            calls.append(input_ids.shape[0])
+        return original(self, input_ids=input_ids, **kw)
+
+    monkeypatch.setattr(GPT2Model, "forward", counting_forward)
+    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64, chunk_rows=3)
+    m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
+    rankings = read_rankings(data)
+    train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
+    assert max(calls) <= 3 and len(calls) > m["steps"]
+    assert sum(calls) == sum(rankings[i].k for i in train_idx)
+    ref = rm.train_reward_model(dataclasses.replace(cfg, chunk_rows=0), str(base), str(data), str(tmp_path / "rm0"),
+                                verbose=False)
+    assert m["val_accuracy"] == pytest.approx(ref["val_accuracy"], abs=0.02)
+    assert m["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-4)
+

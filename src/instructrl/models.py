@@ -418,13 +418,60 @@ def score_token_pairs(model, prompt_ids, response_ids, eos_id: int, pad_id: int,
     return score_sequences(model, seqs, pad_id, batch_size)
 
 
+def length_sorted_chunks(lengths: list[int], chunk_rows: int) -> list[list[int]]:
+    """Row indices in chunks of at most `chunk_rows`, the rows sorted by length (stable), so that each
+    chunk, right padded to its own longest row, computes few padding positions. `chunk_rows` 0 (or at
+    least the number of rows): one chunk of every row in the input order, i.e. no reordering at all."""
+    n = len(lengths)
+    if chunk_rows <= 0 or chunk_rows >= n:
+        return [list(range(n))] if n else []
+    order = sorted(range(n), key=lambda i: lengths[i])
+    return [order[c:c + chunk_rows] for c in range(0, n, chunk_rows)]
+
+
+def chunked_sequence_scores(model, seqs, pad_id: int, chunk_rows: int, device=None) -> torch.Tensor:
+    """RM scores (N,) of token sequences (each ending in EOS) in the input order, computed as
+    `length_sorted_chunks`: one forward per chunk of rows sorted by length, each right padded only to
+    its own longest. Every row's score is the one `sequence_scores` gives it in a batch of all rows,
+    to float rounding (a row never attends beyond its own tokens); what changes is how many padding
+    positions are computed: on the default's RM batches (16 prompts, K = 4..9) 56% of a batch padded
+    to its longest row is real tokens. Differentiable: one backward through the returned tensor
+    covers every chunk (the gradient is the sum over rows, as for a single forward)."""
+    parts, index = [], []
+    for rows in length_sorted_chunks([len(s) for s in seqs], chunk_rows):
+        ids, attn = pad_right([seqs[i] for i in rows], pad_id)
+        if device is not None:
+            ids, attn = ids.to(device), attn.to(device)
+        parts.append(sequence_scores(model, ids, attn))
+        index += rows
+    if not parts:
+        return torch.zeros(0)
+    scores = torch.cat(parts)
+    if index == list(range(len(index))):
+        return scores
+    inverse = torch.empty(len(index), dtype=torch.long)
+    inverse[torch.tensor(index, dtype=torch.long)] = torch.arange(len(index))
+    return scores[inverse.to(scores.device)]
+
+
+#: Score many sequences in batches of similar length (`length_sorted_chunks`): the same scores to
+#: float rounding (~1e-6) with fewer padding positions computed. False = batches in the input order
+#: (the runs made before it was the default). Applies only when there is more than one batch.
+SORT_SCORING = True
+
+
 @torch.no_grad()
 def score_sequences(model, seqs, pad_id: int, batch_size: int = 64) -> torch.Tensor:
     """RM scores (CPU float tensor) of complete token sequences (each ending in EOS), right padded,
-    in batches; the model is in eval mode while scoring."""
+    in batches of `batch_size` (sorted by length when `SORT_SCORING` and there is more than one
+    batch; returned in the input order); the model is in eval mode while scoring."""
     device = next(model.parameters()).device
     was_training = getattr(model, "training", False)
     model.eval()
+    if SORT_SCORING and len(seqs) > batch_size:
+        out = chunked_sequence_scores(model, seqs, pad_id, batch_size, device).float().cpu()
+        model.train(was_training)
+        return out
     out = []
     for i in range(0, len(seqs), batch_size):
         ids, attn = pad_right(seqs[i:i + batch_size], pad_id)

@@ -3,8 +3,9 @@
 One loop, top to bottom: turn the SFT model into a scalar-head RM, read and tokenize every ranking
 (a bad record stops the run before anything is written), hold out some prompts for validation,
 then for each step: take `batch_size` PROMPTS, flatten their K responses into one batch of
-sum(K) sequences, run the model ONCE on it (exactly K forward passes per prompt, never
-C(K,2)·2), read each score at the EOS, and minimise the K-wise loss
+sum(K) sequences, run the model on it (exactly K forward passes per prompt, never
+C(K,2)·2: one forward per chunk of `chunk_rows` of those sequences sorted by length, so little
+of it is padding), read each score at the EOS, and minimise the K-wise loss
 `-1/C(K,2) · Σ_{w ranked above l} log σ(r_w - r_l)` per prompt, averaged over prompts.
 After training, shift the score so the labelers' demonstrations have mean 0, and save a plain
 `AutoModelForSequenceClassification` folder.
@@ -44,9 +45,9 @@ from instructrl.models import (
     add_score_bias,
     n_params,
     pick_device,
+    chunked_sequence_scores,
     reward_model_from_causal_lm,
     score_sequences,
-    sequence_scores,
 )
 from instructrl.run import Run, rng_state, set_rng_state
 from instructrl.train_utils import (
@@ -100,13 +101,9 @@ def collate_prompts(encoded: list[dict], pad_id: int):
     Returns `(input_ids (N,T), attention_mask (N,T) bool, group (N,), rank (N,))`: `group` is the
     prompt's position in `encoded`, `rank` 0 = best (ties share a rank).
     """
-    seqs, group, rank = [], [], []
-    for g, e in enumerate(encoded):
-        seqs += e["seqs"]
-        group += [g] * len(e["seqs"])
-        rank += e["rank"]
+    seqs, group, rank = flatten_prompts(encoded)
     ids, attn = pad_right(seqs, pad_id)
-    return ids, attn, torch.tensor(group, dtype=torch.long), torch.tensor(rank, dtype=torch.long)
+    return ids, attn, group, rank
 
 
 def split_by_prompt(rankings, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -202,13 +199,27 @@ def read_data(cfg, tok, data, demonstrations, heldout_data, fmt=None) -> SimpleN
                            demo_seqs=demo_seqs, heldout=heldout)
 
 
-def kwise_step(train_rm, batch: list[dict], w: float, pad: int, dev, dist):
-    """One forward over every response of `batch`'s prompts (exactly K per prompt; the score read at
-    the EOS) and the K-wise loss over all their C(K,2) pairs, each prompt one batch element
-    ([IG] Eq. 1). Distributed: the loss is reweighted so DDP's gradient mean is the mean over all
+def flatten_prompts(encoded: list[dict]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+    """The K responses of each prompt as one list of sum(K) sequences, with `group` (N,), the
+    prompt's position in `encoded`, and `rank` (N,), 0 = best (ties share a rank)."""
+    seqs, group, rank = [], [], []
+    for g, e in enumerate(encoded):
+        seqs += e["seqs"]
+        group += [g] * len(e["seqs"])
+        rank += e["rank"]
+    return seqs, torch.tensor(group, dtype=torch.long), torch.tensor(rank, dtype=torch.long)
+
+
+def kwise_step(train_rm, batch: list[dict], w: float, pad: int, dev, dist, chunk_rows: int = 0):
+    """Score every response of `batch`'s prompts (exactly K per prompt; the score read at the EOS)
+    and take the K-wise loss over all their C(K,2) pairs, each prompt one batch element ([IG] Eq. 1).
+    The sum(K) sequences go through the model in chunks of `chunk_rows` sorted by length
+    (`models.chunked_sequence_scores`; 0 = one forward over all of them, right padded to the
+    longest): the same scores and loss to float rounding, one backward either way.
+    Distributed: the loss is reweighted so DDP's gradient mean is the mean over all
     processes' prompts; the statistics are over all processes' pairs."""
-    ids, attn, group, rank = collate_prompts(batch, pad)
-    scores = sequence_scores(train_rm, ids.to(dev), attn.to(dev))
+    seqs, group, rank = flatten_prompts(batch)
+    scores = chunked_sequence_scores(train_rm, seqs, pad, chunk_rows, dev)
     loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
     if dist.distributed:
         n_local = w * float(stats["num_groups"])
@@ -349,7 +360,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
                 #     all C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
                 #     Distributed: each process takes its share of the global batch of prompts.
                 batch, w = dist.shard([train_set[i] for i in order[b0:b0 + global_batch]])
-                loss, stats = kwise_step(train_rm, batch, w, pad, dev, dist)
+                loss, stats = kwise_step(train_rm, batch, w, pad, dev, dist, cfg.chunk_rows)
                 # 4b. Backward, clip, step; a NaN/inf loss or gradient skips the step (and stops after N).
                 dist.backward(loss)
                 grad_norm = dist.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
