@@ -356,7 +356,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
                 t0 = Timer()
                 lr = cosine_lr(step, total_steps, cfg.lr, cfg.min_lr_ratio)  # no warmup, cosine to 10%
                 set_lr(optimizer, lr)
-                # 4a. batch_size prompts -> sum(K) sequences, ONE forward (K per prompt, never C(K,2)·2);
+                # 4a. batch_size prompts -> sum(K) sequences scored in length-sorted chunks of chunk_rows (K passes per prompt, never C(K,2)·2);
                 #     all C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
                 #     Distributed: each process takes its share of the global batch of prompts.
                 batch, w = dist.shard([train_set[i] for i in order[b0:b0 + global_batch]])
