@@ -57,7 +57,7 @@ def test_exactly_k_forward_passes_per_prompt(tmp_path, base, monkeypatch):
         return original(self, input_ids=input_ids, **kw)
 
     monkeypatch.setattr(GPT2Model, "forward", counting_forward)
-    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64)
+    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64, share_prefix=False)
     m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
 
     rankings = read_rankings(data)
@@ -290,7 +290,7 @@ def test_chunked_rm_step_still_runs_k_passes_per_prompt(tmp_path, base, monkeypa
         return original(self, input_ids=input_ids, **kw)
 
     monkeypatch.setattr(GPT2Model, "forward", counting_forward)
-    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64, chunk_rows=3)
+    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64, chunk_rows=3, share_prefix=False)
     m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
     rankings = read_rankings(data)
     train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
@@ -301,3 +301,115 @@ def test_chunked_rm_step_still_runs_k_passes_per_prompt(tmp_path, base, monkeypa
     assert m["val_accuracy"] == pytest.approx(ref["val_accuracy"], abs=0.02)
     assert m["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-4)
 
+
+
+def test_common_prefix_length_by_hand():
+    from instructrl.models import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3, 9], [1, 2, 4], [1, 2, 3, 5, 6]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shortest keeps its last token
+    assert common_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+@pytest.mark.parametrize("arch", ["gpt2_char", "llama", "gpt_neox"])
+def test_prefix_shared_scores_equal_whole_sequences_and_so_do_the_gradients(tmp_path, base, arch):
+    """rm.share_prefix: each prompt once for its K responses, over a copy of its KV cache; the scores
+    and the K-wise loss's gradients of the whole sequences, to float rounding, on three families."""
+    from instructrl import losses
+    from instructrl.models import chunked_sequence_scores, prefix_shared_scores, reward_model_from_causal_lm
+
+    from tiny_hf import make_model_folder
+
+    folder = base if arch == "gpt2_char" else make_model_folder(arch, tmp_path)
+    model, tok = reward_model_from_causal_lm(str(folder), seed=0)
+    model.train()
+    enc = rm.encode_rankings(tok, read_rankings(write_jsonl(tmp_path / "r.jsonl", toy_rankings(9))), 128, "error")
+    seqs, group, rank = rm.flatten_prompts(enc)
+
+    def loss_and_grads(fn):
+        model.zero_grad()
+        scores = fn()
+        loss, _ = losses.kwise_ranking_loss(scores, group, rank)
+        loss.backward()
+        return scores.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    s0, g0 = loss_and_grads(lambda: chunked_sequence_scores(model, seqs, tok.pad_token_id, 0))
+    for chunk in (0, 4):
+        s1, g1 = loss_and_grads(lambda: prefix_shared_scores(model, [e["seqs"] for e in enc], tok.pad_token_id, chunk))
+        assert torch.allclose(s1, s0, atol=1e-5), (arch, chunk, (s1 - s0).abs().max())
+        assert g1.keys() == g0.keys()
+        for n in g0:
+            assert torch.allclose(g1[n], g0[n], atol=1e-5, rtol=1e-4), (arch, chunk, n)
+
+
+def test_rm_stage_shares_the_prompt_once_per_prompt(tmp_path, base, monkeypatch):
+    """The RM stage with share_prefix (the default): per step one forward over its prompts' shared
+    prefixes and forwards over the K continuations (K per prompt in all); the run equals one without
+    it to rounding; gradient checkpointing turns it off (logged in metrics)."""
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Model
+
+    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
+    calls = []
+    original = GPT2Model.forward
+
+    def counting_forward(self, input_ids=None, **kw):
+        if torch.is_grad_enabled():
+            calls.append(input_ids.shape[0])
+        return original(self, input_ids=input_ids, **kw)
+
+    monkeypatch.setattr(GPT2Model, "forward", counting_forward)
+    cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64)
+    assert cfg.share_prefix
+    m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
+    monkeypatch.setattr(GPT2Model, "forward", original)
+    assert m["share_prefix"] is True
+    rankings = read_rankings(data)
+    train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
+    assert len(calls) == 2 * m["steps"]  # prefixes, then the continuations (one chunk of <= 20 rows)
+    assert sum(calls[0::2]) == len(train_idx)  # each prompt once
+    assert sum(calls[1::2]) == sum(rankings[i].k for i in train_idx)  # K continuations per prompt
+    ref = rm.train_reward_model(dataclasses.replace(cfg, share_prefix=False), str(base), str(data),
+                                str(tmp_path / "rm0"), verbose=False)
+    assert ref["share_prefix"] is False
+    assert m["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-5)
+    assert m["val_accuracy"] == pytest.approx(ref["val_accuracy"], abs=0.02)
+    gc = rm.train_reward_model(dataclasses.replace(cfg, gradient_checkpointing=True), str(base), str(data),
+                               str(tmp_path / "rm_gc"), verbose=False)
+    assert gc["share_prefix"] is False
+
+
+def test_prefix_shared_gradients_are_bit_reproducible_on_two_threads(tmp_path):
+    """The prompt's keys and values are copied to its K rows by a one-hot matmul: an index with
+    repeats (k[group]) accumulates its backward in a thread-dependent order on the CPU, which made
+    two runs at one seed differ in the 9th decimal of the loss."""
+    from instructrl import losses
+    from instructrl.models import prefix_shared_scores, reward_model_from_causal_lm
+
+    from instructrl.models import build_gpt2, save_model_folder
+    from instructrl.tokenizer import build_char_tokenizer
+
+    tok = build_char_tokenizer()  # the default's large base's shape: the parallel accumulation shows there
+    folder = save_model_folder(build_gpt2(tok, n_layer=3, n_embd=256, n_head=4, n_positions=256, seed=0), tok, tmp_path / "m")
+    model, tok = reward_model_from_causal_lm(str(folder), seed=0)
+    model.train()
+    rows = []
+    for i in range(64):
+        k = 4 + i % 6
+        rows.append({"prompt": f"Q: please tell me about question number {i} at some length?\nA:",
+                     "responses": [f" answer {i}-{j} " + "y" * (3 * j) for j in range(k)], "ranking": list(range(k))})
+    enc = rm.encode_rankings(tok, read_rankings(write_jsonl(tmp_path / "r.jsonl", rows)), 256, "error")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            model.zero_grad()
+            for b0 in range(0, len(enc), 16):
+                b = enc[b0:b0 + 16]
+                _, group, rank = rm.flatten_prompts(b)
+                scores = prefix_shared_scores(model, [e["seqs"] for e in b], tok.pad_token_id, 32)
+                losses.kwise_ranking_loss(scores, group, rank)[0].backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])

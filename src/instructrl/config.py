@@ -242,6 +242,7 @@ class RMConfig(TrainerOptions):
     min_lr_ratio: float = f(0.1, "Final LR as a fraction of the peak.", unit(hi_open=False))
     batch_size: int = f(16, "Prompts per step; each brings all its K responses, so all C(K,2) pairs (paper: 64).", SIZE)
     chunk_rows: int = f(32, "Run each step's sum(K) sequences through the model in chunks of this many, sorted by length, each padded only to its own longest (one backward for all): the same loss and gradients to float rounding (~1e-6, tested) with fewer padding positions computed, ~1.6x faster steps on the default's RM (benchmarks/README.md). 0 = one forward over the whole step, padded to its longest sequence (the runs made before 32 was the default).", ge(0, 10**6))
+    share_prefix: bool = f(True, "Run each prompt's tokens once for its K responses and score every response over a copy of the prompt's cached keys and values (differentiable): the same loss and gradients to float rounding (~1e-6, tested), about half the positions computed on the default's RM (the prompt is 64% of its real tokens). Checked on the first batch against whole sequences; off (with a warning) for distributed runs, gradient checkpointing or a model whose cache does not fit. false = every response with its whole prompt (the runs made before it was the default).")
     beta1: float = f(0.9, "Adam beta1.", unit())
     beta2: float = f(0.95, "Adam beta2.", unit())
     weight_decay: float = f(0.0, "AdamW weight decay.", ge(0))
@@ -667,7 +668,7 @@ NOT_HASHED = ("report_to",)
 # are hashed as any field. PPO has them on by default since they were measured results-neutral on
 # the default pipeline, so a default PPO stage cached before then recomputes once.
 HASHED_UNLESS_OFF = {"fused_adamw": False, "reuse_sample_logprobs": False, "trim_padding": False, "score_chunk": 0,
-                     "chunk_rows": 0, "side_by_side_backward": False, "side_by_side_scoring": False,
+                     "chunk_rows": 0, "share_prefix": False, "side_by_side_backward": False, "side_by_side_scoring": False,
                      "side_by_side_sampling": False}
 
 

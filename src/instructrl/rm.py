@@ -5,7 +5,8 @@ One loop, top to bottom: turn the SFT model into a scalar-head RM, read and toke
 then for each step: take `batch_size` PROMPTS, flatten their K responses into one batch of
 sum(K) sequences, run the model on it (exactly K forward passes per prompt, never
 C(K,2)·2: one forward per chunk of `chunk_rows` of those sequences sorted by length, so little
-of it is padding), read each score at the EOS, and minimise the K-wise loss
+of it is padding; with `share_prefix` the prompt's tokens run once and its K responses continue
+from its cached keys and values), read each score at the EOS, and minimise the K-wise loss
 `-1/C(K,2) · Σ_{w ranked above l} log σ(r_w - r_l)` per prompt, averaged over prompts.
 After training, shift the score so the labelers' demonstrations have mean 0, and save a plain
 `AutoModelForSequenceClassification` folder.
@@ -28,6 +29,7 @@ Where we depart from it (or fill a gap):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
 from pathlib import Path
@@ -46,6 +48,7 @@ from instructrl.models import (
     n_params,
     pick_device,
     chunked_sequence_scores,
+    prefix_shared_scores,
     reward_model_from_causal_lm,
     score_sequences,
 )
@@ -60,6 +63,8 @@ from instructrl.train_utils import (
     set_lr,
     warn_unknown_tokens,
 )
+
+log = logging.getLogger(__name__)
 
 LOG_FIELDS = ["step", "epoch", "loss", "accuracy", "margin", "lr", "grad_norm", "prompts_per_s", "val_loss", "val_accuracy"]
 CALIBRATION_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -210,16 +215,22 @@ def flatten_prompts(encoded: list[dict]) -> tuple[list[list[int]], torch.Tensor,
     return seqs, torch.tensor(group, dtype=torch.long), torch.tensor(rank, dtype=torch.long)
 
 
-def kwise_step(train_rm, batch: list[dict], w: float, pad: int, dev, dist, chunk_rows: int = 0):
+def kwise_step(train_rm, batch: list[dict], w: float, pad: int, dev, dist, chunk_rows: int = 0,
+               share_prefix: bool = False):
     """Score every response of `batch`'s prompts (exactly K per prompt; the score read at the EOS)
     and take the K-wise loss over all their C(K,2) pairs, each prompt one batch element ([IG] Eq. 1).
     The sum(K) sequences go through the model in chunks of `chunk_rows` sorted by length
     (`models.chunked_sequence_scores`; 0 = one forward over all of them, right padded to the
-    longest): the same scores and loss to float rounding, one backward either way.
+    longest): the same scores and loss to float rounding, one backward either way. `share_prefix`:
+    each prompt's tokens run once for its K responses (`models.prefix_shared_scores`), the same
+    again to float rounding.
     Distributed: the loss is reweighted so DDP's gradient mean is the mean over all
     processes' prompts; the statistics are over all processes' pairs."""
     seqs, group, rank = flatten_prompts(batch)
-    scores = chunked_sequence_scores(train_rm, seqs, pad, chunk_rows, dev)
+    if share_prefix:
+        scores = prefix_shared_scores(train_rm, [e["seqs"] for e in batch], pad, chunk_rows, dev)
+    else:
+        scores = chunked_sequence_scores(train_rm, seqs, pad, chunk_rows, dev)
     loss, stats = losses.kwise_ranking_loss(scores, group.to(dev), rank.to(dev))
     if dist.distributed:
         n_local = w * float(stats["num_groups"])
@@ -229,6 +240,31 @@ def kwise_step(train_rm, batch: list[dict], w: float, pad: int, dev, dist, chunk
         stats = {"accuracy": dist.sum(float(stats["accuracy"]) * pairs) / n_pairs,
                  "margin": dist.sum(float(stats["margin"]) * pairs) / n_pairs}
     return loss, stats
+
+
+def check_prefix_sharing(rm, cfg, batch: list[dict], pad: int, dev, dist) -> tuple[bool, str]:
+    """Whether `rm.share_prefix` can be used for this run: asked for, a single process (the DDP /
+    FSDP wrappers take whole sequences), no gradient checkpointing (it turns the KV cache off), and
+    on the run's first batch the shared-prefix scores equal the whole-sequence ones (no gradients)
+    within 1e-4 + 1e-4 x the largest score. Returns (use it, why not)."""
+    if not cfg.share_prefix:
+        return False, "off"
+    if dist.distributed:
+        return False, "distributed run"
+    if cfg.gradient_checkpointing or getattr(rm, "is_activation_checkpointing", False):
+        return False, "gradient checkpointing"
+    seqs = [x for e in batch for x in e["seqs"]]
+    try:
+        with torch.no_grad():
+            shared = prefix_shared_scores(rm, [e["seqs"] for e in batch], pad, cfg.chunk_rows, dev)
+            whole = chunked_sequence_scores(rm, seqs, pad, cfg.chunk_rows, dev)
+    except Exception as e:  # a backbone without a usable KV cache: the whole-sequence path
+        return False, f"{type(e).__name__}: {e}"
+    diff = float((shared.float() - whole.float()).abs().max())
+    tol = 1e-4 + 1e-4 * float(whole.float().abs().max())
+    if not diff <= tol:
+        return False, f"scores differ by {diff:.3g} > {tol:.3g} on the first batch"
+    return True, ""
 
 
 def normalise_bias(rm, demo_seqs, pad: int, batch_size: int) -> dict:
@@ -339,7 +375,10 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
         logger = run.logger(LOG_FIELDS, rows=resumed["log"] if resumed else ())
         start_step = restore(resumed, rm, optimizer, run.guard) if resumed else 0
 
-        # 4. The loop.
+        # 4. The loop. Each prompt's tokens once for its K responses, where the model allows it (checked).
+        share_prefix, why_not = check_prefix_sharing(rm, cfg, train_set[:global_batch], pad, dev, dist)
+        if cfg.share_prefix and not share_prefix:
+            log.warning("rm: share_prefix off for this run (%s); each response is scored with its whole prompt", why_not)
         bar = progress(total_steps, "rm")
         step, epoch_stats = 0, []
         for epoch in range(1, cfg.epochs + 1):
@@ -360,7 +399,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
                 #     all C(K,2) comparisons of a prompt form one batch element ([IG] Eq. 1).
                 #     Distributed: each process takes its share of the global batch of prompts.
                 batch, w = dist.shard([train_set[i] for i in order[b0:b0 + global_batch]])
-                loss, stats = kwise_step(train_rm, batch, w, pad, dev, dist, cfg.chunk_rows)
+                loss, stats = kwise_step(train_rm, batch, w, pad, dev, dist, cfg.chunk_rows, share_prefix)
                 # 4b. Backward, clip, step; a NaN/inf loss or gradient skips the step (and stops after N).
                 dist.backward(loss)
                 grad_norm = dist.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
@@ -401,6 +440,7 @@ def train_reward_model(cfg, model: str, data: str | list[str], out: str, demonst
         # 6. Bias normalisation ([IG] §3.5): demonstrations score mean 0; then save.
         demo = normalise_bias(rm, d.demo_seqs, pad, 4 * cfg.batch_size)
         metrics = final_metrics(epoch_stats, val, held, demo, train_set, total_steps, rm, timer)
+        metrics["share_prefix"] = share_prefix
         if verbose:
             print(summary(metrics))
         rm.to("cpu")
