@@ -45,24 +45,30 @@ def toy_rankings(n: int, seed: int = 0) -> list[dict]:
 DEMOS = [{"prompt": f"Q: question {i}?\nA:", "response": f" demo {i}"} for i in range(7)]
 
 
-def test_exactly_k_forward_passes_per_prompt(tmp_path, base, monkeypatch):
+def count_grad_forwards(monkeypatch) -> list[int]:
+    """Rows of every GPT2Model forward run with gradients (training), appended as they happen."""
     from transformers.models.gpt2.modeling_gpt2 import GPT2Model
 
-    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
     calls = []
     original = GPT2Model.forward
 
     def counting_forward(self, input_ids=None, **kw):
-        calls.append((torch.is_grad_enabled(), input_ids.shape[0]))
+        if torch.is_grad_enabled():
+            calls.append(input_ids.shape[0])
         return original(self, input_ids=input_ids, **kw)
 
     monkeypatch.setattr(GPT2Model, "forward", counting_forward)
+    return calls
+
+
+def test_exactly_k_forward_passes_per_prompt(tmp_path, base, monkeypatch):
+    data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
+    train_calls = count_grad_forwards(monkeypatch)
     cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64, share_prefix=False)
     m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
 
     rankings = read_rankings(data)
     train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)
-    train_calls = [rows for grad, rows in calls if grad]
     # One model call per step, on exactly the sum of K of that step's prompts: K passes per prompt,
     # never 2 * C(K, 2).
     assert len(train_calls) == m["steps"] == -(-len(train_idx) // cfg.batch_size)
@@ -278,18 +284,8 @@ def test_chunked_scores_equal_one_forward_and_so_do_the_gradients(tmp_path, base
 def test_chunked_rm_step_still_runs_k_passes_per_prompt(tmp_path, base, monkeypatch):
     """With rm.chunk_rows the model runs several times per step, on chunk_rows rows at most, and the
     step's rows still sum to its prompts' K: K forward passes per prompt, never C(K,2)."""
-    from transformers.models.gpt2.modeling_gpt2 import GPT2Model
-
     data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
-    calls = []
-    original = GPT2Model.forward
-
-    def counting_forward(self, input_ids=None, **kw):
-        if torch.is_grad_enabled():
-            calls.append(input_ids.shape[0])
-        return original(self, input_ids=input_ids, **kw)
-
-    monkeypatch.setattr(GPT2Model, "forward", counting_forward)
+    calls = count_grad_forwards(monkeypatch)
     cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64, chunk_rows=3, share_prefix=False)
     m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
     rankings = read_rankings(data)
@@ -346,22 +342,12 @@ def test_rm_stage_shares_the_prompt_once_per_prompt(tmp_path, base, monkeypatch)
     """The RM stage with share_prefix (the default): per step one forward over its prompts' shared
     prefixes and forwards over the K continuations (K per prompt in all); the run equals one without
     it to rounding; gradient checkpointing turns it off (logged in metrics)."""
-    from transformers.models.gpt2.modeling_gpt2 import GPT2Model
-
     data = write_jsonl(tmp_path / "r.jsonl", toy_rankings(22))
-    calls = []
-    original = GPT2Model.forward
-
-    def counting_forward(self, input_ids=None, **kw):
-        if torch.is_grad_enabled():
-            calls.append(input_ids.shape[0])
-        return original(self, input_ids=input_ids, **kw)
-
-    monkeypatch.setattr(GPT2Model, "forward", counting_forward)
+    calls = count_grad_forwards(monkeypatch)
     cfg = RMConfig(batch_size=4, val_fraction=0.2, lr=1e-3, max_len=64)
     assert cfg.share_prefix
     m = rm.train_reward_model(cfg, str(base), str(data), str(tmp_path / "rm"), verbose=False)
-    monkeypatch.setattr(GPT2Model, "forward", original)
+    monkeypatch.undo()  # count only this run's forwards
     assert m["share_prefix"] is True
     rankings = read_rankings(data)
     train_idx, _ = rm.split_by_prompt(rankings, cfg.val_fraction, cfg.seed)

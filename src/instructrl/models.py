@@ -447,7 +447,11 @@ def chunked_sequence_scores(model, seqs, pad_id: int, chunk_rows: int, device=No
         index += rows
     if not parts:
         return torch.zeros(0)
-    scores = torch.cat(parts)
+    return _in_input_order(torch.cat(parts), index)
+
+
+def _in_input_order(scores: torch.Tensor, index: list[int]) -> torch.Tensor:
+    """`scores[j]` belongs to input row `index[j]`: the scores in input-row order (differentiable)."""
     if index == list(range(len(index))):
         return scores
     inverse = torch.empty(len(index), dtype=torch.long)
@@ -525,10 +529,9 @@ def prefix_shared_scores(model, groups, pad_id: int, chunk_rows: int, device=Non
         # Each row's copy of its prompt's keys and values as a one-hot matmul, not k[g]: the backward
         # of an index with repeats accumulates in a thread-dependent order (not bit-reproducible),
         # a matmul's does not.
-        pick = torch.nn.functional.one_hot(g, len(groups))
+        sel = torch.nn.functional.one_hot(g, len(groups)).to(layers[0][0].dtype)
         kv = DynamicCache()
         for li, (k, v) in enumerate(layers):
-            sel = pick.to(k.dtype)
             kv.update((sel @ k.reshape(k.shape[0], -1)).view(len(rows), *k.shape[1:]),
                       (sel @ v.reshape(v.shape[0], -1)).view(len(rows), *v.shape[1:]), li)
         attn = torch.cat([p_mask[g], r_mask], dim=1)
@@ -537,10 +540,7 @@ def prefix_shared_scores(model, groups, pad_id: int, chunk_rows: int, device=Non
         scores = head(h).squeeze(-1) + bias
         parts.append(scores.gather(1, last_token_index(r_mask).unsqueeze(1)).squeeze(1))
         index += rows
-    scores = torch.cat(parts)
-    inverse = torch.empty(len(index), dtype=torch.long)
-    inverse[torch.tensor(index, dtype=torch.long)] = torch.arange(len(index))
-    return scores[inverse.to(scores.device)]
+    return _in_input_order(torch.cat(parts), index)
 
 
 #: Score many sequences in batches of similar length (`length_sorted_chunks`): the same scores to
