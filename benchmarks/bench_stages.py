@@ -16,8 +16,10 @@ of each stage folder):
 
 - ``sft``: `sft.accumulate_step` (demonstrations + pretraining windows) + clip + AdamW step, on
   the small base (the SFT init).
-- ``rm``: `rm.kwise_step` (K responses of each prompt in one forward, the K-wise loss) + backward +
-  AdamW step, on the RM init (`reward_model_from_causal_lm` of the run's RM init base).
+- ``rm``: `rm.kwise_step` at the run's `chunk_rows` and `share_prefix` (K responses of each prompt,
+  the K-wise loss) + backward + AdamW step, on the RM init (`reward_model_from_causal_lm` of the
+  run's RM init base). Its FLOPs count the real positions the step needs (each prompt once where
+  prefixes are shared, every response), not the chunks' padding: a lower bound of what it computes.
 - ``ppo gen`` / ``ppo score`` / ``ppo update``: `ppo.collect_rollout` (sampling, then the no-grad
   forwards) and the minibatch steps of `ppo.minibatch_loss`, with the run's SFT policy and RM
   (the value model starts as the RM).
@@ -107,7 +109,7 @@ def main(argv=None):
     from instructrl import distributed, ppo, rm, rollout, sft
     from instructrl.config import PPOConfig, RMConfig, SFTConfig, apply_overrides, from_dict, load_yaml
     from instructrl.data import render
-    from instructrl.models import (load_policy, load_reward_model, reward_model_from_causal_lm,
+    from instructrl.models import (common_prefix_length, load_policy, load_reward_model, reward_model_from_causal_lm,
                                    set_residual_dropout)
     from instructrl.rollout import encode_prompts, sample
     from instructrl.train_utils import make_optimizer
@@ -179,14 +181,23 @@ def main(argv=None):
     def rm_step():
         i = next(it) * cfg.batch_size % max(1, len(d.encoded) - cfg.batch_size)
         batch = d.encoded[i:i + cfg.batch_size]
-        loss, _ = rm.kwise_step(model, batch, 1.0, tok.pad_token_id, dev, dist)
+        loss, _ = rm.kwise_step(model, batch, 1.0, tok.pad_token_id, dev, dist, chunk_rows=cfg.chunk_rows,
+                                share_prefix=cfg.share_prefix)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        seqs = [e["seqs"] for e in batch]
+        n_seq = sum(len(s) for s in seqs)
+        mean_len = sum(len(x) for s in seqs for x in s) / n_seq
+        # The real positions the step needs: with share_prefix each prompt's tokens once and every
+        # response's own; without, every whole sequence. Chunk padding is not counted (a lower bound).
+        prefix = [common_prefix_length(s) if cfg.share_prefix else 0 for s in seqs]
+        real = sum(p + sum(len(x) - p for x in s) for p, s in zip(prefix, seqs))
         ids, attn, _, _ = rm.collate_prompts(batch, tok.pad_token_id)
-        return ids.numel() * fpt(model, ids.shape[1] / 2, backward=True, lm_head=False), {
-            "tokens": ids.numel(), "sequences": ids.shape[0], "padding": round(1 - float(attn.float().mean()), 3)}
+        return real * fpt(model, mean_len / 2, backward=True, lm_head=False), {
+            "tokens": real, "sequences": n_seq, "chunk_rows": cfg.chunk_rows, "share_prefix": cfg.share_prefix,
+            "padding_if_one_forward": round(1 - float(attn.float().mean()), 3)}
 
     secs, (flops, info) = timed(rm_step, a.steps)
     report("rm", secs, flops, info["tokens"], model.config.n_embd, info, top_ops(rm_step, a.top))
