@@ -399,3 +399,67 @@ def test_prefix_shared_gradients_are_bit_reproducible_on_two_threads(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+@pytest.mark.parametrize("arch", ["gpt2_char", "llama"])
+def test_scoring_rows_of_one_prompt_shares_it_and_equals_whole_rows(tmp_path, base, arch, monkeypatch):
+    """models.SHARE_PREFIX_SCORING (no-grad scoring: best-of-n, RM validation, held-out rankings):
+    rows of one prompt are scored over its tokens run once; the scores equal scoring every row whole
+    to float rounding, in the input order, with rows of other prompts, a lone row and a row whose
+    prompt is cut by the context in the same call; the shared path really ran, in several calls."""
+    from instructrl import models
+    from instructrl.models import reward_model_from_causal_lm, score_token_pairs
+
+    from tiny_hf import make_model_folder
+
+    folder = base if arch == "gpt2_char" else make_model_folder(arch, tmp_path)
+    model, tok = reward_model_from_causal_lm(str(folder), seed=0)
+    rnd = random.Random(0)
+    limit = models.context_length(model, 10**9)
+    prompts = [[rnd.randrange(3, 40) for _ in range(rnd.randrange(3, 12))] for _ in range(7)]
+    pairs = [(p, [rnd.randrange(3, 40) for _ in range(rnd.randrange(0, 9))]) for p in prompts for _ in range(5)]
+    pairs.insert(3, ([5, 6, 7], [8, 9]))  # a prompt with one row
+    pairs.append((prompts[0] * (limit // len(prompts[0]) + 1), [10, 11]))  # cut to fit the context
+    rnd.shuffle(pairs)
+    P, R = [p for p, _ in pairs], [r for _, r in pairs]
+    calls, real = [], models.prefix_shared_scores
+    monkeypatch.setattr(models, "prefix_shared_scores", lambda m, groups, *a, **k: calls.append(len(groups)) or real(m, groups, *a, **k))
+    monkeypatch.setattr(models, "SHARE_PREFIX_SCORING", False)
+    whole = score_token_pairs(model, P, R, tok.eos_token_id, tok.pad_token_id, batch_size=4)
+    assert calls == []
+    monkeypatch.setattr(models, "SHARE_PREFIX_SCORING", True)
+    shared = score_token_pairs(model, P, R, tok.eos_token_id, tok.pad_token_id, batch_size=4)
+    assert torch.allclose(shared, whole, atol=1e-5), (shared - whole).abs().max()
+    # the first group's check, then calls of >= 16 rows (4 x batch_size), 7 groups of 5 in all
+    assert calls[0] == 1 and len(calls) >= 3 and sum(calls[1:]) == 7, calls
+    assert not model.training
+
+
+def test_shared_prompt_scoring_falls_back_where_the_backbone_does_not_suit(tmp_path, base, monkeypatch, caplog):
+    """A backbone whose shared-prefix scores cannot be computed (or differ) is scored row by row,
+    with one warning; the scores are the whole rows'. rm.evaluate's figures are the same either way."""
+    import logging
+
+    from instructrl import models
+    from instructrl.models import reward_model_from_causal_lm
+
+    model, tok = reward_model_from_causal_lm(str(base), seed=0)
+    enc = rm.encode_rankings(tok, read_rankings(write_jsonl(tmp_path / "r.jsonl", toy_rankings(9))), 128, "error")
+    monkeypatch.setattr(models, "SHARE_PREFIX_SCORING", False)
+    before = rm.evaluate(model, enc, tok.pad_token_id, 8)
+    monkeypatch.setattr(models, "SHARE_PREFIX_SCORING", True)
+    shared = rm.evaluate(model, enc, tok.pad_token_id, 8)
+    assert shared["pairs"] == before["pairs"] and abs(shared["accuracy"] - before["accuracy"]) < 1e-9
+    assert abs(shared["loss"] - before["loss"]) < 1e-5
+
+    def broken(*a, **k):
+        raise ValueError("no KV cache")
+
+    monkeypatch.setattr(models, "prefix_shared_scores", broken)
+    monkeypatch.setattr(models, "_PREFIX_SCORING_REFUSED", set())
+    with caplog.at_level(logging.WARNING, logger="instructrl.models"):
+        again = rm.evaluate(model, enc, tok.pad_token_id, 8)
+        rm.evaluate(model, enc, tok.pad_token_id, 8)
+    assert again["loss"] == before["loss"] and again["accuracy"] == before["accuracy"]
+    said = [r.getMessage() for r in caplog.records if "scoring each row whole" in r.getMessage()]
+    assert len(said) == 1 and "no KV cache" in said[0]

@@ -412,11 +412,13 @@ def score_token_pairs(model, prompt_ids, response_ids, eos_id: int, pad_id: int,
     most context - 2 response tokens). Right padded; CPU float tensor out.
     """
     limit = context_length(model, 10**9)
-    seqs = []
-    for p, r in zip(prompt_ids, response_ids):
+    seqs, groups = [], {}
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids)):
         resp = list(r)[: limit - 2] + [eos_id]
+        if p and len(p) + len(resp) <= limit:  # rows of one prompt, none of it cut: they share it
+            groups.setdefault(tuple(p), []).append(i)
         seqs.append(list(p)[-(limit - len(resp)):] + resp)
-    return score_sequences(model, seqs, pad_id, batch_size)
+    return score_grouped_sequences(model, seqs, list(groups.values()), pad_id, batch_size)
 
 
 def length_sorted_chunks(lengths: list[int], chunk_rows: int) -> list[list[int]]:
@@ -567,6 +569,70 @@ def score_sequences(model, seqs, pad_id: int, batch_size: int = 64) -> torch.Ten
         out.append(sequence_scores(model, ids.to(device), attn.to(device)).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
+
+
+#: No-grad scoring of rows that share a prompt (best-of-n's n samples of a prompt, a ranking's K
+#: responses): each prompt's tokens once per group, its rows continuing over its cached keys and
+#: values (`prefix_shared_scores`). The same scores to float rounding (~1e-6), checked against whole
+#: sequences on each call's first group (a backbone it does not suit falls back, once said). False =
+#: every row whole (`score_sequences`), as runs made before it scored.
+SHARE_PREFIX_SCORING = True
+_PREFIX_SCORING_REFUSED: set = set()  # model classes already said to fall back
+
+
+@torch.no_grad()
+def score_grouped_sequences(model, seqs, groups, pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """RM scores (CPU float tensor, input order) of complete token sequences, where ``groups`` lists
+    row indices whose sequences share a prefix (typically one prompt's responses). Groups of two or
+    more rows (with `SHARE_PREFIX_SCORING`) are scored by `prefix_shared_scores` in calls of about
+    4 x `batch_size` rows, chunks of `batch_size` sorted by length, groups ordered by prefix length
+    (so the prefixes of one call pad little); every other row by `score_sequences`. A row in no
+    group, or in several, is scored whole / once. The model is in eval mode while scoring."""
+    seen: set = set()
+    shared = []
+    for g in groups:
+        g = [i for i in g if i not in seen]
+        if len(g) >= 2:
+            c = common_prefix_length([seqs[i] for i in g])
+            if c > 0:
+                shared.append((c, g))
+                seen.update(g)
+    if not SHARE_PREFIX_SCORING or not shared:
+        return score_sequences(model, seqs, pad_id, batch_size)
+    device = next(model.parameters()).device
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        first = [seqs[i] for i in shared[0][1]]
+        try:  # the check: this backbone's shared-prefix scores equal its whole-sequence ones
+            a = prefix_shared_scores(model, [first], pad_id, 0, device).float()
+            b = chunked_sequence_scores(model, first, pad_id, 0, device).float()
+            why = "" if float((a - b).abs().max()) <= 1e-4 + 1e-4 * float(b.abs().max()) else \
+                f"scores differ by {float((a - b).abs().max()):.3g}"
+        except Exception as e:  # noqa: BLE001 - a backbone without a usable KV cache
+            why = f"{type(e).__name__}: {e}"
+        if why:
+            name = type(model).__name__
+            if name not in _PREFIX_SCORING_REFUSED:
+                _PREFIX_SCORING_REFUSED.add(name)
+                log.warning("scoring each row whole: shared-prompt scoring does not suit %s (%s)", name, why)
+            return score_sequences(model, seqs, pad_id, batch_size)
+        out = torch.zeros(len(seqs))
+        shared.sort(key=lambda cg: cg[0])
+        call: list = []
+        for k, (_, g) in enumerate(shared):
+            call.append(g)
+            if sum(len(x) for x in call) >= 4 * batch_size or k == len(shared) - 1:
+                rows = [i for x in call for i in x]
+                out[torch.tensor(rows)] = prefix_shared_scores(
+                    model, [[seqs[i] for i in x] for x in call], pad_id, batch_size, device).float().cpu()
+                call = []
+        rest = [i for i in range(len(seqs)) if i not in seen]
+        if rest:
+            out[torch.tensor(rest)] = score_sequences(model, [seqs[i] for i in rest], pad_id, batch_size)
+        return out
+    finally:
+        model.train(was_training)
 
 
 def score_texts(model, tokenizer, prompts, responses, batch_size: int = 64, fmt=None, messages=None) -> torch.Tensor:

@@ -50,6 +50,7 @@ from instructrl.models import (
     chunked_sequence_scores,
     prefix_shared_scores,
     reward_model_from_causal_lm,
+    score_grouped_sequences,
     score_sequences,
 )
 from instructrl.run import Run, rng_state, set_rng_state
@@ -169,7 +170,11 @@ def ranking_metrics(scores: torch.Tensor, encoded: list[dict]) -> dict:
 
 def evaluate(model, encoded: list[dict], pad_id: int, batch_size: int) -> dict:
     seqs = [s for e in encoded for s in e["seqs"]]
-    return ranking_metrics(score_sequences(model, seqs, pad_id, batch_size), encoded)
+    groups, start = [], 0  # each prompt's K responses share its tokens (models.SHARE_PREFIX_SCORING)
+    for e in encoded:
+        groups.append(list(range(start, start + len(e["seqs"]))))
+        start += len(e["seqs"])
+    return ranking_metrics(score_grouped_sequences(model, seqs, groups, pad_id, batch_size), encoded)
 
 
 def format_calibration(table: list[dict]) -> str:
