@@ -571,6 +571,22 @@ def score_sequences(model, seqs, pad_id: int, batch_size: int = 64) -> torch.Ten
     return torch.cat(out) if out else torch.zeros(0)
 
 
+@torch.no_grad()
+def prefix_sharing_mismatch(model, groups, pad_id: int, chunk_rows: int, device=None) -> str:
+    """Why `prefix_shared_scores` does not suit ``model`` on ``groups`` (lists of sequences sharing a
+    prefix), or "" when it does: its scores equal `chunked_sequence_scores` of the whole sequences
+    within 1e-4 + 1e-4 x the largest score. A backbone without a usable KV cache (gradient
+    checkpointing, no ``position_ids``) is named by the exception it raised."""
+    try:
+        shared = prefix_shared_scores(model, groups, pad_id, chunk_rows, device).float()
+        whole = chunked_sequence_scores(model, [x for g in groups for x in g], pad_id, chunk_rows, device).float()
+    except Exception as e:  # noqa: BLE001 - reported, and the caller scores whole sequences
+        return f"{type(e).__name__}: {e}"
+    diff = float((shared - whole).abs().max())
+    tol = 1e-4 + 1e-4 * float(whole.abs().max())
+    return "" if diff <= tol else f"scores differ by {diff:.3g} > {tol:.3g}"
+
+
 #: No-grad scoring of rows that share a prompt (best-of-n's n samples of a prompt, a ranking's K
 #: responses): each prompt's tokens once per group, its rows continuing over its cached keys and
 #: values (`prefix_shared_scores`). The same scores to float rounding (~1e-6), checked against whole
@@ -603,14 +619,7 @@ def score_grouped_sequences(model, seqs, groups, pad_id: int, batch_size: int = 
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        first = [seqs[i] for i in shared[0][1]]
-        try:  # the check: this backbone's shared-prefix scores equal its whole-sequence ones
-            a = prefix_shared_scores(model, [first], pad_id, 0, device).float()
-            b = chunked_sequence_scores(model, first, pad_id, 0, device).float()
-            why = "" if float((a - b).abs().max()) <= 1e-4 + 1e-4 * float(b.abs().max()) else \
-                f"scores differ by {float((a - b).abs().max()):.3g}"
-        except Exception as e:  # noqa: BLE001 - a backbone without a usable KV cache
-            why = f"{type(e).__name__}: {e}"
+        why = prefix_sharing_mismatch(model, [[seqs[i] for i in shared[0][1]]], pad_id, 0, device)
         if why:
             name = type(model).__name__
             if name not in _PREFIX_SCORING_REFUSED:

@@ -49,6 +49,7 @@ from instructrl.models import (
     pick_device,
     chunked_sequence_scores,
     prefix_shared_scores,
+    prefix_sharing_mismatch,
     reward_model_from_causal_lm,
     score_grouped_sequences,
     score_sequences,
@@ -258,18 +259,8 @@ def check_prefix_sharing(rm, cfg, batch: list[dict], pad: int, dev, dist) -> tup
         return False, "distributed run"
     if cfg.gradient_checkpointing or getattr(rm, "is_activation_checkpointing", False):
         return False, "gradient checkpointing"
-    seqs = [x for e in batch for x in e["seqs"]]
-    try:
-        with torch.no_grad():
-            shared = prefix_shared_scores(rm, [e["seqs"] for e in batch], pad, cfg.chunk_rows, dev)
-            whole = chunked_sequence_scores(rm, seqs, pad, cfg.chunk_rows, dev)
-    except Exception as e:  # a backbone without a usable KV cache: the whole-sequence path
-        return False, f"{type(e).__name__}: {e}"
-    diff = float((shared.float() - whole.float()).abs().max())
-    tol = 1e-4 + 1e-4 * float(whole.float().abs().max())
-    if not diff <= tol:
-        return False, f"scores differ by {diff:.3g} > {tol:.3g} on the first batch"
-    return True, ""
+    why = prefix_sharing_mismatch(rm, [e["seqs"] for e in batch], pad, cfg.chunk_rows, dev)
+    return (False, f"{why} on the first batch") if why else (True, "")
 
 
 def normalise_bias(rm, demo_seqs, pad: int, batch_size: int) -> dict:
